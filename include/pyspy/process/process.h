@@ -1,0 +1,35 @@
+// Facts about a live process from /proc: existence, command line, threads.
+#pragma once
+
+#include <sys/types.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "pyspy/common/result.h"
+
+namespace pyspy {
+
+struct ThreadStat {
+    pid_t tid = 0;
+    char state = '?';  // the state letter of /proc/PID/task/TID/stat: R, S, D, t, Z, ...
+    std::string comm;  // the kernel's thread name (15 bytes at most)
+
+    bool running() const { return state == 'R'; }
+};
+
+// Throws FatalError: NoSuchProcess (absent or a zombie), PermissionDenied (cannot
+// read its memory: the message says to run as the same user or root, grant
+// CAP_SYS_PTRACE, or check /proc/sys/kernel/yama/ptrace_scope).
+void checkProcessAccessible(pid_t pid);
+
+bool processAlive(pid_t pid);  // exists and is not a zombie
+
+std::string readCommandLine(pid_t pid);  // arguments joined by spaces; bounded length
+std::string readExecutablePath(pid_t pid);  // the /proc/PID/exe link target, or ""
+
+std::vector<pid_t> listThreads(pid_t pid);  // from /proc/PID/task, main thread first
+Result<ThreadStat> readThreadStat(pid_t pid, pid_t tid);
+
+}  // namespace pyspy

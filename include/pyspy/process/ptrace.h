@@ -1,0 +1,37 @@
+// ThreadPause: stops every thread of a process with ptrace (PTRACE_SEIZE +
+// PTRACE_INTERRUPT) for a consistent snapshot, and resumes them (PTRACE_DETACH) in
+// its destructor on every path: return, exception, or Ctrl-C handled by the caller.
+// If pyspy-cpp is killed, the kernel detaches and the target runs on.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <vector>
+
+#include "pyspy/common/result.h"
+
+namespace pyspy {
+
+class ThreadPause {
+  public:
+    // Pauses all threads of `pid`, including threads created while pausing.
+    // Fails with ProcessGone / Permission errors; never leaves a thread stopped.
+    static Result<ThreadPause> pauseAll(pid_t pid, std::chrono::milliseconds timeout = std::chrono::milliseconds(2000));
+
+    ThreadPause(ThreadPause&& other) noexcept;
+    ThreadPause& operator=(ThreadPause&& other) noexcept;
+    ThreadPause(const ThreadPause&) = delete;
+    ThreadPause& operator=(const ThreadPause&) = delete;
+    ~ThreadPause();
+
+    const std::vector<pid_t>& threads() const { return threads_; }
+    void resume();  // detach now (idempotent)
+
+  private:
+    ThreadPause(pid_t pid, std::vector<pid_t> threads) : pid_(pid), threads_(std::move(threads)) {}
+    pid_t pid_ = 0;
+    std::vector<pid_t> threads_;
+};
+
+}  // namespace pyspy
