@@ -3,8 +3,11 @@
 #include <fcntl.h>
 #include <sys/uio.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <string>
+
+#include "pyspy/process/process.h"
 
 namespace pyspy {
 
@@ -21,7 +24,8 @@ ReadError errnoToReadError(int err, std::uint64_t address) {
 
 }  // namespace
 
-LiveProcessMemory::LiveProcessMemory(pid_t pid) : pid_(pid) {}
+LiveProcessMemory::LiveProcessMemory(pid_t pid, Backend backend)
+    : pid_(pid), useProcMem_(backend == Backend::ProcMem) {}
 
 Status LiveProcessMemory::read(std::uint64_t address, void* out, std::size_t size) const {
     if (size == 0) return {};
@@ -31,8 +35,13 @@ Status LiveProcessMemory::read(std::uint64_t address, void* out, std::size_t siz
         const ssize_t n = ::process_vm_readv(pid_, &local, 1, &remote, 1, 0);
         if (n == static_cast<ssize_t>(size)) return {};
         if (n >= 0) return Err{ReadError{ReadErrorKind::Fault, address, "short read"}};
-        if (errno != ENOSYS) return Err{errnoToReadError(errno, address)};
-        useProcMem_ = true;
+        const int err = errno;
+        if (err != ENOSYS && err != EPERM) return Err{errnoToReadError(err, address)};
+        // Unavailable or refused: /proc/PID/mem goes through a different check and
+        // may still work. Once it opens, it is the path for every later read.
+        Status viaFile = readProcMem(address, out, size);
+        if (procMem_) useProcMem_ = true;
+        return viaFile;
     }
     return readProcMem(address, out, size);
 }
@@ -40,8 +49,8 @@ Status LiveProcessMemory::read(std::uint64_t address, void* out, std::size_t siz
 Status LiveProcessMemory::readMany(std::span<const ReadRequest> requests) const {
     // process_vm_readv takes many remote ranges in one call (at most IOV_MAX).
     constexpr std::size_t kBatch = 512;
-    if (useProcMem_) return ProcessMemory::readMany(requests);
     for (std::size_t start = 0; start < requests.size(); start += kBatch) {
+        if (useProcMem_) return ProcessMemory::readMany(requests.subspan(start));
         const std::size_t count = std::min(kBatch, requests.size() - start);
         iovec local[kBatch];
         iovec remote[kBatch];
@@ -54,11 +63,9 @@ Status LiveProcessMemory::readMany(std::span<const ReadRequest> requests) const 
         }
         const ssize_t n = ::process_vm_readv(pid_, local, count, remote, count, 0);
         if (n == static_cast<ssize_t>(total)) continue;
-        if (n < 0 && errno == ENOSYS) {
-            useProcMem_ = true;
-            return ProcessMemory::readMany(requests.subspan(start));
-        }
-        // A partial transfer stops at the first failing range; re-read one by one to report it.
+        if (n < 0 && errno == ESRCH) return Err{errnoToReadError(ESRCH, requests[start].address)};
+        // A partial transfer stops at the first failing range, and ENOSYS/EPERM need the
+        // fallback decision of read(): go one by one to report the right range and error.
         for (std::size_t i = 0; i < count; ++i) {
             const auto& r = requests[start + i];
             PYSPY_CHECK(read(r.address, r.out, r.size));
@@ -73,10 +80,16 @@ Status LiveProcessMemory::readProcMem(std::uint64_t address, void* out, std::siz
         procMem_.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
         if (!procMem_) return Err{errnoToReadError(errno == ENOENT ? ESRCH : errno, address)};
     }
-    const ssize_t n = ::pread(procMem_.get(), out, size, static_cast<off_t>(address));
+    ssize_t n = -1;
+    do {
+        n = ::pread(procMem_.get(), out, size, static_cast<off_t>(address));
+    } while (n < 0 && errno == EINTR);
     if (n == static_cast<ssize_t>(size)) return {};
-    if (n >= 0) return Err{ReadError{ReadErrorKind::Fault, address, "short read"}};
-    return Err{errnoToReadError(errno, address)};
+    const int err = n < 0 ? errno : EFAULT;
+    // Once the target has exited its open mem file reads as empty rather than failing
+    // with ESRCH; tell that apart from a bad address (only on this rare path).
+    if (err != EPERM && err != EACCES && !processAlive(pid_)) return Err{errnoToReadError(ESRCH, address)};
+    return Err{errnoToReadError(err, address)};
 }
 
 }  // namespace pyspy

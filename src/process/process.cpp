@@ -1,0 +1,229 @@
+#include "pyspy/process/process.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <climits>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <string_view>
+
+#include "pyspy/common/error.h"
+#include "pyspy/common/fd.h"
+#include "pyspy/process/maps.h"
+
+namespace pyspy {
+
+namespace detail {
+
+// Shared with maps.cpp so every permission failure gives the same advice.
+[[noreturn]] void throwPermissionDenied(pid_t pid) {
+    throw FatalError(ErrorKind::PermissionDenied,
+                     "permission denied reading process " + std::to_string(pid) +
+                         ": run pyspy-cpp as the same user as the target or as root, grant CAP_SYS_PTRACE, "
+                         "or check /proc/sys/kernel/yama/ptrace_scope");
+}
+
+}  // namespace detail
+
+namespace {
+
+constexpr std::size_t kCommandLineLimit = 4096;
+
+std::string procPath(pid_t pid, std::string_view tail) { return "/proc/" + std::to_string(pid) + std::string(tail); }
+
+// Reads at most `limit` bytes of a /proc file. On failure returns false with errno set.
+bool readProcFile(const std::string& path, std::size_t limit, std::string& out) {
+    out.clear();
+    FD fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) return false;
+    char buffer[4096];
+    while (out.size() < limit) {
+        const std::size_t want = std::min(sizeof buffer, limit - out.size());
+        const ssize_t n = ::read(fd.get(), buffer, want);
+        if (n > 0) {
+            out.append(buffer, static_cast<std::size_t>(n));
+        } else if (n == 0) {
+            break;
+        } else if (errno != EINTR) {
+            return false;
+        }
+    }
+    return true;
+}
+
+// Parses a stat line "TID (COMM) STATE ...". The name may hold spaces and parentheses,
+// but the kernel writes nothing after it that contains ')', so the last ')' ends it.
+std::optional<ThreadStat> parseStat(std::string_view text) {
+    const std::size_t open = text.find(" (");
+    const std::size_t close = text.rfind(')');
+    if (open == std::string_view::npos || close == std::string_view::npos || close < open + 2) return std::nullopt;
+    ThreadStat stat;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + open, stat.tid);
+    if (ec != std::errc() || end != text.data() + open) return std::nullopt;
+    if (close + 2 >= text.size() || text[close + 1] != ' ') return std::nullopt;
+    stat.comm = std::string(text.substr(open + 2, close - open - 2));
+    stat.state = text[close + 2];
+    return stat;
+}
+
+// The state letter of a whole process, or 0 when /proc/PID does not exist.
+char processState(pid_t pid) {
+    std::string text;
+    if (!readProcFile(procPath(pid, "/stat"), 1024, text)) return 0;
+    const auto stat = parseStat(text);
+    return stat ? stat->state : 0;
+}
+
+bool isDead(char state) { return state == 'Z' || state == 'X' || state == 'x'; }
+
+// Tries to read one byte of a readable mapping; returns 0 on success, else the errno
+// that decides the outcome (EFAULT when no mapping could be read for another reason).
+int probeOneByte(pid_t pid, const std::vector<MemoryMapping>& mappings) {
+    constexpr int kMaxAttempts = 8;  // [vvar] and guard pages refuse reads; try a few
+    int attempts = 0;
+    int lastError = EFAULT;
+    for (const auto& mapping : mappings) {
+        if (!mapping.readable || mapping.size() == 0) continue;
+        if (++attempts > kMaxAttempts) break;
+        char byte = 0;
+        iovec local{&byte, 1};
+        iovec remote{reinterpret_cast<void*>(mapping.start), 1};  // NOLINT(performance-no-int-to-ptr)
+        if (::process_vm_readv(pid, &local, 1, &remote, 1, 0) == 1) return 0;
+        lastError = errno;
+        if (lastError == ENOSYS || lastError == EPERM) {
+            // Unavailable (old kernel) or refused (e.g. a seccomp filter in a container):
+            // LiveProcessMemory would fall back to /proc/PID/mem, so decide by that.
+            FD mem(::open(procPath(pid, "/mem").c_str(), O_RDONLY | O_CLOEXEC));
+            if (!mem) return errno == ENOENT ? ESRCH : errno;
+            if (::pread(mem.get(), &byte, 1, static_cast<off_t>(mapping.start)) == 1) return 0;
+            lastError = errno;
+        }
+        if (lastError == EACCES || lastError == EPERM || lastError == ESRCH) return lastError;
+    }
+    return lastError;
+}
+
+// Escapes a byte that is not printable ASCII as \xNN, keeping valid UTF-8 sequences.
+void appendEscaped(std::string& out, std::string_view bytes) {
+    static constexpr char kHex[] = "0123456789abcdef";
+    std::size_t i = 0;
+    while (i < bytes.size()) {
+        const auto c = static_cast<unsigned char>(bytes[i]);
+        if (c >= 0x20 && c < 0x7f) {
+            out.push_back(static_cast<char>(c));
+            ++i;
+            continue;
+        }
+        // A UTF-8 lead byte followed by the right number of continuation bytes.
+        std::size_t length = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+        if (length > 0 && i + length <= bytes.size()) {
+            bool valid = true;
+            for (std::size_t k = 1; k < length; ++k) {
+                valid = valid && (static_cast<unsigned char>(bytes[i + k]) & 0xc0) == 0x80;
+            }
+            if (valid) {
+                out.append(bytes.substr(i, length));
+                i += length;
+                continue;
+            }
+        }
+        out += "\\x";
+        out.push_back(kHex[c >> 4]);
+        out.push_back(kHex[c & 0xf]);
+        ++i;
+    }
+}
+
+}  // namespace
+
+void checkProcessAccessible(pid_t pid) {
+    const std::string who = "process " + std::to_string(pid);
+    if (pid <= 0) throw FatalError(ErrorKind::NoSuchProcess, who + " does not exist");
+    const char state = processState(pid);
+    if (state == 0) throw FatalError(ErrorKind::NoSuchProcess, who + " does not exist");
+    if (isDead(state)) {
+        throw FatalError(ErrorKind::NoSuchProcess, who + " is a zombie: it exited and its parent has not reaped it");
+    }
+    const std::vector<MemoryMapping> mappings = readMaps(pid);  // throws NoSuchProcess / PermissionDenied
+    switch (probeOneByte(pid, mappings)) {
+        case EACCES:
+        case EPERM: detail::throwPermissionDenied(pid);
+        case ESRCH: throw FatalError(ErrorKind::NoSuchProcess, who + " exited");
+        default: break;  // readable, or no mapping to probe (a kernel thread): nothing more to learn here
+    }
+}
+
+bool processAlive(pid_t pid) {
+    if (pid <= 0) return false;
+    const char state = processState(pid);
+    return state != 0 && !isDead(state);
+}
+
+std::string readCommandLine(pid_t pid) {
+    // One byte past the bound tells whether the command line was cut.
+    std::string raw;
+    if (!readProcFile(procPath(pid, "/cmdline"), kCommandLineLimit + 1, raw)) return {};
+    const bool truncated = raw.size() > kCommandLineLimit;
+    if (truncated) raw.resize(kCommandLineLimit);
+    while (!raw.empty() && raw.back() == '\0') raw.pop_back();
+
+    std::string out;
+    std::string_view rest = raw;
+    for (;;) {
+        const std::size_t nul = rest.find('\0');
+        appendEscaped(out, rest.substr(0, nul));
+        if (nul == std::string_view::npos) break;
+        out.push_back(' ');
+        rest.remove_prefix(nul + 1);
+    }
+    if (truncated) out += "...";
+    return out;
+}
+
+std::string readExecutablePath(pid_t pid) {
+    char buffer[PATH_MAX];
+    const ssize_t n = ::readlink(procPath(pid, "/exe").c_str(), buffer, sizeof buffer);
+    if (n <= 0 || static_cast<std::size_t>(n) >= sizeof buffer) return {};
+    return std::string(buffer, static_cast<std::size_t>(n));
+}
+
+std::vector<pid_t> listThreads(pid_t pid) {
+    std::vector<pid_t> threads;
+    const std::unique_ptr<DIR, int (*)(DIR*)> dir(::opendir(procPath(pid, "/task").c_str()), ::closedir);
+    if (!dir) return threads;
+    while (const dirent* entry = ::readdir(dir.get())) {
+        const std::string_view name = entry->d_name;
+        pid_t tid = 0;
+        const auto [end, ec] = std::from_chars(name.data(), name.data() + name.size(), tid);
+        if (ec == std::errc() && end == name.data() + name.size() && tid > 0) threads.push_back(tid);
+    }
+    // Main thread first, then ascending: stable output and the leader is sampled first.
+    std::sort(threads.begin(), threads.end(), [pid](pid_t a, pid_t b) {
+        if ((a == pid) != (b == pid)) return a == pid;
+        return a < b;
+    });
+    return threads;
+}
+
+Result<ThreadStat> readThreadStat(pid_t pid, pid_t tid) {
+    const std::string path = procPath(pid, "/task/" + std::to_string(tid) + "/stat");
+    std::string text;
+    if (!readProcFile(path, 4096, text)) {
+        const int err = errno;
+        if (err == ENOENT || err == ESRCH) return Err{ReadError{ReadErrorKind::ProcessGone, 0, "thread exited"}};
+        if (err == EACCES || err == EPERM) return Err{ReadError{ReadErrorKind::Permission, 0, "cannot read " + path}};
+        return Err{ReadError{ReadErrorKind::Fault, 0, "cannot read " + path + ": " + std::strerror(err)}};
+    }
+    auto stat = parseStat(text);
+    if (!stat) return Err{invalid("malformed " + path)};
+    return std::move(*stat);
+}
+
+}  // namespace pyspy

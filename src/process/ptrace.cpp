@@ -1,0 +1,190 @@
+// ThreadPause implementation.
+//
+// Threading contract: the kernel accepts ptrace requests only from the thread that
+// attached (the tracer thread), so a ThreadPause must be created, resumed and
+// destroyed on the same thread. Moving it to another thread and destroying it there
+// would fail to detach, leaving the target stopped until this process exits.
+#include "pyspy/process/ptrace.h"
+
+#include <sys/ptrace.h>
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <string>
+#include <thread>
+
+#include "pyspy/process/process.h"
+
+namespace pyspy {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Threads can be created while we stop the others, so /proc/PID/task is listed again
+// after every round of stops. A stopped thread creates nothing, so a few rounds
+// converge; the bound only guards against a pathological target.
+constexpr int kMaxRounds = 50;
+// Extra time given on failure paths to threads that were seized but have not stopped
+// yet: a seized thread can only be detached once it is stopped.
+constexpr std::chrono::milliseconds kDetachGrace{500};
+
+struct Tracee {
+    pid_t tid = 0;
+    bool stopped = false;
+};
+
+long ptraceRequest(enum __ptrace_request request, pid_t tid, long data = 0) {
+    return ::ptrace(request, tid, nullptr, reinterpret_cast<void*>(data));  // NOLINT(performance-no-int-to-ptr)
+}
+
+// Collects the ptrace stops of every tracee not yet stopped, until all have stopped
+// or exited (exited ones are removed) or the deadline passes. Returns false on timeout.
+bool waitForStops(std::vector<Tracee>& tracees, Clock::time_point deadline) {
+    auto backoff = std::chrono::microseconds(50);
+    for (;;) {
+        bool pending = false;
+        bool progressed = false;
+        for (auto& tracee : tracees) {
+            if (tracee.stopped || tracee.tid == 0) continue;
+            int status = 0;
+            const pid_t r = ::waitpid(tracee.tid, &status, __WALL | WNOHANG);
+            if (r == 0 || (r < 0 && errno == EINTR)) {
+                pending = true;
+                continue;
+            }
+            progressed = true;
+            if (r < 0 || WIFEXITED(status) || WIFSIGNALED(status)) {
+                tracee.tid = 0;  // exited (ECHILD: exited and already reaped); dropped below
+            } else if (WIFSTOPPED(status) && (status >> 16) == PTRACE_EVENT_STOP) {
+                tracee.stopped = true;  // our interrupt, or a group-stop: either way it is stopped
+            } else if (WIFSTOPPED(status)) {
+                // A signal-delivery-stop came first. Deliver the signal as if we were not
+                // there, and ask again for the stop we want.
+                ptraceRequest(PTRACE_CONT, tracee.tid, WSTOPSIG(status));
+                ptraceRequest(PTRACE_INTERRUPT, tracee.tid);
+                pending = true;
+            }
+        }
+        std::erase_if(tracees, [](const Tracee& t) { return t.tid == 0; });
+        if (!pending) return true;
+        if (Clock::now() >= deadline) return false;
+        if (!progressed) {
+            std::this_thread::sleep_for(backoff);
+            backoff = std::min(backoff * 2, std::chrono::microseconds(2000));
+        }
+    }
+}
+
+// Detaches one stopped tracee. A thread that died meanwhile cannot be detached
+// (ESRCH); reap it if its exit is already reported so no traced zombie lingers.
+void detachThread(pid_t tid) {
+    if (ptraceRequest(PTRACE_DETACH, tid) != 0 && errno == ESRCH) {
+        int status = 0;
+        ::waitpid(tid, &status, __WALL | WNOHANG);
+    }
+}
+
+// Failure path: every seized thread must end up detached, never stopped.
+void detachAll(std::vector<Tracee>& tracees) {
+    waitForStops(tracees, Clock::now() + kDetachGrace);
+    for (const auto& tracee : tracees) detachThread(tracee.tid);
+    tracees.clear();
+}
+
+bool isDeadThread(pid_t pid, pid_t tid) {
+    const auto stat = readThreadStat(pid, tid);
+    return !stat.ok() || stat->state == 'Z' || stat->state == 'X' || stat->state == 'x';
+}
+
+ReadError pauseError(ReadErrorKind kind, pid_t pid, const std::string& what) {
+    return ReadError{kind, 0, "cannot pause process " + std::to_string(pid) + ": " + what};
+}
+
+}  // namespace
+
+Result<ThreadPause> ThreadPause::pauseAll(pid_t pid, std::chrono::milliseconds timeout) {
+    if (pid <= 0) return Err{pauseError(ReadErrorKind::ProcessGone, pid, "no such process")};
+    const auto deadline = Clock::now() + timeout;
+    std::vector<Tracee> tracees;
+    std::vector<pid_t> skipped;  // zombie threads: listed by /proc but never able to stop
+    const auto fail = [&tracees](ReadError error) {
+        detachAll(tracees);
+        return Err{std::move(error)};
+    };
+    const auto known = [&](pid_t tid) {
+        return std::ranges::find(skipped, tid) != skipped.end() ||
+               std::ranges::any_of(tracees, [tid](const Tracee& t) { return t.tid == tid; });
+    };
+
+    bool converged = false;
+    for (int round = 0; round < kMaxRounds && !converged; ++round) {
+        bool added = false;
+        for (const pid_t tid : listThreads(pid)) {
+            if (known(tid)) continue;
+            // An exited leader stays listed while other threads run, and never stops.
+            if (isDeadThread(pid, tid)) {
+                skipped.push_back(tid);
+                continue;
+            }
+            if (ptraceRequest(PTRACE_SEIZE, tid) != 0) {
+                const int err = errno;
+                if (err == ESRCH) continue;  // the thread exited meanwhile
+                if (err == EPERM) {
+                    return fail(pauseError(ReadErrorKind::Permission, pid,
+                                           "ptrace of thread " + std::to_string(tid) +
+                                               " refused (not permitted, or already traced by a debugger)"));
+                }
+                return fail(pauseError(ReadErrorKind::Fault, pid,
+                                       "PTRACE_SEIZE of thread " + std::to_string(tid) + ": " + std::strerror(err)));
+            }
+            tracees.push_back(Tracee{tid, false});
+            added = true;
+            // ESRCH here means the thread is exiting: waitForStops sees its exit.
+            if (ptraceRequest(PTRACE_INTERRUPT, tid) != 0 && errno != ESRCH) {
+                const int err = errno;
+                return fail(pauseError(ReadErrorKind::Fault, pid,
+                                       "PTRACE_INTERRUPT of thread " + std::to_string(tid) + ": " +
+                                           std::strerror(err)));
+            }
+        }
+        converged = !added;
+        if (added && !waitForStops(tracees, deadline)) {
+            return fail(pauseError(ReadErrorKind::Fault, pid,
+                                   "timed out after " + std::to_string(timeout.count()) +
+                                       " ms waiting for its threads to stop"));
+        }
+    }
+    if (!converged) return fail(pauseError(ReadErrorKind::Fault, pid, "threads kept appearing"));
+    if (tracees.empty()) return Err{pauseError(ReadErrorKind::ProcessGone, pid, "the process has exited")};
+
+    std::vector<pid_t> threads;
+    threads.reserve(tracees.size());
+    for (const auto& tracee : tracees) threads.push_back(tracee.tid);
+    // Same order as listThreads: main thread first, then ascending.
+    std::ranges::sort(threads, [pid](pid_t a, pid_t b) { return (a == pid) != (b == pid) ? a == pid : a < b; });
+    return ThreadPause(pid, std::move(threads));
+}
+
+ThreadPause::ThreadPause(ThreadPause&& other) noexcept
+    : pid_(std::exchange(other.pid_, 0)), threads_(std::exchange(other.threads_, {})) {}
+
+ThreadPause& ThreadPause::operator=(ThreadPause&& other) noexcept {
+    if (this != &other) {
+        resume();
+        pid_ = std::exchange(other.pid_, 0);
+        threads_ = std::exchange(other.threads_, {});
+    }
+    return *this;
+}
+
+ThreadPause::~ThreadPause() { resume(); }
+
+void ThreadPause::resume() {
+    for (const pid_t tid : threads_) detachThread(tid);
+    threads_.clear();
+}
+
+}  // namespace pyspy
