@@ -1,0 +1,79 @@
+// FrameWalker: turns a chain of frames in the target into PyFrames, innermost first.
+// It starts from any frame (a thread's current frame today; a coroutine's frame for
+// asyncio task stacks later), so it knows nothing about threads.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include "pyspy/common/result.h"
+#include "pyspy/process/memory.h"
+#include "pyspy/python/objects.h"
+#include "pyspy/python/stack.h"
+
+namespace pyspy {
+
+// Decoded code objects by address. A hit is trusted only if the identity fields of
+// the code object (type, name, qualname, filename and line-table pointers, first
+// line) still hold the values they had when it was decoded: a code object that was
+// freed and replaced by another at the same address then misses. Since a code
+// object holds references to those immutable objects, equal pointers mean equal text.
+class CodeCache {
+  public:
+    explicit CodeCache(std::size_t capacity = 65536) : capacity_(capacity) {}
+
+    // `header` holds the first headerSize(layout) bytes of the code object.
+    Result<std::shared_ptr<const CodeInfo>> get(const ObjectReader& reader, const RemoteBlock& header);
+
+    static std::size_t headerSize(const PyLayout& layout);
+    std::size_t size() const { return entries_.size(); }
+    std::size_t hits() const { return hits_; }
+    std::size_t misses() const { return misses_; }
+
+  private:
+    struct Entry {
+        std::vector<std::uint8_t> identity;
+        std::shared_ptr<const CodeInfo> info;
+    };
+    std::size_t capacity_;
+    std::unordered_map<std::uint64_t, Entry> entries_;
+    std::size_t hits_ = 0;
+    std::size_t misses_ = 0;
+};
+
+struct WalkLimits {
+    std::size_t maxDepth = 2048;  // deeper stacks are cut and marked truncated
+};
+
+struct FrameChain {
+    std::vector<PyFrame> frames;  // innermost first
+    bool truncated = false;
+};
+
+class FrameWalker {
+  public:
+    FrameWalker(const ProcessMemory& memory, const ObjectReader& reader, CodeCache& codes, WalkLimits limits = {});
+
+    // Walks from `frame`: a PyFrameObject* (<=3.10) or an _PyInterpreterFrame* (3.11+).
+    // Interpreter-internal shim frames are skipped. A read failure part-way returns
+    // the error; the caller may report what it already has via `partial`.
+    Result<FrameChain> walk(std::uint64_t frame, FrameChain* partial = nullptr) const;
+
+  private:
+    struct RawFrame {
+        std::uint64_t code = 0;
+        std::int64_t byteOffset = -1;  // offset of the current instruction in the bytecode, -1 = not started
+        bool generator = false;        // owned by a generator/coroutine (3.11+)
+    };
+    Result<std::vector<RawFrame>> collect(std::uint64_t frame, bool& truncated) const;
+
+    const ProcessMemory& memory_;
+    const ObjectReader& reader_;
+    CodeCache& codes_;
+    WalkLimits limits_;
+    std::size_t frameReadSize_ = 0;
+};
+
+}  // namespace pyspy

@@ -1,0 +1,47 @@
+// Discovery: finds the CPython interpreter inside a process — which binary or
+// libpython holds it, its version, its layout, and the addresses we start from.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "pyspy/process/maps.h"
+#include "pyspy/process/memory.h"
+#include "pyspy/python/layout.h"
+#include "pyspy/python/objects.h"
+#include "pyspy/python/version.h"
+
+namespace pyspy {
+
+struct PythonTarget {
+    pid_t pid = 0;
+    PythonVersion version;
+    PyLayout layout;
+    std::string executable;   // the python binary as mapped in the target
+    std::string libpython;    // the libpython as mapped, or "" for a static build
+    std::string layoutSource; // "generated table 3.11", "_Py_DebugOffsets 3.13 + table 3.13"
+
+    std::uint64_t runtime = 0;         // &_PyRuntime (3.7+)
+    std::uint64_t interpHeadVar = 0;   // &interp_head (<=3.6), when the symbol exists
+    std::uint64_t tstateCurrentVar = 0;  // &_PyThreadState_Current (<=3.6)
+    std::uint64_t interpreter = 0;     // the main PyInterpreterState*, validated
+    TypeAddresses types;
+    std::vector<MemoryMapping> maps;
+};
+
+struct LocateOptions {
+    bool ignoreSymbols = false;  // find the interpreter by scanning only (tests the stripped-binary path)
+};
+
+// Finds and validates the interpreter. Throws FatalError: NotPython (saying what was
+// looked for), UnsupportedVersion (naming it), NoSuchProcess, PermissionDenied.
+PythonTarget locatePython(pid_t pid, const ProcessMemory& memory, const LocateOptions& options = {});
+
+// Checks that `interp` looks like a PyInterpreterState of this layout: its thread
+// list is readable and every thread state in it points back to it.
+bool validateInterpreter(const ProcessMemory& memory, const PyLayout& layout, std::uint64_t interp);
+
+}  // namespace pyspy

@@ -1,0 +1,69 @@
+// PythonProcess: a live CPython process being inspected. Attaching locates the
+// interpreter once; each snapshot() then reads every thread's stack.
+#pragma once
+
+#include <sys/types.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+
+#include "pyspy/process/live_memory.h"
+#include "pyspy/python/frame_walker.h"
+#include "pyspy/python/interpreter.h"
+#include "pyspy/python/objects.h"
+#include "pyspy/python/stack.h"
+
+namespace pyspy {
+
+struct SnapshotOptions {
+    bool pause = true;         // stop all threads while reading (consistent, costs the target a pause)
+    bool threadNames = true;   // look up threading.Thread names
+    std::size_t maxThreads = 4096;
+    WalkLimits limits;
+};
+
+class PythonProcess {
+  public:
+    // Checks access and locates the interpreter. Throws FatalError.
+    static std::unique_ptr<PythonProcess> attach(pid_t pid, const LocateOptions& options = {});
+
+    PythonProcess(pid_t pid, std::unique_ptr<ProcessMemory> memory, PythonTarget target);
+
+    pid_t pid() const { return pid_; }
+    const PythonTarget& target() const { return target_; }
+    const ProcessMemory& memory() const { return *memory_; }
+    const std::string& commandLine() const { return commandLine_; }
+    const CodeCache& codeCache() const { return codes_; }
+
+    // Reads every thread's stack. Throws FatalError: TargetExited when the process is
+    // gone, PermissionDenied when it cannot be paused. Per-thread read failures are
+    // reported in ThreadStack::error, not thrown.
+    ProcessSnapshot snapshot(const SnapshotOptions& options);
+
+  private:
+    struct ThreadStateInfo {
+        std::uint64_t address = 0;
+        std::uint64_t threadId = 0;
+        std::optional<pid_t> nativeId;
+        std::uint64_t frame = 0;
+        std::uint64_t datastackChunk = 0;
+    };
+    Result<std::vector<ThreadStateInfo>> readThreadStates(std::size_t maxThreads) const;
+    Result<ThreadStateInfo> readThreadState(std::uint64_t address) const;
+    std::uint64_t gilHolder() const;  // the PyThreadState* holding the GIL, or 0
+    std::unordered_map<std::uint64_t, std::string> threadNames() const;
+    void resolveNativeIds(std::vector<ThreadStateInfo>& states, const std::vector<pid_t>& tids);
+    Result<FrameChain> walkThread(const ThreadStateInfo& state, const WalkLimits& limits, FrameChain& partial);
+
+    pid_t pid_;
+    std::unique_ptr<ProcessMemory> memory_;
+    PythonTarget target_;
+    ObjectReader reader_;
+    CodeCache codes_;
+    std::string commandLine_;
+    std::optional<std::int64_t> pthreadTidOffset_;  // where glibc's struct pthread keeps the tid (<3.8)
+};
+
+}  // namespace pyspy

@@ -1,0 +1,59 @@
+// What a stack walk produces: plain data, shared by dump, record and top.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "pyspy/python/line_table.h"
+
+namespace pyspy {
+
+// A decoded code object. Immutable once built and shared by every frame that runs
+// it, so a sampler can intern frames by (CodeInfo*, line) without copying strings.
+struct CodeInfo {
+    std::string name;
+    std::string qualname;  // 3.11+; equals name on older versions
+    std::string filename;
+    int firstLineNo = 0;
+    int firstTraceable = 0;  // _co_firsttraceable (3.11+), in code units
+    LineTableFormat lineTableFormat = LineTableFormat::Locations311;
+    std::vector<std::uint8_t> lineTable;
+
+    std::optional<int> lineForOffset(int byteOffset) const;
+};
+
+struct PyFrame {
+    std::shared_ptr<const CodeInfo> code;
+    std::optional<int> line;
+
+    const std::string& function() const { return code->qualname; }
+    const std::string& filename() const { return code->filename; }
+};
+
+struct ThreadStack {
+    std::uint64_t threadId = 0;         // the Python thread ident (pthread_self())
+    std::optional<pid_t> nativeId;      // the OS thread id, when known
+    std::optional<std::string> name;    // threading.Thread name, when found
+    bool active = false;                // the OS thread was running (not sleeping or waiting)
+    bool holdsGil = false;
+    std::vector<PyFrame> frames;        // innermost first
+    bool truncated = false;             // the depth bound cut the stack
+    std::optional<std::string> error;   // the walk failed part-way; frames holds what was read
+};
+
+struct ProcessSnapshot {
+    pid_t pid = 0;
+    std::string commandLine;
+    std::string pythonVersion;
+    std::string executable;
+    bool paused = false;     // threads were stopped while reading
+    double timestamp = 0;    // seconds since the Unix epoch, when the walk began
+    std::vector<ThreadStack> threads;
+};
+
+}  // namespace pyspy

@@ -1,0 +1,98 @@
+#include "pyspy/output/dump.h"
+
+#include <regex>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+namespace pyspy {
+
+std::string shortFilename(const std::string& path) {
+    for (const char* marker : {"/site-packages/", "/dist-packages/"}) {
+        if (auto pos = path.rfind(marker); pos != std::string::npos) return path.substr(pos + std::strlen(marker));
+    }
+    static const std::regex stdlib(R"(/lib/python[23]\.[0-9]+t?/)");
+    std::smatch m;
+    if (std::regex_search(path, m, stdlib)) return m.suffix().str();
+    const auto slash = path.rfind('/');
+    return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+std::string terminalSafe(const std::string& text) {
+    std::string out;
+    out.reserve(text.size());
+    for (unsigned char c : text) {
+        if (c < 0x20 || c == 0x7f) {
+            out += fmt::format("\\x{:02x}", c);
+        } else {
+            out += static_cast<char>(c);
+        }
+    }
+    return out;
+}
+
+namespace {
+
+std::string displayFilename(const PyFrame& frame, const DumpFormatOptions& options) {
+    return options.fullFilenames ? frame.filename() : shortFilename(frame.filename());
+}
+
+std::string stateOf(const ThreadStack& thread) {
+    std::string state = thread.active ? "active" : "idle";
+    if (thread.holdsGil) state += "+gil";
+    return state;
+}
+
+}  // namespace
+
+std::string formatDumpText(const ProcessSnapshot& snapshot, const DumpFormatOptions& options) {
+    std::string out;
+    out += fmt::format("Process {}: {}\n", snapshot.pid, terminalSafe(snapshot.commandLine));
+    out += fmt::format("Python v{} ({})\n", snapshot.pythonVersion, terminalSafe(snapshot.executable));
+    for (const auto& thread : snapshot.threads) {
+        const std::string id = thread.nativeId ? std::to_string(*thread.nativeId) : fmt::format("{:#x}", thread.threadId);
+        out += fmt::format("\nThread {} ({})", id, stateOf(thread));
+        if (thread.name) out += fmt::format(": \"{}\"", terminalSafe(*thread.name));
+        out += '\n';
+        for (const auto& frame : thread.frames) {
+            const std::string line = frame.line ? std::to_string(*frame.line) : std::string("?");
+            out += fmt::format("    {} ({}:{})\n", terminalSafe(frame.function()),
+                               terminalSafe(displayFilename(frame, options)), line);
+        }
+        if (thread.truncated) out += "    ... (stack truncated)\n";
+        if (thread.error) out += fmt::format("    [error reading stack: {}]\n", terminalSafe(*thread.error));
+    }
+    return out;
+}
+
+std::string formatDumpJson(const ProcessSnapshot& snapshot, const DumpFormatOptions& options) {
+    using nlohmann::json;
+    json threads = json::array();
+    for (const auto& thread : snapshot.threads) {
+        json frames = json::array();
+        for (const auto& frame : thread.frames) {
+            frames.push_back({{"function", frame.function()},
+                              {"filename", displayFilename(frame, options)},
+                              {"line", frame.line ? json(*frame.line) : json(nullptr)}});
+        }
+        threads.push_back({{"thread_id", thread.threadId},
+                           {"native_id", thread.nativeId ? json(*thread.nativeId) : json(nullptr)},
+                           {"name", thread.name ? json(*thread.name) : json(nullptr)},
+                           {"active", thread.active},
+                           {"holds_gil", thread.holdsGil},
+                           {"frames", std::move(frames)},
+                           {"truncated", thread.truncated},
+                           {"error", thread.error ? json(*thread.error) : json(nullptr)}});
+    }
+    json doc = {{"pid", snapshot.pid},
+                {"command_line", snapshot.commandLine},
+                {"python_version", snapshot.pythonVersion},
+                {"executable", snapshot.executable},
+                {"paused", snapshot.paused},
+                {"timestamp", snapshot.timestamp},
+                {"threads", std::move(threads)}};
+    // Bytes from the target that are not valid UTF-8 are replaced, never emitted raw.
+    return doc.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
+}
+
+}  // namespace pyspy

@@ -1,0 +1,169 @@
+#include "pyspy/python/frame_walker.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace pyspy {
+
+namespace {
+
+// Fields of a code object that identify it; see CodeCache.
+std::vector<std::int64_t> identityOffsets(const PyLayout& l) {
+    std::vector<std::int64_t> offsets;
+    for (std::int64_t o : {l.object_type, l.code_name, l.code_qualname, l.code_filename, l.code_linetable}) {
+        if (o != kAbsent) offsets.push_back(o);
+    }
+    return offsets;
+}
+
+std::int64_t maxOffset(std::initializer_list<std::int64_t> offsets) {
+    std::int64_t m = 0;
+    for (auto o : offsets) m = std::max(m, o);
+    return m;
+}
+
+}  // namespace
+
+std::optional<int> CodeInfo::lineForOffset(int byteOffset) const {
+    if (byteOffset < 0) return firstLineNo;  // the frame has not started running
+    return pyspy::lineForOffset(lineTableFormat, lineTable, firstLineNo, byteOffset);
+}
+
+std::size_t CodeCache::headerSize(const PyLayout& l) {
+    return static_cast<std::size_t>(maxOffset({l.object_type, l.code_name, l.code_qualname, l.code_filename,
+                                               l.code_linetable, l.code_firsttraceable})) +
+           8;
+}
+
+Result<std::shared_ptr<const CodeInfo>> CodeCache::get(const ObjectReader& reader, const RemoteBlock& header) {
+    const PyLayout& l = reader.layout();
+    std::vector<std::uint8_t> identity;
+    for (auto offset : identityOffsets(l)) {
+        PYSPY_TRY(auto value, header.pointer(offset));
+        const auto* bytes = reinterpret_cast<const std::uint8_t*>(&value);
+        identity.insert(identity.end(), bytes, bytes + sizeof value);
+    }
+    PYSPY_TRY(auto firstLine, header.field<std::int32_t>(l.code_firstlineno));
+    {
+        const auto* bytes = reinterpret_cast<const std::uint8_t*>(&firstLine);
+        identity.insert(identity.end(), bytes, bytes + sizeof firstLine);
+    }
+
+    if (auto it = entries_.find(header.address()); it != entries_.end() && it->second.identity == identity) {
+        ++hits_;
+        return it->second.info;
+    }
+    ++misses_;
+
+    PYSPY_TRY(auto type, header.pointer(l.object_type));
+    if (reader.types().code != 0 && type != reader.types().code) {
+        return Err{invalid("not a code object", header.address())};
+    }
+    auto info = std::make_shared<CodeInfo>();
+    PYSPY_TRY(auto namePtr, header.pointer(l.code_name));
+    PYSPY_TRY(info->name, reader.readString(namePtr));
+    if (l.code_qualname != kAbsent) {
+        PYSPY_TRY(auto qualnamePtr, header.pointer(l.code_qualname));
+        PYSPY_TRY(info->qualname, reader.readString(qualnamePtr));
+    } else {
+        info->qualname = info->name;
+    }
+    PYSPY_TRY(auto filenamePtr, header.pointer(l.code_filename));
+    PYSPY_TRY(info->filename, reader.readString(filenamePtr));
+    info->firstLineNo = firstLine;
+    if (l.code_firsttraceable != kAbsent) {
+        PYSPY_TRY(info->firstTraceable, header.field<std::int32_t>(l.code_firsttraceable));
+    }
+    info->lineTableFormat = lineTableFormatFor(l.major, l.minor);
+    PYSPY_TRY(auto tablePtr, header.pointer(l.code_linetable));
+    PYSPY_TRY(info->lineTable, reader.readBytesObject(tablePtr));
+
+    if (entries_.size() >= capacity_) entries_.clear();  // simple bound; rebuilt from hot code quickly
+    entries_[header.address()] = Entry{std::move(identity), info};
+    return std::shared_ptr<const CodeInfo>(std::move(info));
+}
+
+FrameWalker::FrameWalker(const ProcessMemory& memory, const ObjectReader& reader, CodeCache& codes, WalkLimits limits)
+    : memory_(memory), reader_(reader), codes_(codes), limits_(limits) {
+    const PyLayout& l = reader.layout();
+    frameReadSize_ = static_cast<std::size_t>(maxOffset({l.frame_back, l.frame_code, l.frame_lasti,
+                                                         l.frame_prev_instr, l.frame_instr_ptr, l.frame_owner,
+                                                         l.frame_is_entry})) +
+                     8;
+}
+
+Result<std::vector<FrameWalker::RawFrame>> FrameWalker::collect(std::uint64_t frame, bool& truncated) const {
+    const PyLayout& l = reader_.layout();
+    const bool interpreterFrames = l.major == 3 && l.minor >= 11;
+    const std::int64_t instrField = l.frame_instr_ptr != kAbsent ? l.frame_instr_ptr : l.frame_prev_instr;
+    std::vector<RawFrame> raw;
+    std::uint64_t address = frame;
+    // Each frame is visited at most once: a cycle in corrupt memory ends the walk.
+    while (address != 0) {
+        if (raw.size() >= limits_.maxDepth) {
+            truncated = true;
+            break;
+        }
+        PYSPY_TRY(auto block, RemoteBlock::read(memory_, address, frameReadSize_));
+        PYSPY_TRY(auto code, block.pointer(l.frame_code));
+        PYSPY_TRY(auto back, block.pointer(l.frame_back));
+        bool skip = false;
+        RawFrame entry{code, -1, false};
+        if (interpreterFrames) {
+            if (l.frame_owner != kAbsent && l.owner_cstack != kAbsent) {
+                PYSPY_TRY(auto owner, block.field<std::int8_t>(l.frame_owner));
+                skip = owner == l.owner_cstack;
+                entry.generator = owner == l.owner_generator;
+            }
+            if (l.minor >= 13 && (code & 1) != 0) code &= ~std::uint64_t{1};  // tagged executable reference
+            entry.code = code;
+            PYSPY_TRY(auto instr, block.pointer(instrField));
+            const std::uint64_t bytecode = code + static_cast<std::uint64_t>(l.code_code_adaptive);
+            entry.byteOffset = instr >= bytecode ? static_cast<std::int64_t>(instr - bytecode) : -1;
+        } else {
+            PYSPY_TRY(auto lasti, block.field<std::int32_t>(l.frame_lasti));
+            const bool codeUnits = l.major == 3 && l.minor == 10;  // 3.10 counts instructions, not bytes
+            entry.byteOffset = lasti < 0 ? -1 : (codeUnits ? std::int64_t{lasti} * 2 : lasti);
+        }
+        if (!skip && code != 0) raw.push_back(entry);
+        if (back == address) return Err{invalid("frame links to itself", address)};
+        address = back;
+    }
+    return raw;
+}
+
+Result<FrameChain> FrameWalker::walk(std::uint64_t frame, FrameChain* partial) const {
+    FrameChain chain;
+    PYSPY_TRY(auto raw, collect(frame, chain.truncated));
+
+    // One batched read for every code object header of the stack.
+    const PyLayout& l = reader_.layout();
+    const std::size_t headerSize = CodeCache::headerSize(l);
+    std::vector<std::vector<std::uint8_t>> headers(raw.size(), std::vector<std::uint8_t>(headerSize));
+    std::vector<ReadRequest> requests;
+    requests.reserve(raw.size());
+    for (std::size_t i = 0; i < raw.size(); ++i) requests.push_back({raw[i].code, headers[i].data(), headerSize});
+    if (auto status = memory_.readMany(requests); !status.ok()) {
+        if (partial) *partial = chain;
+        return status.err();
+    }
+
+    for (std::size_t i = 0; i < raw.size(); ++i) {
+        auto info = codes_.get(reader_, RemoteBlock(raw[i].code, std::move(headers[i])));
+        if (!info.ok()) {
+            if (partial) *partial = chain;
+            return info.err();
+        }
+        // 3.11+: a frame that has not reached its first traceable instruction is still
+        // being set up; CPython itself hides it (_PyFrame_IsIncomplete).
+        if (l.code_firsttraceable != kAbsent && !raw[i].generator &&
+            raw[i].byteOffset < std::int64_t{info.value()->firstTraceable} * 2) {
+            continue;
+        }
+        const int offset = static_cast<int>(std::min<std::int64_t>(raw[i].byteOffset, 1 << 30));
+        chain.frames.push_back(PyFrame{info.value(), info.value()->lineForOffset(offset)});
+    }
+    return chain;
+}
+
+}  // namespace pyspy

@@ -1,0 +1,271 @@
+#include "pyspy/python/python_process.h"
+
+#include <algorithm>
+#include <chrono>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "pyspy/common/error.h"
+#include "pyspy/process/prefetched_memory.h"
+#include "pyspy/process/process.h"
+#include "pyspy/process/ptrace.h"
+
+namespace pyspy {
+
+namespace {
+
+constexpr std::size_t kMaxInterpreters = 64;
+constexpr std::size_t kMaxThreadStateBytes = 64 * 1024;
+constexpr std::size_t kMaxStackChunkBytes = 4 * 1024 * 1024;
+constexpr std::size_t kMaxStackChunks = 8;
+constexpr std::size_t kPthreadScanBytes = 4096;
+
+std::uint64_t at(std::uint64_t base, std::int64_t offset) { return base + static_cast<std::uint64_t>(offset); }
+
+[[noreturn]] void throwGone(pid_t pid) {
+    throw FatalError(ErrorKind::TargetExited, fmt::format("process {} exited", pid));
+}
+
+}  // namespace
+
+std::unique_ptr<PythonProcess> PythonProcess::attach(pid_t pid, const LocateOptions& options) {
+    checkProcessAccessible(pid);
+    auto memory = std::make_unique<LiveProcessMemory>(pid);
+    PythonTarget target = locatePython(pid, *memory, options);
+    return std::make_unique<PythonProcess>(pid, std::move(memory), std::move(target));
+}
+
+PythonProcess::PythonProcess(pid_t pid, std::unique_ptr<ProcessMemory> memory, PythonTarget target)
+    : pid_(pid),
+      memory_(std::move(memory)),
+      target_(std::move(target)),
+      reader_(*memory_, target_.layout, target_.types),
+      commandLine_(readCommandLine(pid)) {}
+
+Result<PythonProcess::ThreadStateInfo> PythonProcess::readThreadState(std::uint64_t address) const {
+    const PyLayout& l = target_.layout;
+    const auto size = std::min<std::size_t>(static_cast<std::size_t>(std::max<std::int64_t>(l.tstate_size, 64)),
+                                            kMaxThreadStateBytes);
+    PYSPY_TRY(auto block, RemoteBlock::read(*memory_, address, size));
+    ThreadStateInfo info;
+    info.address = address;
+    PYSPY_TRY(info.threadId, block.pointer(l.tstate_thread_id));
+    if (l.tstate_native_thread_id != kAbsent) {
+        PYSPY_TRY(auto tid, block.field<std::int64_t>(l.tstate_native_thread_id));
+        if (tid > 0 && tid < (std::int64_t{1} << 31)) info.nativeId = static_cast<pid_t>(tid);
+    }
+    if (l.tstate_frame != kAbsent) {
+        PYSPY_TRY(info.frame, block.pointer(l.tstate_frame));
+    } else if (l.tstate_cframe != kAbsent) {
+        PYSPY_TRY(auto cframe, block.pointer(l.tstate_cframe));
+        if (cframe != 0) {
+            PYSPY_TRY(info.frame, readPointer(*memory_, at(cframe, l.cframe_current_frame)));
+        }
+    } else if (l.tstate_current_frame != kAbsent) {
+        PYSPY_TRY(info.frame, block.pointer(l.tstate_current_frame));
+    }
+    if (l.tstate_datastack_chunk != kAbsent) {
+        PYSPY_TRY(info.datastackChunk, block.pointer(l.tstate_datastack_chunk));
+    }
+    return info;
+}
+
+Result<std::vector<PythonProcess::ThreadStateInfo>> PythonProcess::readThreadStates(std::size_t maxThreads) const {
+    const PyLayout& l = target_.layout;
+    std::vector<ThreadStateInfo> states;
+    std::set<std::uint64_t> seen;
+    std::uint64_t interp = target_.interpreter;
+    for (std::size_t i = 0; interp != 0 && i < kMaxInterpreters; ++i) {
+        PYSPY_TRY(auto tstate, readPointer(*memory_, at(interp, l.interp_tstate_head)));
+        while (tstate != 0 && states.size() < maxThreads) {
+            if (!seen.insert(tstate).second) return Err{invalid("thread list loops", tstate)};
+            PYSPY_TRY(auto info, readThreadState(tstate));
+            states.push_back(info);
+            PYSPY_TRY(tstate, readPointer(*memory_, at(tstate, l.tstate_next)));
+        }
+        PYSPY_TRY(interp, readPointer(*memory_, at(interp, l.interp_next)));
+    }
+    return states;
+}
+
+std::uint64_t PythonProcess::gilHolder() const {
+    const PyLayout& l = target_.layout;
+    if (target_.tstateCurrentVar != 0) {  // <=3.6
+        return readPointer(*memory_, target_.tstateCurrentVar).valueOr(0);
+    }
+    if (l.runtime_gilstate_tstate_current != kAbsent && target_.runtime != 0) {  // 3.7-3.11
+        return readPointer(*memory_, at(target_.runtime, l.runtime_gilstate_tstate_current)).valueOr(0);
+    }
+    if (l.interp_ceval_gil != kAbsent && l.gil_locked != kAbsent && l.gil_last_holder != kAbsent) {  // 3.12+
+        const std::uint64_t gil = readPointer(*memory_, at(target_.interpreter, l.interp_ceval_gil)).valueOr(0);
+        if (gil == 0) return 0;
+        const auto locked = readValue<std::int32_t>(*memory_, at(gil, l.gil_locked));
+        if (!locked.ok() || locked.value() == 0) return 0;
+        return readPointer(*memory_, at(gil, l.gil_last_holder)).valueOr(0);
+    }
+    return 0;
+}
+
+std::unordered_map<std::uint64_t, std::string> PythonProcess::threadNames() const {
+    // sys.modules["threading"]._active: {ident: Thread}; Thread._name (2.7: _Thread__name).
+    std::unordered_map<std::uint64_t, std::string> names;
+    const PyLayout& l = target_.layout;
+    if (l.interp_modules == kAbsent) return names;
+    auto modules = readPointer(*memory_, at(target_.interpreter, l.interp_modules));
+    if (!modules.ok() || modules.value() == 0) return names;
+    auto threading = reader_.dictGetString(modules.value(), "threading");
+    if (!threading.ok() || threading.value() == 0) return names;
+    auto dict = reader_.moduleDict(threading.value());
+    if (!dict.ok() || dict.value() == 0) return names;
+    auto active = reader_.dictGetString(dict.value(), "_active");
+    if (!active.ok() || active.value() == 0) return names;
+    auto items = reader_.dictItems(active.value());
+    if (!items.ok()) return names;
+    const char* attribute = target_.version.major == 2 ? "_Thread__name" : "_name";
+    for (const auto& [key, thread] : items.value()) {
+        auto ident = reader_.readInt(key);
+        if (!ident.ok()) continue;
+        auto nameObject = reader_.instanceAttribute(thread, attribute);
+        if (!nameObject.ok() || nameObject.value() == 0) continue;
+        auto name = reader_.readString(nameObject.value());
+        if (name.ok()) names[static_cast<std::uint64_t>(ident.value())] = name.value();
+    }
+    return names;
+}
+
+void PythonProcess::resolveNativeIds(std::vector<ThreadStateInfo>& states, const std::vector<pid_t>& tids) {
+    // Before 3.8 a thread state knows only its pthread_t, which in glibc is the address
+    // of the thread's struct pthread; the kernel tid sits at a fixed offset inside it.
+    // Find that offset once: the one where every thread's struct holds a distinct live tid.
+    if (target_.layout.tstate_native_thread_id != kAbsent || states.empty()) return;
+    const std::set<pid_t> live(tids.begin(), tids.end());
+    std::vector<std::vector<std::uint8_t>> blocks;
+    for (const auto& s : states) {
+        blocks.push_back(readBytes(*memory_, s.threadId, kPthreadScanBytes).valueOr({}));
+    }
+    auto tidAt = [&](std::size_t i, std::int64_t offset) -> std::optional<pid_t> {
+        if (blocks[i].size() < static_cast<std::size_t>(offset) + 4) return std::nullopt;
+        pid_t tid;
+        std::memcpy(&tid, blocks[i].data() + offset, 4);
+        if (live.count(tid) == 0) return std::nullopt;
+        return tid;
+    };
+    if (!pthreadTidOffset_) {
+        std::size_t bestCount = 0;
+        for (std::int64_t offset = 0; offset + 4 <= static_cast<std::int64_t>(kPthreadScanBytes); offset += 4) {
+            std::set<pid_t> found;
+            for (std::size_t i = 0; i < states.size(); ++i) {
+                if (auto tid = tidAt(i, offset)) found.insert(*tid);
+            }
+            if (found.size() > bestCount) {
+                bestCount = found.size();
+                pthreadTidOffset_ = offset;
+            }
+        }
+        if (bestCount == 0) return;
+    }
+    for (std::size_t i = 0; i < states.size(); ++i) {
+        if (auto tid = tidAt(i, *pthreadTidOffset_)) states[i].nativeId = *tid;
+    }
+}
+
+Result<FrameChain> PythonProcess::walkThread(const ThreadStateInfo& state, const WalkLimits& limits,
+                                             FrameChain& partial) {
+    if (state.frame == 0) return FrameChain{};
+    const PyLayout& l = target_.layout;
+    if (state.datastackChunk != 0 && l.stackchunk_size != kAbsent) {
+        // 3.11+: the frames of a thread live in its data-stack chunks; copy them in
+        // bulk so the walk itself costs no system call per frame.
+        PrefetchedMemory prefetched(*memory_);
+        std::uint64_t chunk = state.datastackChunk;
+        for (std::size_t i = 0; chunk != 0 && i < kMaxStackChunks; ++i) {
+            auto size = readValue<std::uint64_t>(*memory_, at(chunk, l.stackchunk_size));
+            auto previous = readPointer(*memory_, at(chunk, l.stackchunk_previous));
+            if (!size.ok() || !previous.ok() || size.value() > kMaxStackChunkBytes) break;
+            (void)prefetched.prefetch(chunk, size.value());
+            chunk = previous.value();
+        }
+        ObjectReader reader(prefetched, l, target_.types);
+        FrameWalker walker(prefetched, reader, codes_, limits);
+        return walker.walk(state.frame, &partial);
+    }
+    FrameWalker walker(*memory_, reader_, codes_, limits);
+    return walker.walk(state.frame, &partial);
+}
+
+ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
+    ProcessSnapshot snap;
+    snap.pid = pid_;
+    snap.commandLine = commandLine_;
+    snap.pythonVersion = target_.version.toString();
+    snap.executable = target_.executable;
+    snap.timestamp =
+        std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+
+    // OS thread states first: once paused, every thread reads as stopped.
+    const std::vector<pid_t> tids = listThreads(pid_);
+    if (tids.empty() && !processAlive(pid_)) throwGone(pid_);
+    std::unordered_map<pid_t, bool> running;
+    for (pid_t tid : tids) {
+        if (auto stat = readThreadStat(pid_, tid); stat.ok()) running[tid] = stat.value().running();
+    }
+
+    std::optional<ThreadPause> pause;
+    if (options.pause) {
+        auto paused = ThreadPause::pauseAll(pid_);
+        if (!paused.ok()) {
+            if (paused.error().kind == ReadErrorKind::Permission) {
+                throw FatalError(ErrorKind::PermissionDenied,
+                                 fmt::format("cannot pause process {} with ptrace: run as the same user or root, grant "
+                                             "CAP_SYS_PTRACE, check /proc/sys/kernel/yama/ptrace_scope, or use "
+                                             "--nonblocking",
+                                             pid_));
+            }
+            if (!processAlive(pid_)) throwGone(pid_);
+            throw FatalError(ErrorKind::Internal,
+                             fmt::format("cannot pause process {}: {}", pid_, paused.error().describe()));
+        }
+        pause.emplace(std::move(paused).value());
+        snap.paused = true;
+    }
+
+    auto states = readThreadStates(options.maxThreads);
+    if (!states.ok()) {
+        if (!processAlive(pid_)) throwGone(pid_);
+        throw FatalError(ErrorKind::Internal,
+                         fmt::format("cannot read the thread list of process {}: {}", pid_, states.error().describe()));
+    }
+    resolveNativeIds(states.value(), tids);
+    const std::uint64_t holder = gilHolder();
+    auto names = options.threadNames ? threadNames() : std::unordered_map<std::uint64_t, std::string>{};
+
+    for (const auto& state : states.value()) {
+        ThreadStack thread;
+        thread.threadId = state.threadId;
+        thread.nativeId = state.nativeId;
+        thread.holdsGil = holder != 0 && holder == state.address;
+        if (state.nativeId) {
+            auto it = running.find(*state.nativeId);
+            thread.active = it != running.end() && it->second;
+        } else {
+            thread.active = thread.holdsGil;
+        }
+        if (auto it = names.find(state.threadId); it != names.end()) thread.name = it->second;
+        FrameChain partial;
+        auto chain = walkThread(state, options.limits, partial);
+        if (chain.ok()) {
+            thread.frames = std::move(chain.value().frames);
+            thread.truncated = chain.value().truncated;
+        } else {
+            thread.frames = std::move(partial.frames);
+            thread.error = chain.error().describe();
+        }
+        snap.threads.push_back(std::move(thread));
+    }
+    if (pause) pause->resume();
+    if (!processAlive(pid_)) throwGone(pid_);
+    return snap;
+}
+
+}  // namespace pyspy
