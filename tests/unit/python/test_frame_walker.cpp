@@ -1,0 +1,236 @@
+// FrameWalker and CodeCache against a fake process memory: a hand-built 3.11-style
+// frame chain, so corrupt links, shim frames and reused code addresses can be staged.
+#include <catch2/catch.hpp>
+
+#include <cstring>
+#include <string>
+
+#include "pyspy/process/memory.h"
+#include "pyspy/process/prefetched_memory.h"
+#include "pyspy/python/frame_walker.h"
+
+using namespace pyspy;
+
+namespace {
+
+// A small synthetic layout (test data, not a CPython table): 3.11-style frames.
+PyLayout fakeLayout() {
+    PyLayout l;
+    l.major = 3;
+    l.minor = 12;
+    l.object_type = 8;
+    l.frame_code = 0;
+    l.frame_back = 8;
+    l.frame_prev_instr = 16;
+    l.frame_owner = 24;
+    l.owner_thread = 0;
+    l.owner_generator = 1;
+    l.owner_cstack = 3;
+    l.code_filename = 16;
+    l.code_name = 24;
+    l.code_qualname = 32;
+    l.code_linetable = 40;
+    l.code_firstlineno = 48;
+    l.code_firsttraceable = 52;
+    l.code_code_adaptive = 64;
+    l.unicode_length = 16;
+    l.unicode_state = 32;
+    l.unicode_ascii_size = 40;
+    l.unicode_compact_size = 56;
+    l.unicode_kind_shift = 2;
+    l.unicode_compact_bit = 5;
+    l.unicode_ascii_bit = 6;
+    l.bytes_size = 16;
+    l.bytes_sval = 32;
+    l.varobject_size = 16;
+    return l;
+}
+
+constexpr std::uint64_t kStrType = 0x1000, kBytesType = 0x2000, kCodeType = 0x3000;
+
+struct FakeProcess {
+    BufferMemory memory;
+    PyLayout layout = fakeLayout();
+
+    void putString(std::uint64_t at, const std::string& text) {
+        std::vector<std::uint8_t> obj(40 + text.size() + 1, 0);
+        std::uint64_t type = kStrType, length = text.size();
+        std::uint32_t state = (1u << 2) | (1u << 5) | (1u << 6);  // kind 1, compact, ascii
+        std::memcpy(obj.data() + 8, &type, 8);
+        std::memcpy(obj.data() + 16, &length, 8);
+        std::memcpy(obj.data() + 32, &state, 4);
+        std::memcpy(obj.data() + 40, text.data(), text.size());
+        memory.map(at, std::move(obj));
+    }
+    void putBytes(std::uint64_t at, const std::vector<std::uint8_t>& bytes) {
+        std::vector<std::uint8_t> obj(32 + bytes.size() + 1, 0);
+        std::uint64_t type = kBytesType, size = bytes.size();
+        std::memcpy(obj.data() + 8, &type, 8);
+        std::memcpy(obj.data() + 16, &size, 8);
+        std::memcpy(obj.data() + 32, bytes.data(), bytes.size());
+        memory.map(at, std::move(obj));
+    }
+    // A code object at `at` whose strings live at at+0x100.., line table: every
+    // instruction on firstLine + 2.
+    void putCode(std::uint64_t at, const std::string& name, const std::string& file, int firstLine) {
+        std::vector<std::uint8_t> obj(64 + 32, 0);
+        auto put64 = [&](std::size_t off, std::uint64_t v) { std::memcpy(obj.data() + off, &v, 8); };
+        put64(8, kCodeType);
+        put64(16, at + 0x100);
+        put64(24, at + 0x200);
+        put64(32, at + 0x200);
+        put64(40, at + 0x300);
+        std::int32_t line = firstLine;
+        std::memcpy(obj.data() + 48, &line, 4);
+        memory.map(at, std::move(obj));
+        putString(at + 0x100, file);
+        putString(at + 0x200, name);
+        // One no-column entry covering 16 code units, line delta +2 (svarint 4).
+        putBytes(at + 0x300, {0x80 | (13 << 3) | 15, 0x04});
+    }
+    static std::vector<std::uint8_t> frameBytes(std::uint64_t code, std::uint64_t back, std::uint64_t instrOffset,
+                                                std::int8_t owner) {
+        std::vector<std::uint8_t> frame(32, 0);
+        std::uint64_t instr = code + 64 + instrOffset;
+        std::memcpy(frame.data() + 0, &code, 8);
+        std::memcpy(frame.data() + 8, &back, 8);
+        std::memcpy(frame.data() + 16, &instr, 8);
+        std::memcpy(frame.data() + 24, &owner, 1);
+        return frame;
+    }
+    void putFrame(std::uint64_t at, std::uint64_t code, std::uint64_t back, std::uint64_t instrOffset, std::int8_t owner) {
+        memory.map(at, frameBytes(code, back, instrOffset, owner));
+    }
+    TypeAddresses types() const {
+        TypeAddresses t;
+        t.str = kStrType;
+        t.bytes = kBytesType;
+        t.code = kCodeType;
+        return t;
+    }
+};
+
+}  // namespace
+
+TEST_CASE("FrameWalker walks a chain innermost first and skips C-stack shim frames", "[frames]") {
+    FakeProcess fake;
+    fake.putCode(0x10000, "inner", "/app/a.py", 10);
+    fake.putCode(0x20000, "outer", "/app/b.py", 20);
+    fake.putFrame(0x90000, 0x10000, 0x90100, 4, 0);
+    fake.putFrame(0x90100, 0x20000, 0x90200, 6, 0);
+    fake.putFrame(0x90200, 0x20000, 0, 0, 3);  // a shim frame owned by the C stack
+    ObjectReader reader(fake.memory, fake.layout, fake.types());
+    CodeCache codes;
+    FrameWalker walker(fake.memory, reader, codes);
+
+    auto chain = walker.walk(0x90000);
+    REQUIRE(chain.ok());
+    REQUIRE(chain.value().frames.size() == 2);
+    CHECK(chain.value().frames[0].function() == "inner");
+    CHECK(chain.value().frames[0].filename() == "/app/a.py");
+    CHECK(chain.value().frames[0].line == 12);
+    CHECK(chain.value().frames[1].function() == "outer");
+    CHECK(chain.value().frames[1].line == 22);
+    CHECK_FALSE(chain.value().truncated);
+}
+
+TEST_CASE("FrameWalker bounds a cyclic chain and reports it truncated", "[frames]") {
+    FakeProcess fake;
+    fake.putCode(0x10000, "loop", "/app/a.py", 1);
+    fake.putFrame(0x90000, 0x10000, 0x90100, 0, 0);
+    fake.putFrame(0x90100, 0x10000, 0x90000, 0, 0);  // corrupt: points back
+    ObjectReader reader(fake.memory, fake.layout, fake.types());
+    CodeCache codes;
+    FrameWalker walker(fake.memory, reader, codes, WalkLimits{50});
+    auto chain = walker.walk(0x90000);
+    REQUIRE(chain.ok());
+    CHECK(chain.value().frames.size() == 50);
+    CHECK(chain.value().truncated);
+}
+
+TEST_CASE("FrameWalker fails cleanly on unmapped frames and non-code objects", "[frames]") {
+    FakeProcess fake;
+    fake.putCode(0x10000, "f", "/app/a.py", 1);
+    fake.putFrame(0x90000, 0x10000, 0xdead0000, 0, 0);  // back pointer into nothing
+    ObjectReader reader(fake.memory, fake.layout, fake.types());
+    CodeCache codes;
+    FrameWalker walker(fake.memory, reader, codes);
+    FrameChain partial;
+    auto chain = walker.walk(0x90000, &partial);
+    REQUIRE_FALSE(chain.ok());
+    CHECK(chain.error().kind == ReadErrorKind::Fault);
+
+    // A "code" pointer whose type is not PyCode_Type is refused, not decoded.
+    fake.putString(0x50000, "not code");
+    fake.putFrame(0x91000, 0x50000, 0, 0, 0);
+    auto bad = walker.walk(0x91000);
+    REQUIRE_FALSE(bad.ok());
+    CHECK(bad.error().kind == ReadErrorKind::Invalid);
+}
+
+TEST_CASE("CodeCache never returns a stale entry for a reused address", "[frames]") {
+    FakeProcess first;
+    first.putCode(0x10000, "old_function", "/app/a.py", 5);
+    first.putFrame(0x90000, 0x10000, 0, 0, 0);
+    CodeCache codes;
+    {
+        ObjectReader reader(first.memory, first.layout, first.types());
+        FrameWalker walker(first.memory, reader, codes);
+        auto chain = walker.walk(0x90000);
+        REQUIRE(chain.ok());
+        CHECK(chain.value().frames[0].function() == "old_function");
+    }
+    // The same address now holds another code object (other name and file objects).
+    FakeProcess second;
+    second.putCode(0x10000, "new_function", "/app/b.py", 5);
+    // Move its strings so the identity pointers differ from the first object's.
+    second.memory = BufferMemory();
+    {
+        std::vector<std::uint8_t> obj(96, 0);
+        auto put64 = [&](std::size_t off, std::uint64_t v) { std::memcpy(obj.data() + off, &v, 8); };
+        put64(8, kCodeType);
+        put64(16, 0x70100);
+        put64(24, 0x70200);
+        put64(32, 0x70200);
+        put64(40, 0x70300);
+        std::int32_t line = 5;
+        std::memcpy(obj.data() + 48, &line, 4);
+        second.memory.map(0x10000, std::move(obj));
+        second.putString(0x70100, "/app/b.py");
+        second.putString(0x70200, "new_function");
+        second.putBytes(0x70300, {0x80 | (13 << 3) | 15, 0x04});
+    }
+    second.putFrame(0x90000, 0x10000, 0, 0, 0);
+    ObjectReader reader(second.memory, second.layout, second.types());
+    FrameWalker walker(second.memory, reader, codes);
+    auto chain = walker.walk(0x90000);
+    REQUIRE(chain.ok());
+    CHECK(chain.value().frames[0].function() == "new_function");
+    CHECK(chain.value().frames[0].filename() == "/app/b.py");
+    CHECK(codes.misses() == 2);
+}
+
+TEST_CASE("FrameWalker reads all code headers of a stack in one batched read", "[frames]") {
+    FakeProcess fake;
+    fake.putCode(0x10000, "f", "/app/a.py", 1);
+    std::vector<std::uint8_t> stack(0x100 * 10, 0);  // ten frames in one contiguous region, like a data stack
+    for (int i = 0; i < 10; ++i) {
+        auto frame = FakeProcess::frameBytes(0x10000, i == 9 ? 0 : 0x90000 + 0x100 * (i + 1), 0, 0);
+        std::memcpy(stack.data() + 0x100 * i, frame.data(), frame.size());
+    }
+    fake.memory.map(0x90000, std::move(stack));
+    ObjectReader reader(fake.memory, fake.layout, fake.types());
+    CodeCache codes;
+    // Prefetch every frame: then the walk needs only the batched code-header read
+    // (BufferMemory's default readMany counts one read per range; a cache hit reads nothing else).
+    PrefetchedMemory prefetched(fake.memory);
+    REQUIRE(prefetched.prefetch(0x90000, 0x100 * 9 + 32).ok());
+    FrameWalker warm(prefetched, reader, codes);
+    REQUIRE(warm.walk(0x90000).ok());
+    const auto before = fake.memory.readCount();
+    auto chain = warm.walk(0x90000);
+    REQUIRE(chain.ok());
+    CHECK(chain.value().frames.size() == 10);
+    CHECK(fake.memory.readCount() - before == 10);  // the code headers only; frames came from the prefetch
+    CHECK(codes.hits() >= 10);
+}
