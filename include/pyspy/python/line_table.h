@@ -18,8 +18,12 @@ enum class LineTableFormat {
 
 LineTableFormat lineTableFormatFor(int major, int minor);
 
-// The line of the instruction at `byteOffset` bytes into the bytecode, or nothing
-// when the table says that instruction has no line (or the offset is past the table).
+// The line of the instruction at `byteOffset` bytes into the bytecode (3.11+: into
+// co_code_adaptive, cache entries included), or nothing when the table says that
+// instruction has no line, the offset is past the code a 3.10+ table describes, or the
+// table is corrupt. lnotab tables do not record the code's length: an offset past their
+// last pair gets the last line, as in the interpreter. A negative offset (a frame that
+// has not started) gets firstLineNo.
 std::optional<int> lineForOffset(LineTableFormat format, std::span<const std::uint8_t> table, int firstLineNo,
                                  int byteOffset);
 
