@@ -4,6 +4,7 @@
 // is an Invalid error, never a crash.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -32,8 +33,9 @@ struct TypeAddresses {
 };
 
 struct ObjectLimits {
-    std::size_t maxStringBytes = 4096;  // longer strings are cut (and marked cut)
-    std::size_t maxDictEntries = 100000;
+    std::size_t maxStringBytes = 4096;  // longer strings are cut at a character and marked with "..."
+    std::size_t maxBytesObject = std::size_t{16} << 20;  // longer bytes objects (line tables) are an error
+    std::size_t maxDictEntries = 100000;  // bigger dicts yield their first entries only
 };
 
 class ObjectReader {
@@ -67,6 +69,20 @@ class ObjectReader {
     Result<std::uint64_t> moduleDict(std::uint64_t module) const;
 
   private:
+    using Items = std::vector<std::pair<std::uint64_t, std::uint64_t>>;
+
+    // Whether `type` is `known` (when non-zero) or has the tp_flags subclass bit `flag`.
+    Result<bool> typeIs(std::uint64_t type, std::uint64_t known, std::uint64_t flag) const;
+    Result<std::string> readUnicode3(std::uint64_t object) const;
+    Result<std::string> readUnicode2(std::uint64_t object) const;
+    Result<std::int64_t> readLongDigits(std::uint64_t object) const;
+    // 3.6+: the (key, value) pairs of a keys object; `values` is the split values array or 0.
+    Result<Items> keysItems(std::uint64_t keys, std::uint64_t values) const;
+    Result<Items> dictItems27(std::uint64_t dict) const;
+    // Whether the object `key` is a str equal to `text`; a key that is not a str is unequal.
+    bool keyEquals(std::uint64_t key, std::string_view text) const;
+    Result<std::uint64_t> findString(const Items& items, std::string_view key) const;
+
     const ProcessMemory& memory_;
     PyLayout layout_;
     TypeAddresses types_;
