@@ -15,7 +15,9 @@ constexpr std::uint64_t kUnicodeSubclass = 1ull << 28;
 constexpr std::uint64_t kDictSubclass = 1ull << 29;
 
 constexpr std::size_t kMaxTypeName = 256;
-constexpr std::uint64_t kDictValuesValidOffset = 3;  // _dictvalues.valid (3.13), see the report of missing fields
+// Fields the generated layouts do not have (yet); fixed in the versions that have them.
+constexpr std::uint64_t kDictValuesValidOffset = 3;  // _dictvalues.valid (3.13)
+constexpr std::int64_t kOldStyleInstanceDict = 24;   // PyInstanceObject.in_dict (2.7, 64-bit)
 
 std::uint64_t at(std::uint64_t base, std::int64_t offset) { return base + static_cast<std::uint64_t>(offset); }
 
@@ -547,6 +549,12 @@ Result<std::uint64_t> ObjectReader::instanceAttribute(std::uint64_t object, std:
     }
 
     PYSPY_TRY(auto dictOffset, typeBlock.field<std::int64_t>(l.type_dictoffset));
+    if (dictOffset == 0 && l.major == 2) {
+        // An old-style instance: PyInstance_Type has no tp_dictoffset; PyInstanceObject
+        // is {PyObject_HEAD; in_class; in_dict; ...} (the layout has no field for it).
+        PYSPY_TRY(auto name, typeName(object));
+        if (name == "instance") dictOffset = kOldStyleInstanceDict;
+    }
     if (dictOffset == 0) return Err{invalid("the object has no instance dict", object)};
     if (dictOffset < 0 || dictOffset > 4096) {
         // Negative: counted from the end of a variable-size object; needs tp_itemsize.

@@ -417,6 +417,7 @@ TEST_CASE("objects: a live interpreter's str, bytes, int, dict, instance and thr
                 const std::string name = fromHex(f[2]);
                 INFO("attribute " << name);
                 auto value = reader.instanceAttribute(std::stoull(f[1]), name);
+                INFO((value.ok() ? std::string() : value.error().describe()));
                 REQUIRE(value.ok());
                 CHECK(value.value() == std::stoull(f[3]));
                 ++checked;
