@@ -4,6 +4,12 @@
 // attached (the tracer thread), so a ThreadPause must be created, resumed and
 // destroyed on the same thread. Moving it to another thread and destroying it there
 // would fail to detach, leaving the target stopped until this process exits.
+//
+// A thread that is seized but never stops within the bound (an uninterruptible sleep,
+// e.g. a vfork parent or a stuck NFS read) cannot be detached yet: the kernel only
+// detaches stopped tracees. Such threads are remembered per tracer thread and detached
+// by the next pauseAll() or resume() on that thread once they have stopped; if this
+// process exits first, the kernel detaches them.
 #include "pyspy/process/ptrace.h"
 
 #include <sys/ptrace.h>
@@ -78,19 +84,43 @@ bool waitForStops(std::vector<Tracee>& tracees, Clock::time_point deadline) {
     }
 }
 
-// Detaches one stopped tracee. A thread that died meanwhile cannot be detached
-// (ESRCH); reap it if its exit is already reported so no traced zombie lingers.
+// Threads this tracer thread seized and gave up on before they stopped; see the top.
+thread_local std::vector<pid_t> abandonedTracees;
+
+// Detaches abandoned threads that have stopped (or reaps them if they exited).
+void retryAbandoned() {
+    std::erase_if(abandonedTracees, [](pid_t tid) {
+        int status = 0;
+        const pid_t r = ::waitpid(tid, &status, __WALL | WNOHANG);
+        if (r == 0 || (r < 0 && errno == EINTR)) return false;  // still not stopped
+        if (r > 0 && WIFSTOPPED(status)) {
+            // A signal-delivery-stop hands its signal back; an interrupt or group-stop has none to give.
+            const int signal = (status >> 16) == 0 ? WSTOPSIG(status) : 0;
+            ptraceRequest(PTRACE_DETACH, tid, signal);
+        }
+        return true;
+    });
+}
+
+// Detaches one stopped tracee. A thread killed meanwhile cannot be detached (ESRCH)
+// and stays a traced zombie until we reap it: reap it now, or on a later call.
 void detachThread(pid_t tid) {
     if (ptraceRequest(PTRACE_DETACH, tid) != 0 && errno == ESRCH) {
         int status = 0;
-        ::waitpid(tid, &status, __WALL | WNOHANG);
+        if (::waitpid(tid, &status, __WALL | WNOHANG) == 0) abandonedTracees.push_back(tid);  // not reaped yet
     }
 }
 
 // Failure path: every seized thread must end up detached, never stopped.
 void detachAll(std::vector<Tracee>& tracees) {
     waitForStops(tracees, Clock::now() + kDetachGrace);
-    for (const auto& tracee : tracees) detachThread(tracee.tid);
+    for (const auto& tracee : tracees) {
+        if (tracee.stopped) {
+            detachThread(tracee.tid);
+        } else if (ptraceRequest(PTRACE_DETACH, tracee.tid) != 0) {
+            abandonedTracees.push_back(tracee.tid);  // still running: detach it once it stops
+        }
+    }
     tracees.clear();
 }
 
@@ -106,6 +136,7 @@ ReadError pauseError(ReadErrorKind kind, pid_t pid, const std::string& what) {
 }  // namespace
 
 Result<ThreadPause> ThreadPause::pauseAll(pid_t pid, std::chrono::milliseconds timeout) {
+    retryAbandoned();
     if (pid <= 0) return Err{pauseError(ReadErrorKind::ProcessGone, pid, "no such process")};
     const auto deadline = Clock::now() + timeout;
     std::vector<Tracee> tracees;
@@ -127,6 +158,13 @@ Result<ThreadPause> ThreadPause::pauseAll(pid_t pid, std::chrono::milliseconds t
             // An exited leader stays listed while other threads run, and never stops.
             if (isDeadThread(pid, tid)) {
                 skipped.push_back(tid);
+                continue;
+            }
+            if (const auto it = std::ranges::find(abandonedTracees, tid); it != abandonedTracees.end()) {
+                // Seized and interrupted by an earlier, failed pause: just wait for it again.
+                abandonedTracees.erase(it);
+                tracees.push_back(Tracee{tid, false});
+                added = true;
                 continue;
             }
             if (ptraceRequest(PTRACE_SEIZE, tid) != 0) {
@@ -185,6 +223,7 @@ ThreadPause::~ThreadPause() { resume(); }
 void ThreadPause::resume() {
     for (const pid_t tid : threads_) detachThread(tid);
     threads_.clear();
+    retryAbandoned();
 }
 
 }  // namespace pyspy

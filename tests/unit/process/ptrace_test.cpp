@@ -306,3 +306,29 @@ TEST_CASE("ThreadPause gives up on a thread that cannot stop and detaches it onc
     CHECK(shared->counts[0].load() > before);
     CHECK(noThreadTraced(child.pid()));
 }
+
+TEST_CASE("ThreadPause of a target killed while paused ends cleanly and leaves no traced zombie", "[ptrace]") {
+    SharedMemory shared;
+    auto child = countingChild(*shared);
+    int ready = 0;
+    REQUIRE(child.receive(ready));
+    const pid_t pid = child.pid();
+    {
+        auto pause = ThreadPause::pauseAll(pid);
+        REQUIRE(pause.ok());
+        REQUIRE(::kill(pid, SIGKILL) == 0);  // the threads die while we still trace them
+    }
+    // Traced threads of a dead process linger until their tracer reaps them; the
+    // parent can collect the process only once none is left.
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    bool collected = false;
+    while (!collected && std::chrono::steady_clock::now() < deadline) {
+        (void)ThreadPause::pauseAll(pid, 100ms);  // a later call on this thread reaps leftovers
+        int status = 0;
+        const pid_t r = ::waitpid(pid, &status, WNOHANG);
+        collected = r == pid || (r < 0 && errno == ECHILD);
+        if (!collected) std::this_thread::sleep_for(10ms);
+    }
+    CHECK(collected);
+    CHECK(listThreads(pid).empty());
+}
