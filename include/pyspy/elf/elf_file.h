@@ -39,8 +39,10 @@ struct ElfSegment {  // a PT_LOAD program header
 
 class ElfFile {
   public:
-    // Opens and indexes `path`. Throws FatalError(ErrorKind::NotPython) with the path
-    // in the message when the file cannot be opened or is not a 64-bit ELF.
+    // Opens and indexes `path`. Throws FatalError with the path in the message:
+    // PermissionDenied when open() fails with EACCES/EPERM; NotPython when the file is
+    // missing, not a regular file, not a 64-bit ELF, or malformed (truncated tables).
+    // The file is untrusted: every count and offset from it is bounded.
     static ElfFile open(const std::string& path);
 
     ElfFile(ElfFile&&) noexcept;
@@ -48,8 +50,13 @@ class ElfFile {
     ~ElfFile();
 
     const std::string& path() const { return path_; }
+    std::uint16_t type() const { return type_; }  // e_type: ET_EXEC (non-PIE, bias 0) or ET_DYN
 
-    // Defined symbols from .symtab and .dynsym (both are indexed; .symtab wins).
+    // Defined symbols from .symtab and .dynsym (both are indexed; .symtab wins; within a
+    // table a global/weak definition wins over a local one of the same name). Only
+    // symbols with a section (not UND, not ABS), a non-zero value and a type other than
+    // TLS/SECTION/FILE are indexed. A versioned name "foo@VER"/"foo@@VER" is also
+    // indexed as "foo" when no plain "foo" exists.
     std::optional<ElfSymbol> findSymbol(std::string_view name) const;
     bool hasSymbolTable() const { return hasSymtab_; }  // .symtab present (not stripped)
 
@@ -58,11 +65,16 @@ class ElfFile {
     const std::vector<ElfSegment>& loadSegments() const { return segments_; }
 
     // Bytes of the file that back virtual address range [vaddr, vaddr+size), when the
-    // whole range lies in one PT_LOAD segment's file part.
+    // whole range lies in one PT_LOAD segment's file part (read with pread, so a file
+    // truncated meanwhile gives nothing rather than SIGBUS). nullopt for size 0,
+    // size > 64 MiB, an overflowing range or a range outside every segment's file part.
     std::optional<std::vector<std::uint8_t>> readAtAddress(std::uint64_t vaddr, std::size_t size) const;
 
     // The load bias for a mapping of this file at `mapStart` with file offset `mapOffset`
-    // (from /proc/PID/maps): runtime address = file vaddr + bias.
+    // (from /proc/PID/maps): runtime address = file vaddr + bias. The PT_LOAD whose
+    // page-aligned file offset equals `mapOffset` is preferred; else the one whose file
+    // range [page_down(p_offset), p_offset+p_filesz) contains it. 0 for a non-PIE
+    // executable mapped at its link address. The offset-0 mapping is the unambiguous one.
     std::optional<std::uint64_t> loadBias(std::uint64_t mapStart, std::uint64_t mapOffset) const;
 
   private:
@@ -72,6 +84,7 @@ class ElfFile {
     std::unique_ptr<Impl> impl_;
     std::string path_;
     bool hasSymtab_ = false;
+    std::uint16_t type_ = 0;
     std::unordered_map<std::string, ElfSymbol> symbols_;
     std::vector<ElfSection> sections_;
     std::vector<ElfSegment> segments_;
