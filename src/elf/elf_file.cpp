@@ -56,7 +56,9 @@ std::uint64_t pageSize() {
     return size;
 }
 
-std::uint64_t pageDown(std::uint64_t value) { return value & ~(pageSize() - 1); }
+std::uint64_t pageDown(std::uint64_t value) {
+    return value & ~(pageSize() - 1);
+}
 
 // Precedence of one symbol definition: .symtab over .dynsym, then global/weak over
 // local, then a plain name over the "foo" alias of a versioned "foo@VER".
@@ -223,8 +225,8 @@ std::optional<std::vector<std::uint8_t>> ElfFile::readAtAddress(std::uint64_t va
         std::vector<std::uint8_t> bytes(size);
         std::size_t done = 0;
         while (done < size) {
-            const ssize_t n = ::pread(impl_->fd.get(), bytes.data() + done, size - done,
-                                      static_cast<off_t>(offset + done));
+            const ssize_t n =
+                ::pread(impl_->fd.get(), bytes.data() + done, size - done, static_cast<off_t>(offset + done));
             if (n < 0 && errno == EINTR) continue;
             if (n <= 0) return std::nullopt;
             done += static_cast<std::size_t>(n);

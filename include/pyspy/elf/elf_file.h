@@ -22,8 +22,8 @@ struct ElfSymbol {
 
 struct ElfSection {
     std::string name;
-    std::uint32_t type = 0;   // SHT_*
-    std::uint64_t flags = 0;  // SHF_*
+    std::uint32_t type = 0;     // SHT_*
+    std::uint64_t flags = 0;    // SHF_*
     std::uint64_t address = 0;  // sh_addr
     std::uint64_t offset = 0;   // sh_offset
     std::uint64_t size = 0;

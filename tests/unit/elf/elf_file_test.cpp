@@ -17,7 +17,9 @@ using namespace pyspy::test;
 
 namespace {
 
-std::uint64_t hex(const std::string& text) { return std::stoull(text, nullptr, 16); }
+std::uint64_t hex(const std::string& text) {
+    return std::stoull(text, nullptr, 16);
+}
 
 std::uint64_t pageDown(std::uint64_t value) {
     return value & ~(static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE)) - 1);
@@ -107,8 +109,8 @@ TEST_CASE("ElfFile: sections match readelf -S", "[elf]") {
         CHECK(elf.findSection(".bss")->type == SHT_NOBITS);
         CHECK((elf.findSection(".data")->flags & SHF_WRITE) != 0);
         CHECK_FALSE(elf.findSection(".no_such_section"));
-        const bool hasRuntimeSection = std::any_of(expected.begin(), expected.end(),
-                                                   [](const ElfSection& s) { return s.name == ".PyRuntime"; });
+        const bool hasRuntimeSection =
+            std::any_of(expected.begin(), expected.end(), [](const ElfSection& s) { return s.name == ".PyRuntime"; });
         CHECK(elf.findSection(".PyRuntime").has_value() == hasRuntimeSection);
         if (hasRuntimeSection) {  // 3.11+: _PyRuntime lives alone in its own section
             CHECK(elf.findSection(".PyRuntime")->address == elf.findSymbol("_PyRuntime")->value);
@@ -145,7 +147,8 @@ TEST_CASE("ElfFile: readAtAddress of Py_Version gives the interpreter's hexversi
         const ElfFile elf = ElfFile::open(real.path);
         const auto symbol = elf.findSymbol("Py_Version");
         if (!symbol) continue;  // before 3.11
-        if (!fileExists(real.interpreter) && !real.interpreter.empty() && ::access(real.interpreter.c_str(), X_OK) != 0) {
+        if (!fileExists(real.interpreter) && !real.interpreter.empty() &&
+            ::access(real.interpreter.c_str(), X_OK) != 0) {
             continue;
         }
         const std::string printed =
