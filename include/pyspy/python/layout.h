@@ -27,6 +27,7 @@ struct PyLayout {
     std::int64_t runtime_interpreters_head = kAbsent;        // interpreters.head
     std::int64_t runtime_gilstate_tstate_current = kAbsent;  // gilstate.tstate_current (3.7-3.11)
     std::int64_t runtime_ceval_gil = kAbsent;                // ceval.gil, inline struct (3.7-3.11)
+    std::int64_t runtime_debug_offsets = kAbsent;            // debug_offsets, _Py_DebugOffsets (3.13+)
 
     // --- struct _gil_runtime_state (3.7+) ---------------------------------------
     std::int64_t gil_locked = kAbsent;       // locked (int, atomic)
@@ -38,6 +39,7 @@ struct PyLayout {
     std::int64_t interp_tstate_head = kAbsent;  // tstate_head (<=3.11), threads.head (3.12+)
     std::int64_t interp_modules = kAbsent;      // modules (<=3.11), imports.modules (3.12+)
     std::int64_t interp_ceval_gil = kAbsent;    // ceval.gil, pointer to _gil_runtime_state (3.12+)
+    std::int64_t interp_gil = kAbsent;          // _gil, the interpreter's own inline _gil_runtime_state (3.12+)
 
     // --- PyThreadState ----------------------------------------------------------
     std::int64_t tstate_size = kAbsent;
@@ -47,7 +49,7 @@ struct PyLayout {
     std::int64_t tstate_cframe = kAbsent;         // cframe (3.11-3.12, _PyCFrame*)
     std::int64_t tstate_current_frame = kAbsent;  // current_frame (3.13+, _PyInterpreterFrame*)
     std::int64_t tstate_thread_id = kAbsent;      // thread_id (pthread_self() value)
-    std::int64_t tstate_native_thread_id = kAbsent;  // native_thread_id (3.8+, OS tid)
+    std::int64_t tstate_native_thread_id = kAbsent;  // native_thread_id (3.11+, OS tid)
     std::int64_t tstate_datastack_chunk = kAbsent;   // datastack_chunk (3.11+)
 
     // --- _PyCFrame (3.11-3.12) --------------------------------------------------
@@ -60,7 +62,7 @@ struct PyLayout {
     std::int64_t stackchunk_data = kAbsent;
 
     // --- frames: PyFrameObject (<=3.10) or _PyInterpreterFrame (3.11+) ------------
-    std::int64_t frame_size = kAbsent;    // sizeof the struct (without localsplus)
+    std::int64_t frame_size = kAbsent;    // sizeof the struct (its localsplus[1] counted, not the variable part)
     std::int64_t frame_back = kAbsent;    // f_back (<=3.10), previous (3.11+)
     std::int64_t frame_code = kAbsent;    // f_code (<=3.12), f_executable (3.13+)
     std::int64_t frame_lasti = kAbsent;   // f_lasti, int (<=3.10)
@@ -108,6 +110,7 @@ struct PyLayout {
     std::uint64_t tpflags_inline_values = 0;      // Py_TPFLAGS_INLINE_VALUES (3.13+), else 0
     std::int64_t managed_dict_offset = kAbsent;   // offset of the managed dict pointer from the object (negative; 3.11+)
     std::int64_t managed_values_offset = kAbsent; // offset of the values pointer (3.11 only, negative)
+    std::int64_t instance_dict = kAbsent;         // PyInstanceObject.in_dict (2.7 old-style instances)
 
     // --- bytes: PyBytesObject (3.x), PyStringObject (2.7) -------------------------
     std::int64_t bytes_size = kAbsent;  // ob_size
@@ -156,6 +159,7 @@ struct PyLayout {
     std::int64_t dictunicodeentry_size = kAbsent;    // sizeof(PyDictUnicodeEntry) {key, value} (3.11+)
     std::int64_t dictkeys_kind_general = kAbsent;    // DICT_KEYS_GENERAL value (3.11+)
     std::int64_t dictvalues_values = kAbsent;        // PyDictValues.values (3.11+)
+    std::int64_t dictvalues_valid = kAbsent;         // PyDictValues.valid, uint8 (3.13+)
     // PyDictObject (2.7): ma_mask, ma_table of PyDictEntry {hash, key, value}
     std::int64_t dict2_mask = kAbsent;
     std::int64_t dict2_table = kAbsent;
@@ -163,6 +167,63 @@ struct PyLayout {
 
     // --- module -------------------------------------------------------------------
     std::int64_t module_dict = kAbsent;  // PyModuleObject.md_dict
+
+    // --- _Py_DebugOffsets (3.13+; pycore_runtime.h) --------------------------------
+    // Where each value sits *inside* the _Py_DebugOffsets struct the target keeps at
+    // _PyRuntime + runtime_debug_offsets; debug_offsets.h reads them. Names are
+    // dbg_<section>_<member> after the struct's own names.
+    std::int64_t dbg_size = kAbsent;  // sizeof(_Py_DebugOffsets)
+    std::int64_t dbg_cookie = kAbsent;         // char cookie[8] = "xdebugpy"
+    std::int64_t dbg_version = kAbsent;        // PY_VERSION_HEX of the target
+    std::int64_t dbg_free_threaded = kAbsent;  // nonzero in a Py_GIL_DISABLED build
+    std::int64_t dbg_runtime_state_size = kAbsent;
+    std::int64_t dbg_runtime_state_interpreters_head = kAbsent;
+    std::int64_t dbg_interpreter_state_size = kAbsent;
+    std::int64_t dbg_interpreter_state_next = kAbsent;
+    std::int64_t dbg_interpreter_state_threads_head = kAbsent;
+    std::int64_t dbg_interpreter_state_imports_modules = kAbsent;
+    std::int64_t dbg_interpreter_state_ceval_gil = kAbsent;
+    std::int64_t dbg_interpreter_state_gil_runtime_state = kAbsent;         // offset of interp->_gil
+    std::int64_t dbg_interpreter_state_gil_runtime_state_locked = kAbsent;  // of interp->_gil.locked
+    std::int64_t dbg_interpreter_state_gil_runtime_state_holder = kAbsent;  // of interp->_gil.last_holder
+    std::int64_t dbg_thread_state_size = kAbsent;
+    std::int64_t dbg_thread_state_next = kAbsent;
+    std::int64_t dbg_thread_state_interp = kAbsent;
+    std::int64_t dbg_thread_state_current_frame = kAbsent;
+    std::int64_t dbg_thread_state_thread_id = kAbsent;
+    std::int64_t dbg_thread_state_native_thread_id = kAbsent;
+    std::int64_t dbg_thread_state_datastack_chunk = kAbsent;
+    std::int64_t dbg_interpreter_frame_size = kAbsent;
+    std::int64_t dbg_interpreter_frame_previous = kAbsent;
+    std::int64_t dbg_interpreter_frame_executable = kAbsent;
+    std::int64_t dbg_interpreter_frame_instr_ptr = kAbsent;
+    std::int64_t dbg_interpreter_frame_localsplus = kAbsent;
+    std::int64_t dbg_interpreter_frame_owner = kAbsent;
+    std::int64_t dbg_code_object_size = kAbsent;
+    std::int64_t dbg_code_object_filename = kAbsent;
+    std::int64_t dbg_code_object_name = kAbsent;
+    std::int64_t dbg_code_object_qualname = kAbsent;
+    std::int64_t dbg_code_object_linetable = kAbsent;
+    std::int64_t dbg_code_object_firstlineno = kAbsent;
+    std::int64_t dbg_code_object_argcount = kAbsent;
+    std::int64_t dbg_code_object_localsplusnames = kAbsent;
+    std::int64_t dbg_code_object_localspluskinds = kAbsent;
+    std::int64_t dbg_code_object_co_code_adaptive = kAbsent;
+    std::int64_t dbg_pyobject_ob_type = kAbsent;
+    std::int64_t dbg_type_object_tp_name = kAbsent;
+    std::int64_t dbg_type_object_tp_flags = kAbsent;
+    std::int64_t dbg_tuple_object_ob_item = kAbsent;
+    std::int64_t dbg_list_object_ob_item = kAbsent;
+    std::int64_t dbg_dict_object_ma_keys = kAbsent;
+    std::int64_t dbg_dict_object_ma_values = kAbsent;
+    std::int64_t dbg_float_object_ob_fval = kAbsent;
+    std::int64_t dbg_long_object_lv_tag = kAbsent;
+    std::int64_t dbg_long_object_ob_digit = kAbsent;
+    std::int64_t dbg_bytes_object_ob_size = kAbsent;
+    std::int64_t dbg_bytes_object_ob_sval = kAbsent;
+    std::int64_t dbg_unicode_object_state = kAbsent;
+    std::int64_t dbg_unicode_object_length = kAbsent;
+    std::int64_t dbg_unicode_object_asciiobject_size = kAbsent;
 
     // --- Py_Version / PY_VERSION_HEX of the headers, for cross-checks --------------
     std::uint32_t version_hex = 0;
