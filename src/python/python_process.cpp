@@ -33,7 +33,27 @@ std::unique_ptr<PythonProcess> PythonProcess::attach(pid_t pid, const LocateOpti
     checkProcessAccessible(pid);
     auto memory = std::make_unique<LiveProcessMemory>(pid);
     PythonTarget target = locatePython(pid, *memory, options);
-    return std::make_unique<PythonProcess>(pid, std::move(memory), std::move(target));
+    const bool scanned = target.foundByScan;
+    auto process = std::make_unique<PythonProcess>(pid, std::move(memory), std::move(target));
+    if (scanned && !process->stacksReadable()) {
+        if (!processAlive(pid)) throwGone(pid);
+        throw FatalError(ErrorKind::NotPython,
+                         fmt::format("process {}: the interpreter found by scanning has no readable stack", pid));
+    }
+    return process;
+}
+
+bool PythonProcess::stacksReadable() {
+    // A candidate found by scanning is accepted only if some thread's stack walks.
+    auto states = readThreadStates(kMaxInterpreters * 64);
+    if (!states.ok()) return false;
+    for (const auto& state : states.value()) {
+        if (state.frame == 0) continue;
+        FrameChain partial;
+        auto chain = walkThread(state, WalkLimits{}, partial);
+        if (chain.ok() && !chain.value().frames.empty()) return true;
+    }
+    return false;
 }
 
 PythonProcess::PythonProcess(pid_t pid, std::unique_ptr<ProcessMemory> memory, PythonTarget target)

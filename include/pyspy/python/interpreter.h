@@ -28,6 +28,7 @@ struct PythonTarget {
     std::uint64_t interpHeadVar = 0;   // &interp_head (<=3.6), when the symbol exists
     std::uint64_t tstateCurrentVar = 0;  // &_PyThreadState_Current (<=3.6)
     std::uint64_t interpreter = 0;     // the main PyInterpreterState*, validated
+    bool foundByScan = false;          // located by scanning .data/.bss, not through a symbol
     TypeAddresses types;
     std::vector<MemoryMapping> maps;
 };

@@ -56,6 +56,7 @@ class PythonProcess {
     std::unordered_map<std::uint64_t, std::string> threadNames() const;
     void resolveNativeIds(std::vector<ThreadStateInfo>& states, const std::vector<pid_t>& tids);
     Result<FrameChain> walkThread(const ThreadStateInfo& state, const WalkLimits& limits, FrameChain& partial);
+    bool stacksReadable();  // some thread with a frame walks to at least one frame
 
     pid_t pid_;
     std::unique_ptr<ProcessMemory> memory_;
