@@ -1,0 +1,315 @@
+#include <catch2/catch.hpp>
+
+#include <unistd.h>
+
+#include <cstring>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "pyspy/process/live_memory.h"
+#include "pyspy/python/debug_offsets.h"
+#include "support/child_process.h"
+
+using namespace pyspy;
+
+namespace {
+
+const PyLayout& table313() {
+    const PyLayout* l = findGeneratedLayout(3, 13);
+    REQUIRE(l != nullptr);
+    return *l;
+}
+
+// Every value of _Py_DebugOffsets that maps to a table field: (position, value).
+std::vector<std::pair<std::int64_t, std::uint64_t>> tableValues(const PyLayout& l) {
+    auto u = [](std::int64_t v) { return static_cast<std::uint64_t>(v); };
+    return {
+        {l.dbg_version, l.version_hex},
+        {l.dbg_free_threaded, 0},
+        {l.dbg_runtime_state_size, u(l.runtime_size)},
+        {l.dbg_runtime_state_interpreters_head, u(l.runtime_interpreters_head)},
+        {l.dbg_interpreter_state_size, u(l.interp_size)},
+        {l.dbg_interpreter_state_next, u(l.interp_next)},
+        {l.dbg_interpreter_state_threads_head, u(l.interp_tstate_head)},
+        {l.dbg_interpreter_state_imports_modules, u(l.interp_modules)},
+        {l.dbg_interpreter_state_ceval_gil, u(l.interp_ceval_gil)},
+        {l.dbg_interpreter_state_gil_runtime_state, u(l.interp_gil)},
+        {l.dbg_interpreter_state_gil_runtime_state_locked, u(l.interp_gil + l.gil_locked)},
+        {l.dbg_interpreter_state_gil_runtime_state_holder, u(l.interp_gil + l.gil_last_holder)},
+        {l.dbg_thread_state_size, u(l.tstate_size)},
+        {l.dbg_thread_state_next, u(l.tstate_next)},
+        {l.dbg_thread_state_interp, u(l.tstate_interp)},
+        {l.dbg_thread_state_current_frame, u(l.tstate_current_frame)},
+        {l.dbg_thread_state_thread_id, u(l.tstate_thread_id)},
+        {l.dbg_thread_state_native_thread_id, u(l.tstate_native_thread_id)},
+        {l.dbg_thread_state_datastack_chunk, u(l.tstate_datastack_chunk)},
+        {l.dbg_interpreter_frame_size, u(l.frame_size)},
+        {l.dbg_interpreter_frame_previous, u(l.frame_back)},
+        {l.dbg_interpreter_frame_executable, u(l.frame_code)},
+        {l.dbg_interpreter_frame_instr_ptr, u(l.frame_instr_ptr)},
+        {l.dbg_interpreter_frame_localsplus, u(l.frame_localsplus)},
+        {l.dbg_interpreter_frame_owner, u(l.frame_owner)},
+        {l.dbg_code_object_size, u(l.code_size)},
+        {l.dbg_code_object_filename, u(l.code_filename)},
+        {l.dbg_code_object_name, u(l.code_name)},
+        {l.dbg_code_object_qualname, u(l.code_qualname)},
+        {l.dbg_code_object_linetable, u(l.code_linetable)},
+        {l.dbg_code_object_firstlineno, u(l.code_firstlineno)},
+        {l.dbg_code_object_argcount, u(l.code_argcount)},
+        {l.dbg_code_object_localsplusnames, u(l.code_localsplusnames)},
+        {l.dbg_code_object_localspluskinds, u(l.code_localspluskinds)},
+        {l.dbg_code_object_co_code_adaptive, u(l.code_code_adaptive)},
+        {l.dbg_pyobject_ob_type, u(l.object_type)},
+        {l.dbg_type_object_tp_name, u(l.type_name)},
+        {l.dbg_type_object_tp_flags, u(l.type_flags)},
+        {l.dbg_tuple_object_ob_item, u(l.tuple_item)},
+        {l.dbg_list_object_ob_item, u(l.list_item)},
+        {l.dbg_dict_object_ma_keys, u(l.dict_keys)},
+        {l.dbg_dict_object_ma_values, u(l.dict_values)},
+        {l.dbg_float_object_ob_fval, u(l.float_fval)},
+        {l.dbg_long_object_lv_tag, u(l.long_lv_tag)},
+        {l.dbg_long_object_ob_digit, u(l.long_digit)},
+        {l.dbg_bytes_object_ob_size, u(l.bytes_size)},
+        {l.dbg_bytes_object_ob_sval, u(l.bytes_sval)},
+        {l.dbg_unicode_object_state, u(l.unicode_state)},
+        {l.dbg_unicode_object_length, u(l.unicode_length)},
+        {l.dbg_unicode_object_asciiobject_size, u(l.unicode_ascii_size)},
+    };
+}
+
+// A _Py_DebugOffsets image as 3.13.0 would hold it, built from the generated table.
+std::vector<std::uint8_t> goodImage(const PyLayout& l) {
+    std::vector<std::uint8_t> image(static_cast<std::size_t>(l.dbg_size), 0);
+    std::memcpy(image.data() + l.dbg_cookie, "xdebugpy", 8);
+    for (auto [position, value] : tableValues(l)) {
+        std::memcpy(image.data() + position, &value, sizeof value);
+    }
+    return image;
+}
+
+void put64(std::vector<std::uint8_t>& image, std::int64_t position, std::uint64_t value) {
+    std::memcpy(image.data() + position, &value, sizeof value);
+}
+
+// The fields applyDebugOffsets replaces must come out as the table has them.
+void checkSameAsTable(const PyLayout& applied, const PyLayout& l) {
+    CHECK(applied.runtime_interpreters_head == l.runtime_interpreters_head);
+    CHECK(applied.interp_next == l.interp_next);
+    CHECK(applied.interp_tstate_head == l.interp_tstate_head);
+    CHECK(applied.interp_modules == l.interp_modules);
+    CHECK(applied.interp_ceval_gil == l.interp_ceval_gil);
+    CHECK(applied.interp_gil == l.interp_gil);
+    CHECK(applied.gil_locked == l.gil_locked);
+    CHECK(applied.gil_last_holder == l.gil_last_holder);
+    CHECK(applied.tstate_next == l.tstate_next);
+    CHECK(applied.tstate_interp == l.tstate_interp);
+    CHECK(applied.tstate_current_frame == l.tstate_current_frame);
+    CHECK(applied.tstate_thread_id == l.tstate_thread_id);
+    CHECK(applied.tstate_native_thread_id == l.tstate_native_thread_id);
+    CHECK(applied.tstate_datastack_chunk == l.tstate_datastack_chunk);
+    CHECK(applied.frame_size == l.frame_size);
+    CHECK(applied.frame_back == l.frame_back);
+    CHECK(applied.frame_code == l.frame_code);
+    CHECK(applied.frame_instr_ptr == l.frame_instr_ptr);
+    CHECK(applied.frame_localsplus == l.frame_localsplus);
+    CHECK(applied.frame_owner == l.frame_owner);
+    CHECK(applied.code_size == l.code_size);
+    CHECK(applied.code_filename == l.code_filename);
+    CHECK(applied.code_name == l.code_name);
+    CHECK(applied.code_qualname == l.code_qualname);
+    CHECK(applied.code_linetable == l.code_linetable);
+    CHECK(applied.code_firstlineno == l.code_firstlineno);
+    CHECK(applied.code_code_adaptive == l.code_code_adaptive);
+    CHECK(applied.object_type == l.object_type);
+    CHECK(applied.type_name == l.type_name);
+    CHECK(applied.type_flags == l.type_flags);
+    CHECK(applied.dict_keys == l.dict_keys);
+    CHECK(applied.dict_values == l.dict_values);
+    CHECK(applied.long_lv_tag == l.long_lv_tag);
+    CHECK(applied.long_digit == l.long_digit);
+    CHECK(applied.bytes_size == l.bytes_size);
+    CHECK(applied.bytes_sval == l.bytes_sval);
+    CHECK(applied.unicode_state == l.unicode_state);
+    CHECK(applied.unicode_length == l.unicode_length);
+    CHECK(applied.unicode_ascii_size == l.unicode_ascii_size);
+    CHECK(applied.major == l.major);
+    CHECK(applied.minor == l.minor);
+}
+
+constexpr std::uint64_t kRuntime = 0x7f0000100000;
+
+}  // namespace
+
+TEST_CASE("debug offsets: a well-formed table is read and applied", "[debug_offsets]") {
+    const PyLayout& l = table313();
+    BufferMemory memory;
+    memory.map(kRuntime + static_cast<std::uint64_t>(l.runtime_debug_offsets), goodImage(l));
+    auto offsets = readDebugOffsets(memory, kRuntime, l);
+    INFO((offsets.ok() ? std::string() : offsets.error().describe()));
+    REQUIRE(offsets.ok());
+    CHECK(memory.readCount() == 1);  // one read for the whole struct
+    CHECK(offsets->version == l.version_hex);
+    CHECK_FALSE(offsets->freeThreaded);
+    CHECK(offsets->tstateCurrentFrame == static_cast<std::uint64_t>(l.tstate_current_frame));
+    CHECK(offsets->interpGilLocked == static_cast<std::uint64_t>(l.interp_gil + l.gil_locked));
+    checkSameAsTable(applyDebugOffsets(l, offsets.value()), l);
+
+    // A 3.13.x whose structs moved: the target's values win.
+    auto moved = goodImage(l);
+    put64(moved, l.dbg_version, l.version_hex + 0x100);  // a later micro release
+    put64(moved, l.dbg_thread_state_current_frame, static_cast<std::uint64_t>(l.tstate_current_frame + 8));
+    put64(moved, l.dbg_code_object_co_code_adaptive, static_cast<std::uint64_t>(l.code_code_adaptive - 8));
+    put64(moved, l.dbg_interpreter_state_gil_runtime_state_holder,
+          static_cast<std::uint64_t>(l.interp_gil + l.gil_last_holder + 16));
+    BufferMemory movedMemory;
+    movedMemory.map(kRuntime, moved);
+    auto movedOffsets = readDebugOffsets(movedMemory, kRuntime, l);
+    REQUIRE(movedOffsets.ok());
+    const PyLayout applied = applyDebugOffsets(l, movedOffsets.value());
+    CHECK(applied.tstate_current_frame == l.tstate_current_frame + 8);
+    CHECK(applied.code_code_adaptive == l.code_code_adaptive - 8);
+    CHECK(applied.gil_last_holder == l.gil_last_holder + 16);
+    CHECK(applied.gil_locked == l.gil_locked);
+    CHECK(applied.version_hex == l.version_hex + 0x100);
+    CHECK(applied.tstate_next == l.tstate_next);
+
+    // A newer minor version is accepted when its values pass the checks.
+    auto newer = goodImage(l);
+    put64(newer, l.dbg_version, 0x030e00f0);
+    BufferMemory newerMemory;
+    newerMemory.map(kRuntime, newer);
+    auto newerOffsets = readDebugOffsets(newerMemory, kRuntime, l);
+    REQUIRE(newerOffsets.ok());
+    CHECK(newerOffsets->version == 0x030e00f0);
+
+    // A free-threaded build is reported, not refused: the caller decides.
+    auto freeThreaded = goodImage(l);
+    put64(freeThreaded, l.dbg_free_threaded, 1);
+    BufferMemory ftMemory;
+    ftMemory.map(kRuntime, freeThreaded);
+    auto ftOffsets = readDebugOffsets(ftMemory, kRuntime, l);
+    REQUIRE(ftOffsets.ok());
+    CHECK(ftOffsets->freeThreaded);
+}
+
+TEST_CASE("debug offsets: bad images are refused", "[debug_offsets]") {
+    const PyLayout& l = table313();
+    auto refused = [&](std::vector<std::uint8_t> image, ReadErrorKind kind) {
+        BufferMemory memory;
+        memory.map(kRuntime, std::move(image));
+        auto offsets = readDebugOffsets(memory, kRuntime, l);
+        REQUIRE_FALSE(offsets.ok());
+        CHECK(offsets.error().kind == kind);
+        return offsets.error().what;
+    };
+    auto with = [&](std::int64_t position, std::uint64_t value) {
+        auto image = goodImage(l);
+        put64(image, position, value);
+        return image;
+    };
+
+    auto badCookie = goodImage(l);
+    badCookie[3] = 'X';
+    CHECK(refused(badCookie, ReadErrorKind::Invalid).find("cookie") != std::string::npos);
+    CHECK_FALSE(refused(std::vector<std::uint8_t>(static_cast<std::size_t>(l.dbg_size), 0), ReadErrorKind::Invalid)
+                    .empty());
+
+    // Huge or out-of-struct offsets, implausible sizes.
+    refused(with(l.dbg_thread_state_next, std::uint64_t{1} << 40), ReadErrorKind::Invalid);
+    refused(with(l.dbg_interpreter_frame_owner, 70000), ReadErrorKind::Invalid);
+    refused(with(l.dbg_pyobject_ob_type, 1 << 20), ReadErrorKind::Invalid);
+    refused(with(l.dbg_thread_state_current_frame, static_cast<std::uint64_t>(l.tstate_size)),
+            ReadErrorKind::Invalid);  // at or past the end of PyThreadState
+    refused(with(l.dbg_thread_state_size, 0), ReadErrorKind::Invalid);
+    refused(with(l.dbg_code_object_size, std::uint64_t{1} << 33), ReadErrorKind::Invalid);
+    refused(with(l.dbg_runtime_state_size, std::uint64_t{1} << 30), ReadErrorKind::Invalid);
+    refused(with(l.dbg_interpreter_state_gil_runtime_state_locked, static_cast<std::uint64_t>(l.interp_gil - 8)),
+            ReadErrorKind::Invalid);  // outside _gil
+    refused(with(l.dbg_thread_state_interp, static_cast<std::uint64_t>(l.tstate_next)),
+            ReadErrorKind::Invalid);  // two members at one offset
+
+    // Versions: before 3.13 there is no such table; garbage is no version.
+    refused(with(l.dbg_version, 0x030c01f0), ReadErrorKind::Invalid);
+    refused(with(l.dbg_version, 0x020712f0), ReadErrorKind::Invalid);
+    refused(with(l.dbg_version, 0xdeadbeef030d00f0), ReadErrorKind::Invalid);
+    refused(with(l.dbg_free_threaded, 7), ReadErrorKind::Invalid);
+
+    // Truncated: the struct runs past the end of mapped memory.
+    auto truncated = goodImage(l);
+    truncated.resize(truncated.size() / 2);
+    refused(truncated, ReadErrorKind::Fault);
+    BufferMemory empty;
+    CHECK(readDebugOffsets(empty, kRuntime, l).error().kind == ReadErrorKind::Fault);
+
+    // A table without debug offsets (before 3.13) cannot read any.
+    for (auto [major, minor] : {std::pair{3, 12}, std::pair{3, 7}, std::pair{2, 7}}) {
+        const PyLayout* old = findGeneratedLayout(major, minor);
+        REQUIRE(old != nullptr);
+        BufferMemory memory;
+        memory.map(kRuntime, goodImage(l));
+        CHECK(readDebugOffsets(memory, kRuntime, *old).error().kind == ReadErrorKind::Unsupported);
+    }
+    // A format whose size is absurd is not used to size a read.
+    PyLayout broken = l;
+    broken.dbg_size = std::int64_t{1} << 40;
+    BufferMemory memory;
+    memory.map(kRuntime, goodImage(l));
+    CHECK(readDebugOffsets(memory, kRuntime, broken).error().kind == ReadErrorKind::Unsupported);
+    CHECK(memory.readCount() == 0);
+}
+
+TEST_CASE("debug offsets: a live interpreter's _PyRuntime", "[interp]") {
+    const std::string python = test::testPython();
+    if (python.find('/') != std::string::npos && ::access(python.c_str(), X_OK) != 0) std::exit(77);
+    const char* script = R"PY(
+import ctypes, sys, time
+try:
+    runtime = ctypes.addressof(ctypes.c_char.in_dll(ctypes.pythonapi, "_PyRuntime"))
+except Exception:
+    runtime = 0
+sys.stdout.write("RUNTIME %d %d %d %d\n" % (sys.version_info[0], sys.version_info[1], sys.hexversion, runtime))
+sys.stdout.flush()
+while True:
+    time.sleep(1000)
+)PY";
+    test::ChildProcess child({python, "-c", script});
+    auto line = child.waitFor("RUNTIME ");
+    REQUIRE(line);
+    std::istringstream words(*line);
+    int major = 0, minor = 0;
+    std::uint64_t hexversion = 0, runtime = 0;
+    words >> major >> minor >> hexversion >> runtime;
+    INFO("Python " << major << "." << minor << " (" << python << "), _PyRuntime at " << runtime);
+    const PyLayout& format = table313();
+
+    if (major == 2 || (major == 3 && minor < 7)) {
+        CHECK(runtime == 0);  // no _PyRuntime before 3.7
+        WARN("Python " << major << "." << minor << " has no _PyRuntime: no debug offsets to read");
+        return;
+    }
+    REQUIRE(runtime != 0);
+    LiveProcessMemory memory(child.pid());
+    auto offsets = readDebugOffsets(memory, runtime, format);
+    if (major == 3 && minor < 13) {
+        // The same bytes hold other fields: no cookie there.
+        REQUIRE_FALSE(offsets.ok());
+        CHECK(offsets.error().kind == ReadErrorKind::Invalid);
+        CHECK(offsets.error().what.find("cookie") != std::string::npos);
+        return;
+    }
+    INFO((offsets.ok() ? std::string() : offsets.error().describe()));
+    REQUIRE(offsets.ok());
+    CHECK(offsets->version == hexversion);
+    CHECK_FALSE(offsets->freeThreaded);
+    const PyLayout* table = findGeneratedLayout(major, minor);
+    if (table == nullptr) {
+        WARN("Python " << major << "." << minor << " is newer than the tables: debug offsets read with the 3.13 format");
+        return;
+    }
+    // The target's own offsets equal the generated table's (3.13.0 headers).
+    checkSameAsTable(applyDebugOffsets(*table, offsets.value()), *table);
+    CHECK(offsets->runtimeSize == static_cast<std::uint64_t>(table->runtime_size));
+    CHECK(offsets->interpSize == static_cast<std::uint64_t>(table->interp_size));
+    CHECK(offsets->tstateSize == static_cast<std::uint64_t>(table->tstate_size));
+}
