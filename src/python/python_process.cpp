@@ -162,7 +162,13 @@ void PythonProcess::resolveNativeIds(std::vector<ThreadStateInfo>& states, const
     const std::set<pid_t> live(tids.begin(), tids.end());
     std::vector<std::vector<std::uint8_t>> blocks;
     for (const auto& s : states) {
-        blocks.push_back(readBytes(*memory_, s.threadId, kPthreadScanBytes).valueOr({}));
+        // struct pthread may sit at the very end of the thread's stack mapping, so a
+        // full-size read can fault: take the largest prefix that reads.
+        std::vector<std::uint8_t> block;
+        for (std::size_t size = kPthreadScanBytes; size >= 512 && block.empty(); size /= 2) {
+            block = readBytes(*memory_, s.threadId, size).valueOr({});
+        }
+        blocks.push_back(std::move(block));
     }
     auto tidAt = [&](std::size_t i, std::int64_t offset) -> std::optional<pid_t> {
         if (blocks[i].size() < static_cast<std::size_t>(offset) + 4) return std::nullopt;

@@ -102,10 +102,27 @@ class Target:
             while b"\n" in buf:
                 line, buf = buf.split(b"\n", 1)
                 if line.startswith(b"READY "):
-                    return json.loads(line[6:].decode())
+                    report = json.loads(line[6:].decode())
+                    self._wait_main_thread_asleep(deadline)
+                    return report
         self.close()
         err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
         raise Failure("target never printed its READY line; stderr: %s" % err.strip())
+
+    def _wait_main_thread_asleep(self, deadline):
+        # The main thread prints READY from announce(), then still has to take the GIL
+        # back from the busy thread to return and enter time.sleep(). Wait until the
+        # kernel has seen it asleep for several polls in a row.
+        stat = "/proc/%d/task/%d/stat" % (self.pid, self.pid)
+        asleep = 0
+        while asleep < 5 and time.time() < deadline:
+            try:
+                with open(stat) as f:
+                    state = f.read().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                return
+            asleep = asleep + 1 if state == "S" else 0
+            time.sleep(0.02)
 
     def close(self):
         if self.proc.poll() is None:
