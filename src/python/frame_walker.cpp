@@ -56,8 +56,12 @@ Result<std::shared_ptr<const CodeInfo>> CodeCache::get(const ObjectReader& reade
     ++misses_;
 
     PYSPY_TRY(auto type, header.pointer(l.object_type));
-    if (reader.types().code != 0 && type != reader.types().code) {
-        return Err{invalid("not a code object", header.address())};
+    if (reader.types().code != 0) {
+        if (type != reader.types().code) return Err{invalid("not a code object", header.address())};
+    } else {
+        // No PyCode_Type symbol (stripped build): check the type's name instead.
+        PYSPY_TRY(auto typeName, reader.typeName(header.address()));
+        if (typeName != "code") return Err{invalid("not a code object", header.address())};
     }
     auto info = std::make_shared<CodeInfo>();
     PYSPY_TRY(auto namePtr, header.pointer(l.code_name));

@@ -161,7 +161,11 @@ TEST_CASE("FrameWalker fails cleanly on unmapped frames and non-code objects", "
     CHECK(chain.error().kind == ReadErrorKind::Fault);
 
     // A "code" pointer whose type is not PyCode_Type is refused, not decoded.
-    fake.putString(0x50000, "not code");
+    // (Big enough that the batched code-header read succeeds and the type is what fails.)
+    std::vector<std::uint8_t> notCode(4096, 0);
+    const std::uint64_t strType = kStrType;
+    std::memcpy(notCode.data() + 8, &strType, 8);
+    fake.memory.map(0x50000, std::move(notCode));
     fake.putFrame(0x91000, 0x50000, 0, 0, 0);
     auto bad = walker.walk(0x91000);
     REQUIRE_FALSE(bad.ok());
