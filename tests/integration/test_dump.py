@@ -285,6 +285,8 @@ def test_interp(binary, python):
             (["--json", "--nonblocking"], True, False, False),
             (["--full-filenames"], False, True, True),
             (["--json", "--full-filenames", "--nonblocking"], True, True, False),
+            # The stripped-build path: the interpreter found by a validated scan, no symbols.
+            (["--json", "--scan-only"], True, False, True),
         ]
         busy_held_gil = 0
         blocking_dumps = 0
