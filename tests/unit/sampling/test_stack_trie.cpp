@@ -49,7 +49,7 @@ TEST_CASE("StackTrie::withoutFirstLevel merges the threads' stacks", "[trie]") {
     trie.insert(std::vector<FrameId>{100, 1, 2}, 3);  // thread 100
     trie.insert(std::vector<FrameId>{101, 1, 2}, 4);  // thread 101, same stack
     trie.insert(std::vector<FrameId>{101}, 2);        // a thread sample with no frames
-    const StackTrie merged = trie.withoutFirstLevel();
+    StackTrie merged = trie.withoutFirstLevel();
     CHECK(merged.totalSamples() == 9);
     const NodeId n2 = merged.child(kRootNode, 1);
     CHECK(merged.node(n2).total == 7);
