@@ -18,6 +18,12 @@ FrameId FrameTable::intern(const FrameKey& key) {
     return id;
 }
 
+void FrameTable::rename(FrameId id, std::string name) {
+    index_.erase(keys_[id]);
+    keys_[id].name = std::move(name);
+    index_.emplace(keys_[id], id);
+}
+
 StackTrie::StackTrie() {
     nodes_.push_back(Node{});
     lastChild_.push_back(kNoNode);

@@ -36,6 +36,9 @@ using FrameId = std::uint32_t;
 class FrameTable {
   public:
     FrameId intern(const FrameKey& key);
+    // Changes the name of an interned frame (thread frames get their label once the
+    // thread's name is known). The new key must not be interned already.
+    void rename(FrameId id, std::string name);
     const FrameKey& operator[](FrameId id) const { return keys_[id]; }
     std::size_t size() const { return keys_.size(); }
 

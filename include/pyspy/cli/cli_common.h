@@ -1,0 +1,57 @@
+// Helpers shared by the commands: the program name, one-line errors, the watchdog,
+// and signal handling for commands that run until Ctrl-C.
+#pragma once
+
+#include <signal.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "pyspy/common/error.h"
+
+namespace pyspy {
+
+inline constexpr const char* kProgram = "pyspy-cpp";
+
+// Writes "pyspy-cpp: error: MESSAGE" with write(2) and _exits: safe from any thread,
+// also while a target is paused (the kernel detaches a dying tracer's tracees).
+[[noreturn]] void dieNow(ErrorKind kind, const std::string& message);
+
+// Ends the process if the command outlives its bound (seconds <= 0: no bound).
+class Watchdog {
+  public:
+    explicit Watchdog(double seconds);
+    ~Watchdog();
+    Watchdog(const Watchdog&) = delete;
+    Watchdog& operator=(const Watchdog&) = delete;
+
+  private:
+    std::mutex mutex_;
+    std::condition_variable cv_;
+    bool done_ = false;
+    std::thread thread_;
+};
+
+// Blocks SIGINT and SIGTERM in the calling thread (call it before starting threads,
+// so they inherit the mask) and restores the old mask when destroyed. The owner polls
+// with wait(): the signals are then taken synchronously, never run as handlers in the
+// middle of a ptrace pause or an output write.
+class StopSignals {
+  public:
+    StopSignals();
+    ~StopSignals();
+    StopSignals(const StopSignals&) = delete;
+    StopSignals& operator=(const StopSignals&) = delete;
+
+    // Waits up to `timeout` for SIGINT/SIGTERM; returns the signal number, or 0.
+    int wait(std::chrono::milliseconds timeout);
+
+  private:
+    sigset_t oldMask_{};
+};
+
+}  // namespace pyspy

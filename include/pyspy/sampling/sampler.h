@@ -1,0 +1,150 @@
+// Sampler: reads every thread's stack of one PythonProcess at a fixed rate, on the
+// calling thread (which must be the thread that owns the PythonProcess: ptrace pauses
+// belong to the thread that made them), and hands each tick to a SampleSink.
+//
+// Timing: a steady clock with jittered intervals (so periodic work in the target is
+// not aliased). When the sampler falls more than an interval behind, it skips the
+// missed ticks instead of bursting, counts the lag, and warns once.
+//
+// Errors: a tick whose thread list cannot be read, or a thread whose walk fails, is
+// counted in SamplerStats::errors and its stack is dropped, never passed on. The run
+// ends when stop is requested, the duration is reached, or the target exits; other
+// fatal errors (e.g. ptrace refused) propagate as FatalError.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "pyspy/python/frame_walker.h"
+#include "pyspy/python/python_process.h"
+#include "pyspy/sampling/profile.h"
+#include "pyspy/sampling/stack_trie.h"
+
+namespace pyspy {
+
+struct SamplerOptions {
+    double rateHz = 100;
+    std::optional<double> durationSeconds;  // none: until stopped or the target exits
+    bool pause = true;                 // false with --nonblocking
+    bool gilOnly = false;              // -g: keep only threads holding the GIL
+    bool includeIdle = false;          // -i: keep idle threads too
+    bool aggregateByFunction = false;  // -F: a frame's line is its function's first line
+    bool lineNumbers = true;           // false with --nolineno: line 0
+    double jitter = 0.2;               // each interval is drawn from (1 ± jitter) / rateHz
+    WalkLimits limits;
+};
+
+// One thread in one tick.
+struct ThreadSample {
+    std::uint32_t thread = 0;     // index into Sampler::threads()
+    bool active = false;          // the OS thread was running
+    bool holdsGil = false;
+    std::vector<FrameId> frames;  // Python frames, outermost first (no thread frame)
+};
+
+struct Sample {
+    std::uint64_t tick = 0;  // sequence number of the tick, from 0
+    double time = 0;         // seconds since the sampler started (steady clock)
+    std::vector<ThreadSample> threads;  // every thread read in this tick, kept or not
+};
+
+// Whether a thread's sample counts under the options (idle / GIL filters).
+bool keepThread(const ThreadSample& sample, const SamplerOptions& options);
+
+struct SamplerStats {
+    std::uint64_t ticks = 0;       // ticks that read the process
+    std::uint64_t errors = 0;      // failed ticks + failed thread walks
+    std::uint64_t lateTicks = 0;   // ticks that started more than one interval late
+    double maxLagSeconds = 0;
+    double elapsedSeconds = 0;
+    bool targetExited = false;
+};
+
+class SampleSink {
+  public:
+    virtual ~SampleSink() = default;
+    // Called on the sampler's thread for every tick; `frames` and `threads` are the
+    // sampler's tables as of this tick (stable references until the sampler is gone).
+    virtual void onSample(const Sample& sample, const FrameTable& frames,
+                          const std::vector<ProfiledThread>& threads) = 0;
+};
+
+class Sampler {
+  public:
+    Sampler(PythonProcess& process, SamplerOptions options);
+
+    // Samples until `stop` becomes true, the duration passes, or the target exits.
+    // `warn` receives one-off warnings (falling behind), at most once each.
+    SamplerStats run(SampleSink& sink, const std::atomic<bool>& stop,
+                     const std::function<void(const std::string&)>& warn = {});
+
+    const SamplerOptions& options() const { return options_; }
+    const FrameTable& frames() const { return frames_; }
+    const std::vector<ProfiledThread>& threads() const { return threads_; }
+    double startEpochSeconds() const { return startEpoch_; }
+    // Live counters, readable from another thread while run() is going.
+    std::uint64_t ticksSoFar() const { return ticks_.load(std::memory_order_relaxed); }
+    std::uint64_t errorsSoFar() const { return errors_.load(std::memory_order_relaxed); }
+    double lagSoFar() const { return lag_.load(std::memory_order_relaxed); }
+
+  private:
+    std::uint32_t threadIndex(const ThreadStack& stack);
+    FrameId internFrame(const PyFrame& frame);
+
+    PythonProcess& process_;
+    SamplerOptions options_;
+    FrameTable frames_;
+    std::vector<ProfiledThread> threads_;
+    std::unordered_map<std::uint64_t, std::uint32_t> threadByIdent_;
+    std::unordered_map<const CodeInfo*, std::pair<std::shared_ptr<const CodeInfo>, std::vector<FrameId>>> codeFrames_;
+    double startEpoch_ = 0;
+    std::atomic<std::uint64_t> ticks_{0};
+    std::atomic<std::uint64_t> errors_{0};
+    std::atomic<double> lag_{0};
+};
+
+// Aggregates samples into a RecordedProfile (`record`): a thread frame then the
+// Python frames, per kept thread; the timeline only when asked (chrometrace), and
+// bounded.
+class ProfileBuilder : public SampleSink {
+  public:
+    ProfileBuilder(const SamplerOptions& options, bool keepTimeline, std::size_t maxTimelineSpans = 2'000'000);
+    void onSample(const Sample& sample, const FrameTable& frames, const std::vector<ProfiledThread>& threads) override;
+
+    // Moves the result out; thread frames are labelled `Thread <id> "<name>"` here,
+    // once their names are known. Call once, after the sampler has returned.
+    RecordedProfile finish(const Sampler& sampler, const SamplerStats& stats, const PythonProcess& process);
+
+    bool timelineTruncated() const { return timelineTruncated_; }
+
+  private:
+    SamplerOptions options_;
+    bool keepTimeline_;
+    std::size_t maxTimelineSpans_;
+    bool timelineTruncated_ = false;
+    StackTrie trie_;
+    std::vector<TimelineSpan> timeline_;
+    struct Open {
+        std::size_t span = 0;
+        std::uint64_t tick = 0;
+        bool valid = false;
+    };
+    std::vector<Open> open_;           // per thread: its last span
+    std::vector<FrameId> threadFrame_;  // per thread: its thread frame (interned locally)
+    FrameTable frames_;                 // sampler frames copied, plus thread frames
+    std::vector<FrameId> frameMap_;     // sampler FrameId -> frames_ id
+    std::vector<FrameId> scratch_;
+};
+
+// A thread's label in profiles: `Thread 12345 "name"` (the OS id when known, else the
+// interpreter's ident in hex).
+std::string threadLabel(const ProfiledThread& thread);
+
+}  // namespace pyspy

@@ -1,0 +1,233 @@
+#include "pyspy/sampling/sampler.h"
+
+#include <algorithm>
+#include <random>
+#include <set>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "pyspy/common/error.h"
+
+namespace pyspy {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Thread names are looked up (a walk of threading._active) at most this often, and
+// whenever a thread not seen before shows up.
+constexpr double kNameRefreshSeconds = 1.0;
+
+}  // namespace
+
+bool keepThread(const ThreadSample& sample, const SamplerOptions& options) {
+    if (options.gilOnly && !sample.holdsGil) return false;
+    if (!options.includeIdle && !sample.active && !sample.holdsGil) return false;
+    return true;
+}
+
+std::string threadLabel(const ProfiledThread& thread) {
+    const std::string id = thread.nativeId ? std::to_string(*thread.nativeId) : fmt::format("{:#x}", thread.threadId);
+    if (thread.name.empty()) return fmt::format("Thread {}", id);
+    return fmt::format("Thread {} \"{}\"", id, thread.name);
+}
+
+Sampler::Sampler(PythonProcess& process, SamplerOptions options) : process_(process), options_(std::move(options)) {
+    if (!(options_.rateHz > 0)) options_.rateHz = 100;
+    options_.jitter = std::clamp(options_.jitter, 0.0, 0.9);
+}
+
+std::uint32_t Sampler::threadIndex(const ThreadStack& stack) {
+    auto [it, added] = threadByIdent_.try_emplace(stack.threadId, static_cast<std::uint32_t>(threads_.size()));
+    if (added) {
+        ProfiledThread thread;
+        thread.threadId = stack.threadId;
+        threads_.push_back(thread);
+    }
+    ProfiledThread& thread = threads_[it->second];
+    if (stack.nativeId) thread.nativeId = stack.nativeId;
+    if (stack.name && !stack.name->empty()) thread.name = *stack.name;
+    return it->second;
+}
+
+FrameId Sampler::internFrame(const PyFrame& frame) {
+    FrameKey key;
+    key.kind = FrameKind::Python;
+    if (frame.code) {
+        key.name = frame.code->qualname.empty() ? frame.code->name : frame.code->qualname;
+        key.filename = frame.code->filename;
+        if (options_.lineNumbers) {
+            key.line = options_.aggregateByFunction ? frame.code->firstLineNo : frame.line.value_or(0);
+        }
+    } else {
+        key.name = "<unknown>";
+    }
+    return frames_.intern(key);
+}
+
+SamplerStats Sampler::run(SampleSink& sink, const std::atomic<bool>& stop,
+                          const std::function<void(const std::string&)>& warn) {
+    SamplerStats stats;
+    const double interval = 1.0 / options_.rateHz;
+    std::mt19937_64 rng(std::random_device{}());
+    std::uniform_real_distribution<double> jitter(1.0 - options_.jitter, 1.0 + options_.jitter);
+    const auto start = Clock::now();
+    startEpoch_ = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+    const auto seconds = [&](Clock::time_point t) { return std::chrono::duration<double>(t - start).count(); };
+
+    SnapshotOptions snapOptions;
+    snapOptions.pause = options_.pause;
+    snapOptions.limits = options_.limits;
+    double lastNames = -kNameRefreshSeconds;
+    bool unnamedThread = false;
+    bool warnedLag = false;
+    Clock::time_point next = start;
+    Sample sample;
+
+    for (std::uint64_t tick = 0; !stop.load(std::memory_order_relaxed); ++tick) {
+        const auto now = Clock::now();
+        if (options_.durationSeconds && seconds(now) >= *options_.durationSeconds) break;
+        if (now < next) {
+            // Sleep in short steps so a stop request is seen within ~50 ms.
+            std::this_thread::sleep_until(std::min(next, now + std::chrono::milliseconds(50)));
+            --tick;
+            continue;
+        }
+        const double lag = std::chrono::duration<double>(now - next).count();
+        if (lag > interval) {
+            ++stats.lateTicks;
+            stats.maxLagSeconds = std::max(stats.maxLagSeconds, lag);
+            lag_.store(lag, std::memory_order_relaxed);
+            if (!warnedLag && warn && tick > 0) {
+                warnedLag = true;
+                warn(fmt::format("sampling is falling behind the requested {} Hz (a sample started {:.1f} ms late); "
+                                 "samples are skipped, not bunched",
+                                 options_.rateHz, lag * 1000));
+            }
+            next = now;  // skip the missed ticks
+        }
+        next += std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(interval * jitter(rng)));
+
+        const double t = seconds(now);
+        snapOptions.threadNames = unnamedThread || t - lastNames >= kNameRefreshSeconds;
+        if (snapOptions.threadNames) lastNames = t;
+
+        ProcessSnapshot snapshot;
+        try {
+            snapshot = process_.snapshot(snapOptions);
+        } catch (const FatalError& e) {
+            if (e.kind() == ErrorKind::TargetExited) {
+                stats.targetExited = true;
+                break;
+            }
+            if (e.kind() != ErrorKind::Internal) throw;
+            // A torn thread list (normal without a pause): count it and go on.
+            ++stats.errors;
+            errors_.store(stats.errors, std::memory_order_relaxed);
+            continue;
+        }
+
+        sample.tick = stats.ticks;
+        sample.time = t;
+        sample.threads.clear();
+        unnamedThread = false;
+        for (const auto& thread : snapshot.threads) {
+            if (thread.error) {
+                ++stats.errors;
+                continue;
+            }
+            ThreadSample ts;
+            ts.thread = threadIndex(thread);
+            if (threads_[ts.thread].name.empty() && !snapOptions.threadNames) unnamedThread = true;
+            ts.active = thread.active;
+            ts.holdsGil = thread.holdsGil;
+            ts.frames.reserve(thread.frames.size());
+            for (auto it = thread.frames.rbegin(); it != thread.frames.rend(); ++it) ts.frames.push_back(internFrame(*it));
+            sample.threads.push_back(std::move(ts));
+        }
+        ++stats.ticks;
+        ticks_.store(stats.ticks, std::memory_order_relaxed);
+        errors_.store(stats.errors, std::memory_order_relaxed);
+        sink.onSample(sample, frames_, threads_);
+    }
+    stats.elapsedSeconds = seconds(Clock::now());
+    return stats;
+}
+
+// ---------------------------------------------------------------------------------
+
+ProfileBuilder::ProfileBuilder(const SamplerOptions& options, bool keepTimeline, std::size_t maxTimelineSpans)
+    : options_(options), keepTimeline_(keepTimeline), maxTimelineSpans_(maxTimelineSpans) {}
+
+void ProfileBuilder::onSample(const Sample& sample, const FrameTable& frames,
+                              const std::vector<ProfiledThread>& threads) {
+    // Frames the sampler interned since the last tick: copy them (ids stay aligned).
+    for (std::size_t id = frameMap_.size(); id < frames.size(); ++id) {
+        frameMap_.push_back(frames_.intern(frames[static_cast<FrameId>(id)]));
+    }
+    while (threadFrame_.size() < threads.size()) {
+        FrameKey key;
+        key.kind = FrameKind::Thread;
+        key.name = fmt::format("#thread {}", threadFrame_.size());  // relabelled in finish()
+        threadFrame_.push_back(frames_.intern(key));
+        open_.push_back(Open{});
+    }
+    const double interval = 1.0 / options_.rateHz;
+    for (const auto& ts : sample.threads) {
+        // A thread with no Python frame (starting, or in C code that has no frame yet)
+        // is not a sample of Python code.
+        if (ts.frames.empty() || !keepThread(ts, options_)) continue;
+        scratch_.clear();
+        scratch_.push_back(threadFrame_[ts.thread]);
+        for (FrameId f : ts.frames) scratch_.push_back(frameMap_[f]);
+        const NodeId leaf = trie_.insert(scratch_);
+        if (!keepTimeline_) continue;
+        Open& open = open_[ts.thread];
+        if (open.valid && open.tick + 1 == sample.tick && timeline_[open.span].leaf == leaf) {
+            TimelineSpan& span = timeline_[open.span];
+            span.end = sample.time + interval;
+            ++span.samples;
+        } else if (timeline_.size() < maxTimelineSpans_) {
+            timeline_.push_back(TimelineSpan{ts.thread, leaf, sample.time, sample.time + interval, 1});
+            open.span = timeline_.size() - 1;
+            open.valid = true;
+        } else {
+            timelineTruncated_ = true;
+            open.valid = false;
+        }
+        open.tick = sample.tick;
+    }
+}
+
+RecordedProfile ProfileBuilder::finish(const Sampler& sampler, const SamplerStats& stats,
+                                       const PythonProcess& process) {
+    RecordedProfile profile;
+    profile.pid = process.pid();
+    profile.commandLine = process.commandLine();
+    profile.pythonVersion = process.target().version.toString();
+    profile.rateHz = options_.rateHz;
+    profile.startTime = sampler.startEpochSeconds();
+    profile.duration = stats.elapsedSeconds;
+    profile.samples = stats.ticks;
+    profile.errors = stats.errors;
+    profile.gilOnly = options_.gilOnly;
+    profile.includeIdle = options_.includeIdle;
+    const auto& threads = sampler.threads();
+    std::set<std::string> usedLabels;
+    for (std::size_t i = 0; i < threadFrame_.size() && i < threads.size(); ++i) {
+        ProfiledThread thread = threads[i];
+        thread.frame = threadFrame_[i];
+        std::string label = threadLabel(thread);
+        if (usedLabels.count(label) != 0) label += fmt::format(" #{}", i);  // a reused OS thread id
+        usedLabels.insert(label);
+        frames_.rename(thread.frame, label);
+        profile.threads.push_back(std::move(thread));
+    }
+    profile.frames = std::move(frames_);
+    profile.trie = std::move(trie_);
+    profile.timeline = std::move(timeline_);
+    return profile;
+}
+
+}  // namespace pyspy
