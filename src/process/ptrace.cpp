@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <fstream>
 #include <string>
 #include <thread>
 
@@ -46,6 +47,30 @@ long ptraceRequest(enum __ptrace_request request, pid_t tid, long data = 0) {
     return ::ptrace(request, tid, nullptr, reinterpret_cast<void*>(data));  // NOLINT(performance-no-int-to-ptr)
 }
 
+// Whether `tid` is its thread group's leader (its tid is the process id).
+bool isGroupLeader(pid_t tid) {
+    std::ifstream status("/proc/" + std::to_string(tid) + "/status");
+    for (std::string line; std::getline(status, line);) {
+        if (line.rfind("Tgid:", 0) == 0) return std::stoi(line.substr(5)) == tid;
+    }
+    return false;
+}
+
+// waitpid(tid, __WALL | WNOHANG) for a tracee, except that the exit of a thread-group
+// leader is only peeked at, never reaped: its real parent (maybe this process, for
+// `record -- PROGRAM`) must still collect its exit status. Returns like waitpid.
+pid_t waitTracee(pid_t tid, int& status) {
+    siginfo_t info{};
+    if (::waitid(P_PID, static_cast<id_t>(tid), &info, WEXITED | __WALL | WNOHANG | WNOWAIT) != 0) return -1;
+    if (info.si_pid == 0) return 0;
+    const bool exited = info.si_code == CLD_EXITED || info.si_code == CLD_KILLED || info.si_code == CLD_DUMPED;
+    if (exited && isGroupLeader(tid)) {
+        status = info.si_code == CLD_EXITED ? (info.si_status & 0xff) << 8 : info.si_status & 0x7f;
+        return tid;
+    }
+    return ::waitpid(tid, &status, __WALL | WNOHANG);
+}
+
 // Collects the ptrace stops of every tracee not yet stopped, until all have stopped
 // or exited (exited ones are removed) or the deadline passes. Returns false on timeout.
 bool waitForStops(std::vector<Tracee>& tracees, Clock::time_point deadline) {
@@ -56,7 +81,7 @@ bool waitForStops(std::vector<Tracee>& tracees, Clock::time_point deadline) {
         for (auto& tracee : tracees) {
             if (tracee.stopped || tracee.tid == 0) continue;
             int status = 0;
-            const pid_t r = ::waitpid(tracee.tid, &status, __WALL | WNOHANG);
+            const pid_t r = waitTracee(tracee.tid, status);
             if (r == 0 || (r < 0 && errno == EINTR)) {
                 pending = true;
                 continue;
@@ -91,7 +116,7 @@ thread_local std::vector<pid_t> abandonedTracees;
 void retryAbandoned() {
     std::erase_if(abandonedTracees, [](pid_t tid) {
         int status = 0;
-        const pid_t r = ::waitpid(tid, &status, __WALL | WNOHANG);
+        const pid_t r = waitTracee(tid, status);
         if (r == 0 || (r < 0 && errno == EINTR)) return false;  // still not stopped
         if (r > 0 && WIFSTOPPED(status)) {
             // A signal-delivery-stop hands its signal back; an interrupt or group-stop has none to give.
@@ -107,7 +132,7 @@ void retryAbandoned() {
 void detachThread(pid_t tid) {
     if (ptraceRequest(PTRACE_DETACH, tid) != 0 && errno == ESRCH) {
         int status = 0;
-        if (::waitpid(tid, &status, __WALL | WNOHANG) == 0) abandonedTracees.push_back(tid);  // not reaped yet
+        if (waitTracee(tid, status) == 0) abandonedTracees.push_back(tid);  // not reaped yet
     }
 }
 

@@ -1,6 +1,7 @@
 # Target for `record` tests: one thread spending about 3/4 of its CPU in
-# three_quarters() and 1/4 in one_quarter(), measured by the interpreter's own clock
-# so the split holds whatever the machine's speed. Valid under Python 2.7 and 3.6+.
+# three_quarters() and 1/4 in one_quarter(). The split is by work (loop iterations,
+# calibrated once to ~5 ms per unit), not by wall clock, so it holds on a loaded
+# machine too. Valid under Python 2.7 and 3.6+.
 # Prints "READY <json>" with the functions' files and line ranges, then runs for
 # LIFETIME seconds (argv[1], default 60) and exits with status EXIT (argv[2], default 0).
 import json
@@ -10,24 +11,35 @@ import time
 
 LIFETIME = float(sys.argv[1]) if len(sys.argv) > 1 else 60.0
 EXIT = int(sys.argv[2]) if len(sys.argv) > 2 else 0
-SLICE = 0.004  # seconds of one unit of work
+UNIT = [10000]  # loop iterations of one unit of work, calibrated in main()
 
 
-def spin(seconds):
-    end = time.time() + seconds
-    while time.time() < end:
-        pass
+def spin(iterations):
+    i = 0
+    while i < iterations:
+        i += 1
 
 
 def three_quarters():
-    spin(3 * SLICE)  # LINE three_quarters
+    spin(3 * UNIT[0])  # LINE three_quarters
 
 
 def one_quarter():
-    spin(SLICE)  # LINE one_quarter
+    spin(UNIT[0])  # LINE one_quarter
+
+
+def calibrate():
+    best = None
+    for _ in range(5):
+        start = time.time()
+        spin(100000)
+        elapsed = time.time() - start
+        best = elapsed if best is None else min(best, elapsed)
+    UNIT[0] = max(1000, int(100000 * 0.005 / max(best, 1e-6)))
 
 
 def main():
+    calibrate()
     lines = {}
     with open(__file__) as f:
         for number, text in enumerate(f, 1):
