@@ -1,0 +1,150 @@
+// The model behind `pyspy-cpp top`: TopAggregator is the SampleSink that counts, per
+// thread and per function, the samples of the last refresh interval and of the whole
+// run; buildTopTable turns a snapshot of those counts into the sorted rows a view shows.
+// Pure logic, no terminal: see top_render.h for the layout and terminal.h for ncurses.
+//
+// Definitions (per window: the last interval or everything since the start):
+//   ticks          sampler ticks in the window (one per sample of the whole process)
+//   %Own  (row)    thread-samples whose innermost frame is the row's, per tick, x100
+//                  (so a function run by two threads at once can show 200%, as top's CPU%)
+//   %Total (row)   thread-samples with the row's frame anywhere on the stack, per tick
+//   OwnTime/TotalTime  the same counts as seconds (count x seconds per tick), always
+//                  since the start unless the view is cumulative anyway
+//   GIL            share of ticks in which some thread held the GIL
+//   Active         share of thread-samples in which the thread was running or held the GIL
+//   running        thread-samples per tick holding the GIL, or running (per the OS)
+//                  without it in native code that released it (see waiting)
+//   waiting (GIL)  thread-samples per tick of threads not holding the GIL whose
+//                  innermost function is one this thread held the GIL in for at least
+//                  kGilShare of its samples there: Python code that is not running is
+//                  code waiting to get the GIL back. The OS state cannot tell: a waiter
+//                  sleeps on the GIL's condition variable (3.2+) or spins (2.7), while
+//                  a sleeping or blocked thread's innermost function (time.sleep's
+//                  caller, Condition.wait...) almost never holds the GIL.
+//   idle           the other thread-samples per tick (neither running nor waiting)
+// Rows count only thread-samples the filters keep (keepThread: --idle, --gil); the
+// gauges and thread states count every thread.
+#pragma once
+
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "pyspy/sampling/sampler.h"
+
+namespace pyspy {
+
+inline constexpr double kGilShare = 0.2;
+
+struct TopCounts {
+    std::uint64_t own = 0;
+    std::uint64_t total = 0;
+};
+
+// Counts of one window. Keys: (thread index << 32) | id, where id is a FrameId (with
+// lines) in `byLine` and a function id (name and filename) in `byFunction`.
+struct TopWindow {
+    std::uint64_t ticks = 0;
+    std::uint64_t gilTicks = 0;       // ticks in which some thread held the GIL
+    std::uint64_t threadSamples = 0;  // every thread of every tick
+    std::uint64_t running = 0;        // holding the GIL, or running native code without it
+    std::uint64_t waiting = 0;        // waiting for the GIL (see above)
+    std::uint64_t idle = 0;
+    std::uint64_t active = 0;         // running per the OS, or holding the GIL (Active)
+    std::uint64_t kept = 0;           // thread-samples the filters kept (counted in rows)
+    double firstTime = 0, lastTime = 0;  // sampler clock of its first and last tick
+    std::unordered_map<std::uint64_t, TopCounts> byLine;
+    std::unordered_map<std::uint64_t, TopCounts> byFunction;
+
+    // Seconds one tick stands for: measured over the window, else 1 / rate.
+    double secondsPerTick(double rateHz) const;
+    double gilShare() const { return ticks ? double(gilTicks) / double(ticks) : 0.0; }
+    double activeShare() const { return threadSamples ? double(active) / double(threadSamples) : 0.0; }
+    double perTick(std::uint64_t n) const { return ticks ? double(n) / double(ticks) : 0.0; }
+};
+
+struct TopFunction {
+    std::string name;
+    std::string filename;
+    int line = 0;  // 0 for functions (lines aggregated) and unknown lines
+};
+
+struct TopThread {
+    std::uint64_t threadId = 0;
+    std::optional<int> nativeId;
+    std::string name;
+};
+
+// A copy of everything a view needs, taken under the aggregator's lock.
+struct TopSnapshot {
+    TopWindow interval;    // since the previous snapshot that ended an interval
+    TopWindow cumulative;  // since the start
+    std::vector<TopFunction> lines;      // FrameId -> frame (with its line)
+    std::vector<TopFunction> functions;  // function id -> function (line 0)
+    std::vector<TopThread> threads;      // thread index -> thread
+    std::size_t liveThreads = 0;         // threads in the last tick
+    double rateHz = 100;
+};
+
+class TopAggregator : public SampleSink {
+  public:
+    explicit TopAggregator(const SamplerOptions& options);
+
+    void onSample(const Sample& sample, const FrameTable& frames,
+                  const std::vector<ProfiledThread>& threads) override;
+
+    // A copy of the counts; with endInterval the current interval is then started
+    // afresh. Safe to call from any thread.
+    TopSnapshot snapshot(bool endInterval);
+
+  private:
+    struct ThreadState {
+        // innermost function id -> (samples holding the GIL, all samples)
+        std::unordered_map<std::uint32_t, std::pair<std::uint64_t, std::uint64_t>> leafGil;
+    };
+    void count(TopWindow& window, std::uint32_t thread, const ThreadSample& ts);
+
+    SamplerOptions options_;
+    std::mutex mutex_;
+    TopWindow interval_, cumulative_;
+    std::vector<TopFunction> lines_;
+    std::vector<TopFunction> functions_;
+    std::vector<std::uint32_t> lineToFunction_;
+    std::unordered_map<std::string, std::uint32_t> functionIndex_;
+    std::vector<TopThread> threads_;
+    std::vector<ThreadState> threadStates_;
+    std::size_t liveThreads_ = 0;
+    std::vector<std::uint32_t> seenLine_, seenFunction_;  // per id: last stamp counted
+    std::uint32_t stamp_ = 0;
+};
+
+// --- the table ------------------------------------------------------------------
+
+enum class TopColumn { Own = 0, Total = 1, OwnTime = 2, TotalTime = 3 };
+
+struct TopViewOptions {
+    TopColumn sort = TopColumn::Own;
+    bool reverse = false;
+    bool lineNumbers = true;  // false: one row per function
+    bool cumulative = false;  // percentages over the whole run instead of the last interval
+    bool perThread = false;   // one row per (thread, function)
+};
+
+struct TopRow {
+    const TopFunction* function = nullptr;  // points into the snapshot
+    std::optional<std::uint32_t> thread;    // with perThread
+    double ownPercent = 0, totalPercent = 0;  // over the view's window
+    double ownSeconds = 0, totalSeconds = 0;  // since the start
+};
+
+// Rows of the functions seen in the view's window, sorted by the chosen column
+// (descending; ties by the other columns, then by name), reversed on request.
+std::vector<TopRow> buildTopTable(const TopSnapshot& snapshot, const TopViewOptions& view);
+
+// A thread's label in the per-thread view: its name and OS id when known.
+std::string topThreadLabel(const TopThread& thread);
+
+}  // namespace pyspy

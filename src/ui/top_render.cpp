@@ -1,0 +1,187 @@
+#include "pyspy/ui/top_render.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include "pyspy/output/dump.h"
+
+namespace pyspy {
+
+namespace {
+
+constexpr std::size_t kGaugeWidth = 20;
+constexpr std::size_t kThreadColumn = 20;
+
+bool continuation(char c) { return (static_cast<unsigned char>(c) & 0xC0) == 0x80; }
+
+std::string gauge(double share) {
+    share = std::clamp(share, 0.0, 1.0);
+    const auto filled = static_cast<std::size_t>(std::lround(share * double(kGaugeWidth)));
+    return "[" + std::string(filled, '#') + std::string(kGaugeWidth - filled, '-') + "]";
+}
+
+TopStyle gaugeStyle(double share) {
+    if (share >= 0.9) return TopStyle::GaugeHot;
+    if (share >= 0.5) return TopStyle::GaugeWarm;
+    return TopStyle::GaugeGood;
+}
+
+// The last `width` columns of a UTF-8 string.
+std::string lastColumns(const std::string& text, std::size_t width) {
+    std::size_t cols = 0;
+    std::size_t pos = text.size();
+    while (pos > 0 && cols < width) {
+        --pos;
+        while (pos > 0 && continuation(text[pos])) --pos;
+        ++cols;
+    }
+    return text.substr(pos);
+}
+
+class Lines {
+  public:
+    explicit Lines(const TopRenderOptions& options) : options_(options) {}
+    bool full() const { return options_.height != 0 && lines_.size() >= options_.height; }
+    void add(std::string text, TopStyle style) {
+        if (full()) return;
+        if (options_.width != 0) text = clipToWidth(text, options_.width);
+        lines_.push_back(TopLine{std::move(text), style});
+    }
+    std::vector<TopLine> take() { return std::move(lines_); }
+
+  private:
+    const TopRenderOptions& options_;
+    std::vector<TopLine> lines_;
+};
+
+}  // namespace
+
+std::size_t displayWidth(const std::string& text) {
+    std::size_t n = 0;
+    for (char c : text) {
+        if (!continuation(c)) ++n;
+    }
+    return n;
+}
+
+std::string clipToWidth(const std::string& text, std::size_t width) {
+    std::size_t cols = 0;
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        if (continuation(text[i])) continue;
+        if (cols == width) return text.substr(0, i);
+        ++cols;
+    }
+    return text;
+}
+
+std::string formatSeconds(double seconds) {
+    if (seconds < 100) return fmt::format("{:.2f}s", seconds);
+    if (seconds < 1000) return fmt::format("{:.1f}s", seconds);
+    return fmt::format("{:.0f}s", seconds);
+}
+
+const char* topColumnTitle(TopColumn column) {
+    switch (column) {
+        case TopColumn::Own: return "%Own";
+        case TopColumn::Total: return "%Total";
+        case TopColumn::OwnTime: return "OwnTime";
+        case TopColumn::TotalTime: return "TotalTime";
+    }
+    return "?";
+}
+
+std::string fitFunction(const std::string& name, const std::string& filename, int line, std::size_t width) {
+    const std::string suffix = line > 0 ? fmt::format(":{})", line) : std::string(")");
+    if (filename.empty()) return name;
+    const std::string whole = name + " (" + filename + suffix;
+    if (displayWidth(whole) <= width) return whole;
+    const std::size_t fixed = displayWidth(name) + 2 + displayWidth(suffix) + 3;  // name, " (", suffix, "..."
+    if (fixed < width) return name + " (..." + lastColumns(filename, width - fixed) + suffix;
+    const std::string bare = name + " (..." + suffix;
+    if (displayWidth(bare) <= width) return bare;
+    return name;
+}
+
+std::vector<TopLine> renderTop(const TopSnapshot& snapshot, const TopHeader& header, const TopViewOptions& view,
+                               const TopRenderOptions& options) {
+    Lines out(options);
+    const TopWindow& window = view.cumulative ? snapshot.cumulative : snapshot.interval;
+    const double windowSeconds = double(window.ticks) * window.secondsPerTick(snapshot.rateHz);
+
+    out.add(fmt::format("Process {}: {}", header.pid, terminalSafe(header.commandLine)), TopStyle::Title);
+    out.add(fmt::format("Python v{} | {} Hz | {} samples, {} errors | {} threads | {:.1f} s", header.pythonVersion,
+                        header.rateHz, header.samples, header.errors, snapshot.liveThreads, header.elapsedSeconds),
+            TopStyle::Info);
+    const double gil = window.gilShare(), active = window.activeShare();
+    // One line, two gauges; the style follows the GIL (contention is what top is for).
+    out.add(fmt::format("GIL: {:5.1f}% {}   Active: {:5.1f}% {}", 100 * gil, gauge(gil), 100 * active, gauge(active)),
+            gaugeStyle(gil));
+    out.add(fmt::format("Threads: {:.1f} running, {:.1f} waiting for the GIL, {:.1f} idle (average per sample)",
+                        window.perTick(window.running), window.perTick(window.waiting), window.perTick(window.idle)),
+            TopStyle::Info);
+    out.add(fmt::format("Window: {} ({:.1f} s) | sort: {} {} | {} | {} | ? for keys",
+                        view.cumulative ? "since start" : "last refresh", windowSeconds, topColumnTitle(view.sort),
+                        view.reverse ? "ascending" : "descending", view.lineNumbers ? "by line" : "by function",
+                        view.perThread ? "per thread" : "all threads"),
+            TopStyle::Info);
+    out.add(header.status, header.status.empty() ? TopStyle::Info : TopStyle::Status);
+
+    std::string head = fmt::format("{:>7} {:>7} {:>8} {:>9}  ", "%Own", "%Total", "OwnTime", "TotalTime");
+    if (view.perThread) head += fmt::format("{:<{}} ", "Thread", kThreadColumn);
+    const std::size_t prefix = head.size();
+    head += view.lineNumbers ? "Function (filename:line)" : "Function (filename)";
+    out.add(head, TopStyle::TableHeader);
+
+    const std::vector<TopRow> rows = buildTopTable(snapshot, view);
+    if (rows.empty()) {
+        out.add(window.ticks == 0 ? "  (no samples yet)" : "  (no Python frames in the window)", TopStyle::Row);
+    }
+    const std::size_t functionWidth =
+        options.width == 0 ? std::string::npos : (options.width > prefix ? options.width - prefix : 0);
+    for (const TopRow& row : rows) {
+        if (out.full()) break;
+        std::string text = fmt::format("{:>6.1f}% {:>6.1f}% {:>8} {:>9}  ", row.ownPercent, row.totalPercent,
+                                       formatSeconds(row.ownSeconds), formatSeconds(row.totalSeconds));
+        if (row.thread) {
+            std::string label = *row.thread < snapshot.threads.size()
+                                    ? terminalSafe(topThreadLabel(snapshot.threads[*row.thread]))
+                                    : std::to_string(*row.thread);
+            label = clipToWidth(label, kThreadColumn);
+            text += label + std::string(kThreadColumn - displayWidth(label), ' ') + " ";
+        }
+        const TopFunction& f = *row.function;
+        const std::string filename = options.fullFilenames ? f.filename : shortFilename(f.filename);
+        text += fitFunction(terminalSafe(f.name), terminalSafe(filename), view.lineNumbers ? f.line : 0, functionWidth);
+        out.add(std::move(text), TopStyle::Row);
+    }
+    return out.take();
+}
+
+std::vector<TopLine> renderTopHelp(const TopRenderOptions& options) {
+    Lines out(options);
+    out.add("pyspy-cpp top: keys", TopStyle::Title);
+    out.add("", TopStyle::Help);
+    const char* keys[][2] = {
+        {"1", "sort by %Own (time in the function itself)"},
+        {"2", "sort by %Total (time in the function and what it calls)"},
+        {"3", "sort by OwnTime (since the start)"},
+        {"4", "sort by TotalTime (since the start)"},
+        {"r", "reverse the sort order"},
+        {"l", "toggle line numbers (off: one row per function)"},
+        {"c", "toggle the window: last refresh / since the start"},
+        {"t", "toggle the per-thread breakdown"},
+        {"p", "pause / resume the display (sampling continues)"},
+        {"?", "this help (any key returns)"},
+        {"q", "quit (also Ctrl-C)"},
+    };
+    for (const auto& k : keys) out.add(fmt::format("  {}   {}", k[0], k[1]), TopStyle::Help);
+    out.add("", TopStyle::Help);
+    out.add("GIL: share of samples in which a thread held the GIL. Active: share of thread", TopStyle::Help);
+    out.add("samples running. Waiting for the GIL: threads stopped, not holding the GIL, on", TopStyle::Help);
+    out.add("a line where they usually hold it.", TopStyle::Help);
+    return out.take();
+}
+
+}  // namespace pyspy

@@ -1,0 +1,30 @@
+#include "pyspy/ui/top_view.h"
+
+namespace pyspy {
+
+bool applyTopKey(TopViewState& state, int key) {
+    if (key == 'q' || key == 'Q' || key == 3 /* Ctrl-C in raw mode */) {
+        state.quit = true;
+        return false;
+    }
+    if (state.help) {
+        state.help = false;
+        return true;
+    }
+    switch (key) {
+        case '1': state.view.sort = TopColumn::Own; break;
+        case '2': state.view.sort = TopColumn::Total; break;
+        case '3': state.view.sort = TopColumn::OwnTime; break;
+        case '4': state.view.sort = TopColumn::TotalTime; break;
+        case 'r': case 'R': state.view.reverse = !state.view.reverse; break;
+        case 'l': case 'L': state.view.lineNumbers = !state.view.lineNumbers; break;
+        case 'c': case 'C': state.view.cumulative = !state.view.cumulative; break;
+        case 't': case 'T': state.view.perThread = !state.view.perThread; break;
+        case 'p': case 'P': case ' ': state.paused = !state.paused; break;
+        case '?': case 'h': case 'H': state.help = true; break;
+        default: return false;
+    }
+    return true;
+}
+
+}  // namespace pyspy
