@@ -1,19 +1,28 @@
 #!/usr/bin/env bash
-# Usage: check_speedscope.sh UNIT_OUTPUT OUT_DIR
-# Validates pyspy-cpp's speedscope output against the schema of the speedscope npm
-# package (versions pinned in package-lock.json next to this script): the golden file
-# tests/golden/profile.speedscope.json and the files that the unit_output test case
-# "speedscope files for the schema check" writes into OUT_DIR. Installs the packages
-# (npm ci) into tests/formats/node_modules when missing. Without node or npm it says
-# SKIP and exits 77, which ctest reports as skipped.
+# Usage: check_speedscope.sh FILE...
+#        check_speedscope.sh --unit-test UNIT_OUTPUT OUT_DIR
+# Validates speedscope files against the schema of the speedscope npm package
+# (versions pinned in package-lock.json next to this script), with validate_speedscope.js.
+# The first form checks the given files (tests/integration/test_record.py passes a
+# recorded profile). The second (the ctest "formats: speedscope ...") checks the golden
+# file tests/golden/profile.speedscope.json and the files that the unit_output test
+# case "speedscope files for the schema check" writes into OUT_DIR.
+# Installs the packages (npm ci) into tests/formats/node_modules when missing. Without
+# node or npm it says SKIP and exits 77, which ctest reports as skipped.
 set -euo pipefail
 
-if [[ $# -ne 2 ]]; then
-    echo "usage: $0 UNIT_OUTPUT OUT_DIR" >&2
+usage() {
+    echo "usage: $0 FILE... | $0 --unit-test UNIT_OUTPUT OUT_DIR" >&2
     exit 2
+}
+unit_output=""
+if [[ $# -ge 1 && "$1" == --unit-test ]]; then
+    [[ $# -eq 3 ]] || usage
+    unit_output=$2
+    out_dir=$3
+elif [[ $# -eq 0 ]]; then
+    usage
 fi
-unit_output=$1
-out_dir=$2
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 golden="$here/../golden/profile.speedscope.json"
 
@@ -24,13 +33,25 @@ for tool in node npm; do
     fi
 done
 
-if [[ ! -f "$here/node_modules/speedscope/dist/release/file-format-schema.json" ||
-      ! -f "$here/node_modules/ajv/package.json" ]]; then
+installed() {
+    [[ -f "$here/node_modules/speedscope/dist/release/file-format-schema.json" &&
+       -f "$here/node_modules/ajv/package.json" ]]
+}
+if ! installed; then
+    # Tests running in parallel install once: the others wait on the lock, then see it.
+    exec 9<"$here/package-lock.json"
+    if command -v flock >/dev/null 2>&1; then flock 9; fi
+fi
+if ! installed; then
     echo "installing the pinned speedscope and ajv packages (npm ci) into $here/node_modules"
     if ! npm ci --prefix "$here" --no-audit --no-fund; then
         echo "FAIL: npm ci in $here failed (is the npm registry reachable?)" >&2
         exit 1
     fi
+fi
+
+if [[ -z "$unit_output" ]]; then
+    exec node "$here/validate_speedscope.js" "$@"
 fi
 
 mkdir -p "$out_dir"
@@ -42,5 +63,4 @@ if [[ ${#files[@]} -eq 0 ]]; then
     echo "FAIL: $unit_output wrote no speedscope files into $out_dir" >&2
     exit 1
 fi
-
 node "$here/validate_speedscope.js" "$golden" "${files[@]}"
