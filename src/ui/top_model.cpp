@@ -64,7 +64,7 @@ void TopAggregator::onSample(const Sample& sample, const FrameTable& frames,
             auto& [gilCount, all] = threadStates_[ts.thread].leafGil[lineToFunction_[ts.frames.back()]];
             ++all;
             if (ts.holdsGil) ++gilCount;
-            gilFunction = double(gilCount) >= kGilShare * double(all);
+            gilFunction = all >= kGilMinSamples && double(gilCount) >= kGilShare * double(all);
         }
         std::uint64_t TopWindow::*state = &TopWindow::idle;
         if (ts.holdsGil) {

@@ -16,7 +16,7 @@
 //                  without it in native code that released it (see waiting)
 //   waiting (GIL)  thread-samples per tick of threads not holding the GIL whose
 //                  innermost function is one this thread held the GIL in for at least
-//                  kGilShare of its samples there: Python code that is not running is
+//                  kGilShare of its (at least kGilMinSamples) samples there: Python code that is not running is
 //                  code waiting to get the GIL back. The OS state cannot tell: a waiter
 //                  sleeps on the GIL's condition variable (3.2+) or spins (2.7), while
 //                  a sleeping or blocked thread's innermost function (time.sleep's
@@ -38,6 +38,7 @@
 namespace pyspy {
 
 inline constexpr double kGilShare = 0.2;
+inline constexpr std::uint64_t kGilMinSamples = 10;  // seen this often before it may count as waiting
 
 struct TopCounts {
     std::uint64_t own = 0;

@@ -1,0 +1,275 @@
+// TopAggregator and buildTopTable on hand-made samples: own/total per window, recursion
+// counted once, line vs function rows, per-thread rows, filters, gauges, thread states,
+// sorting and reversing; and the keys.
+#include <catch2/catch.hpp>
+
+#include "pyspy/ui/top_model.h"
+#include "pyspy/ui/top_view.h"
+
+using namespace pyspy;
+
+namespace {
+
+struct Fixture {
+    FrameTable frames;
+    std::vector<ProfiledThread> threads;
+    SamplerOptions options;
+    std::uint64_t tick = 0;
+
+    Fixture() {
+        options.rateHz = 100;
+        ProfiledThread main;
+        main.threadId = 0x1000;
+        main.nativeId = 100;
+        main.name = "MainThread";
+        ProfiledThread worker;
+        worker.threadId = 0x2000;
+        worker.nativeId = 101;
+        worker.name = "worker";
+        threads = {main, worker};
+    }
+    FrameId frame(const std::string& name, int line, const std::string& file = "/app/mod.py") {
+        return frames.intern(FrameKey{FrameKind::Python, name, file, line});
+    }
+    static ThreadSample ts(std::uint32_t thread, std::vector<FrameId> stack, bool active, bool gil) {
+        ThreadSample t;
+        t.thread = thread;
+        t.frames = std::move(stack);
+        t.active = active;
+        t.holdsGil = gil;
+        return t;
+    }
+    void feed(TopAggregator& agg, std::vector<ThreadSample> sample) {
+        Sample s;
+        s.tick = tick;
+        s.time = 0.01 * double(tick);
+        ++tick;
+        s.threads = std::move(sample);
+        agg.onSample(s, frames, threads);
+    }
+};
+
+const TopRow* find(const std::vector<TopRow>& rows, const std::string& name, int line = -1) {
+    for (const auto& r : rows) {
+        if (r.function->name == name && (line < 0 || r.function->line == line)) return &r;
+    }
+    return nullptr;
+}
+
+}  // namespace
+
+TEST_CASE("own and total per function, recursion counted once", "[top]") {
+    Fixture f;
+    const FrameId mod = f.frame("<module>", 1), main = f.frame("main", 10), fib = f.frame("fib", 20),
+                  fibInner = f.frame("fib", 21);
+    TopAggregator agg(f.options);
+    // 3 ticks: fib recursing (twice, at two lines), then main itself.
+    f.feed(agg, {Fixture::ts(0, {mod, main, fib, fibInner}, true, true)});
+    f.feed(agg, {Fixture::ts(0, {mod, main, fib, fib}, true, true)});
+    f.feed(agg, {Fixture::ts(0, {mod, main}, true, true)});
+    const TopSnapshot snap = agg.snapshot(false);
+    REQUIRE(snap.interval.ticks == 3);
+
+    TopViewOptions view;
+    auto rows = buildTopTable(snap, view);
+    REQUIRE(find(rows, "fib", 21) != nullptr);
+    CHECK(find(rows, "fib", 21)->ownPercent == Approx(100.0 / 3));
+    CHECK(find(rows, "fib", 20)->ownPercent == Approx(100.0 / 3));
+    CHECK(find(rows, "fib", 20)->totalPercent == Approx(200.0 / 3));  // once per stack
+    CHECK(find(rows, "main")->ownPercent == Approx(100.0 / 3));
+    CHECK(find(rows, "main")->totalPercent == Approx(100.0));
+    CHECK(find(rows, "<module>")->ownPercent == 0.0);
+
+    view.lineNumbers = false;  // `l`: by function, so fib's lines merge and recursion still counts once
+    rows = buildTopTable(snap, view);
+    REQUIRE(rows.size() == 3);
+    CHECK(find(rows, "fib")->function->line == 0);
+    CHECK(find(rows, "fib")->ownPercent == Approx(200.0 / 3));
+    CHECK(find(rows, "fib")->totalPercent == Approx(200.0 / 3));
+    CHECK(rows[0].function->name == "fib");
+    // Seconds: 2 samples x 0.01 s measured per tick.
+    CHECK(find(rows, "fib")->ownSeconds == Approx(0.02));
+    CHECK(find(rows, "main")->totalSeconds == Approx(0.03));
+}
+
+TEST_CASE("interval window restarts at each refresh, cumulative keeps everything", "[top]") {
+    Fixture f;
+    const FrameId a = f.frame("a", 1), b = f.frame("b", 2);
+    TopAggregator agg(f.options);
+    for (int i = 0; i < 4; ++i) f.feed(agg, {Fixture::ts(0, {a}, true, true)});
+    auto first = agg.snapshot(true);
+    CHECK(first.interval.ticks == 4);
+    for (int i = 0; i < 2; ++i) f.feed(agg, {Fixture::ts(0, {b}, true, true)});
+    auto second = agg.snapshot(true);
+    CHECK(second.interval.ticks == 2);
+    CHECK(second.cumulative.ticks == 6);
+
+    TopViewOptions view;
+    auto rows = buildTopTable(second, view);
+    REQUIRE(rows.size() == 1);  // only what the window saw
+    CHECK(rows[0].function->name == "b");
+    CHECK(rows[0].ownPercent == Approx(100.0));
+
+    view.cumulative = true;  // `c`
+    rows = buildTopTable(second, view);
+    REQUIRE(rows.size() == 2);
+    CHECK(rows[0].function->name == "a");
+    CHECK(rows[0].ownPercent == Approx(400.0 / 6));
+    CHECK(rows[1].ownPercent == Approx(200.0 / 6));
+}
+
+TEST_CASE("filters: idle threads are left out of rows unless --idle, --gil keeps the holder", "[top]") {
+    Fixture f;
+    const FrameId busy = f.frame("busy", 1), sleep = f.frame("sleep", 2);
+    const auto run = [&](SamplerOptions options) {
+        TopAggregator agg(options);
+        for (int i = 0; i < 10; ++i) {
+            f.feed(agg, {Fixture::ts(0, {busy}, true, i % 2 == 0), Fixture::ts(1, {sleep}, false, false)});
+        }
+        return agg.snapshot(false);
+    };
+    SamplerOptions options = f.options;
+    auto snap = run(options);
+    TopViewOptions view;
+    auto rows = buildTopTable(snap, view);
+    REQUIRE(rows.size() == 1);
+    CHECK(rows[0].function->name == "busy");
+    CHECK(snap.interval.kept == 10);
+    CHECK(snap.interval.threadSamples == 20);
+
+    options.includeIdle = true;
+    snap = run(options);
+    rows = buildTopTable(snap, view);
+    CHECK(rows.size() == 2);
+    CHECK(find(rows, "sleep")->ownPercent == Approx(100.0));
+
+    options.includeIdle = false;
+    options.gilOnly = true;
+    snap = run(options);
+    rows = buildTopTable(snap, view);
+    REQUIRE(rows.size() == 1);
+    CHECK(rows[0].ownPercent == Approx(50.0));
+}
+
+TEST_CASE("gauges and thread states: contention shows one thread waiting", "[top]") {
+    Fixture f;
+    const FrameId spinA = f.frame("spin", 5), spinB = f.frame("spin", 6), main = f.frame("main", 9);
+    f.threads.push_back(ProfiledThread{0x3000, 102, "third", 0});
+    TopAggregator agg(f.options);
+    // Two spinning threads take turns with the GIL; the waiter is asleep on the GIL's
+    // condition variable (not active), stopped on the other line of the loop (as on
+    // 3.12, where it stops where the eval breaker is checked). The main thread sleeps
+    // and never holds the GIL.
+    const auto feedTurns = [&] {
+        for (int i = 0; i < 100; ++i) {
+            const bool aHolds = (i / 5) % 2 == 0;
+            f.feed(agg, {Fixture::ts(0, {main}, false, false), Fixture::ts(1, {aHolds ? spinA : spinB}, aHolds, aHolds),
+                         Fixture::ts(2, {aHolds ? spinB : spinA}, !aHolds, !aHolds)});
+        }
+    };
+    feedTurns();
+    // The first interval learns where each thread holds the GIL (kGilMinSamples).
+    auto snap = agg.snapshot(true);
+    CHECK(snap.interval.perTick(snap.interval.waiting) > 0.8);
+    feedTurns();
+    snap = agg.snapshot(true);
+    const TopWindow& w = snap.interval;
+    CHECK(w.gilShare() == Approx(1.0));
+    CHECK(w.perTick(w.running) + w.perTick(w.waiting) + w.perTick(w.idle) == Approx(3.0));
+    CHECK(w.perTick(w.idle) == Approx(1.0));
+    CHECK(w.perTick(w.waiting) == Approx(1.0).margin(0.05));
+    CHECK(w.perTick(w.running) == Approx(1.0).margin(0.05));
+    CHECK(snap.liveThreads == 3);
+
+    TopAggregator sleepy(f.options);
+    for (int i = 0; i < 50; ++i) {
+        f.feed(sleepy, {Fixture::ts(0, {main}, false, false), Fixture::ts(1, {main}, false, false)});
+    }
+    snap = sleepy.snapshot(false);
+    CHECK(snap.interval.gilShare() == 0.0);
+    CHECK(snap.interval.activeShare() == 0.0);
+    CHECK(snap.interval.perTick(snap.interval.idle) == Approx(2.0));
+    CHECK(snap.interval.waiting == 0);
+}
+
+TEST_CASE("a thread running native code without the GIL is running, not waiting", "[top]") {
+    Fixture f;
+    const FrameId hash = f.frame("hash_file", 3);
+    TopAggregator agg(f.options);
+    // It holds the GIL in 1 sample of 20 there (taking it back between chunks).
+    for (int i = 0; i < 100; ++i) f.feed(agg, {Fixture::ts(0, {hash}, true, i % 20 == 5)});
+    auto snap = agg.snapshot(false);
+    CHECK(snap.interval.perTick(snap.interval.running) == Approx(1.0));
+    CHECK(snap.interval.waiting == 0);
+    CHECK(snap.interval.activeShare() == Approx(1.0));
+}
+
+TEST_CASE("per-thread rows and sorting by each column, reversed", "[top]") {
+    Fixture f;
+    const FrameId outer = f.frame("outer", 1), hot = f.frame("hot", 2), warm = f.frame("warm", 3);
+    TopAggregator agg(f.options);
+    for (int i = 0; i < 10; ++i) {
+        f.feed(agg, {Fixture::ts(0, {outer, i < 7 ? hot : warm}, true, true), Fixture::ts(1, {hot}, true, false)});
+    }
+    auto snap = agg.snapshot(false);
+    TopViewOptions view;
+    auto rows = buildTopTable(snap, view);
+    REQUIRE(rows.size() == 3);
+    CHECK(rows[0].function->name == "hot");  // 17 of 10 ticks: 170%
+    CHECK(rows[0].ownPercent == Approx(170.0));
+    CHECK(rows[1].function->name == "warm");
+    CHECK(rows[2].function->name == "outer");
+
+    view.sort = TopColumn::Total;
+    rows = buildTopTable(snap, view);
+    CHECK(rows[0].function->name == "hot");
+    CHECK(rows[1].function->name == "outer");  // 100% total beats warm's 30%
+    view.reverse = true;
+    rows = buildTopTable(snap, view);
+    CHECK(rows[0].function->name == "warm");
+    CHECK(rows[2].function->name == "hot");
+
+    view = TopViewOptions{};
+    view.sort = TopColumn::TotalTime;
+    rows = buildTopTable(snap, view);
+    CHECK(rows[0].function->name == "hot");
+    CHECK(rows[1].function->name == "outer");
+
+    view = TopViewOptions{};
+    view.perThread = true;
+    rows = buildTopTable(snap, view);
+    REQUIRE(rows.size() == 4);
+    CHECK(rows[0].function->name == "hot");
+    CHECK(*rows[0].thread == 1);  // 100% in the worker
+    CHECK(rows[1].function->name == "hot");
+    CHECK(*rows[1].thread == 0);
+    CHECK(rows[1].ownPercent == Approx(70.0));
+    CHECK(topThreadLabel(snap.threads[*rows[0].thread]) == "worker 101");
+}
+
+TEST_CASE("keys change the view", "[top]") {
+    TopViewState s;
+    CHECK(applyTopKey(s, '2'));
+    CHECK(s.view.sort == TopColumn::Total);
+    CHECK(applyTopKey(s, '4'));
+    CHECK(s.view.sort == TopColumn::TotalTime);
+    CHECK(applyTopKey(s, 'r'));
+    CHECK(s.view.reverse);
+    CHECK(applyTopKey(s, 'l'));
+    CHECK_FALSE(s.view.lineNumbers);
+    CHECK(applyTopKey(s, 'c'));
+    CHECK(s.view.cumulative);
+    CHECK(applyTopKey(s, 't'));
+    CHECK(s.view.perThread);
+    CHECK(applyTopKey(s, 'p'));
+    CHECK(s.paused);
+    CHECK(applyTopKey(s, '?'));
+    CHECK(s.help);
+    CHECK(applyTopKey(s, '1'));  // closes the help, changes nothing else
+    CHECK_FALSE(s.help);
+    CHECK(s.view.sort == TopColumn::TotalTime);
+    CHECK_FALSE(applyTopKey(s, 'x'));
+    CHECK_FALSE(s.quit);
+    applyTopKey(s, 'q');
+    CHECK(s.quit);
+}

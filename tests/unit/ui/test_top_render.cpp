@@ -1,0 +1,137 @@
+// The text layout of `top`: header figures, table columns, path cutting from the left,
+// width and height bounds, hostile names.
+#include <catch2/catch.hpp>
+
+#include <sstream>
+
+#include "pyspy/ui/top_render.h"
+
+using namespace pyspy;
+
+TEST_CASE("fitFunction cuts the path from the left and never the name", "[top]") {
+    CHECK(fitFunction("run", "app/server.py", 12, 80) == "run (app/server.py:12)");
+    CHECK(fitFunction("run", "app/server.py", 0, 80) == "run (app/server.py)");
+    CHECK(fitFunction("run", "", 0, 80) == "run");
+    // 17 columns: "run (" + "..." + tail + ":12)"
+    CHECK(fitFunction("run", "app/server.py", 12, 17) == "run (...er.py:12)");
+    CHECK(displayWidth(fitFunction("run", "app/server.py", 12, 17)) == 17);
+    CHECK(fitFunction("run", "app/server.py", 12, 12) == "run (...:12)");
+    CHECK(fitFunction("Handler.very_long_method_name", "x.py", 3, 10) == "Handler.very_long_method_name");
+    // UTF-8: cut at character boundaries.
+    const std::string fitted = fitFunction("f", "/data/\xc3\xa9t\xc3\xa9/m.py", 1, 15);
+    CHECK(fitted == "f (...\xc3\xa9/m.py:1)");
+    CHECK(displayWidth(fitted) == 15);
+}
+
+TEST_CASE("clipToWidth and formatSeconds", "[top]") {
+    CHECK(clipToWidth("abcdef", 3) == "abc");
+    CHECK(clipToWidth("\xc3\xa9\xc3\xa9\xc3\xa9", 2) == "\xc3\xa9\xc3\xa9");
+    CHECK(clipToWidth("ab", 5) == "ab");
+    CHECK(formatSeconds(0.456) == "0.46s");
+    CHECK(formatSeconds(123.45) == "123.5s");
+    CHECK(formatSeconds(4567.8) == "4568s");
+}
+
+namespace {
+
+TopSnapshot sampleSnapshot() {
+    FrameTable frames;
+    const FrameId mod = frames.intern(FrameKey{FrameKind::Python, "<module>", "/srv/app.py", 50});
+    const FrameId hot =
+        frames.intern(FrameKey{FrameKind::Python, "compute", "/usr/lib/python3.12/site-packages/lib/calc.py", 7});
+    const FrameId evil = frames.intern(FrameKey{FrameKind::Python, "bad\x1b[31m", "/srv/app.py", 9});
+    std::vector<ProfiledThread> threads{ProfiledThread{0x10, 4242, "MainThread", 0}};
+    SamplerOptions options;
+    TopAggregator agg(options);
+    for (int i = 0; i < 10; ++i) {
+        Sample s;
+        s.tick = std::uint64_t(i);
+        s.time = 0.01 * i;
+        ThreadSample t;
+        t.thread = 0;
+        t.active = true;
+        t.holdsGil = true;
+        t.frames = {mod, i < 8 ? hot : evil};
+        s.threads = {t};
+        agg.onSample(s, frames, threads);
+    }
+    return agg.snapshot(false);
+}
+
+TopHeader sampleHeader() {
+    TopHeader h;
+    h.pid = 4242;
+    h.commandLine = "python3 app.py --serve";
+    h.pythonVersion = "3.12.1";
+    h.rateHz = 100;
+    h.samples = 10;
+    h.errors = 1;
+    h.elapsedSeconds = 0.1;
+    return h;
+}
+
+}  // namespace
+
+TEST_CASE("renderTop: header, gauges and rows", "[top]") {
+    const auto snap = sampleSnapshot();
+    TopRenderOptions options;
+    const auto lines = renderTop(snap, sampleHeader(), TopViewOptions{}, options);
+    std::ostringstream all;
+    for (const auto& l : lines) all << l.text << "\n";
+    const std::string text = all.str();
+    INFO(text);
+    REQUIRE(lines.size() >= 9);
+    CHECK(lines[0].text == "Process 4242: python3 app.py --serve");
+    CHECK(lines[1].text == "Python v3.12.1 | 100 Hz | 10 samples, 1 errors | 1 threads | 0.1 s");
+    CHECK(lines[2].text ==
+          "GIL: 100.0% [####################]   Active: 100.0% [####################]");
+    CHECK(lines[2].style == TopStyle::GaugeHot);
+    CHECK(lines[3].text == "Threads: 1.0 running, 0.0 waiting for the GIL, 0.0 idle (average per sample)");
+    CHECK(lines[6].text == "   %Own  %Total  OwnTime TotalTime  Function (filename:line)");
+    CHECK(lines[6].style == TopStyle::TableHeader);
+    CHECK(lines[7].text == "  80.0%   80.0%    0.08s     0.08s  compute (lib/calc.py:7)");
+    CHECK(lines[8].text == "  20.0%   20.0%    0.02s     0.02s  bad\\x1b[31m (app.py:9)");  // made safe
+    CHECK(lines[9].text == "   0.0%  100.0%    0.00s     0.10s  <module> (app.py:50)");
+    CHECK(text.find('\x1b') == std::string::npos);
+}
+
+TEST_CASE("renderTop: full filenames, status line, width and height bounds", "[top]") {
+    const auto snap = sampleSnapshot();
+    TopHeader header = sampleHeader();
+    header.status = "Process 4242 exited: press any key to quit";
+    TopRenderOptions options;
+    options.fullFilenames = true;
+    auto lines = renderTop(snap, header, TopViewOptions{}, options);
+    CHECK(lines[5].text == header.status);
+    CHECK(lines[5].style == TopStyle::Status);
+    CHECK(lines[7].text.find("compute (/usr/lib/python3.12/site-packages/lib/calc.py:7)") != std::string::npos);
+
+    options.width = 60;
+    options.height = 9;
+    lines = renderTop(snap, header, TopViewOptions{}, options);
+    REQUIRE(lines.size() == 9);
+    for (const auto& l : lines) CHECK(displayWidth(l.text) <= 60);
+    // The function name stays; the path is cut from the left.
+    CHECK(lines[7].text == "  80.0%   80.0%    0.08s     0.08s  compute (...b/calc.py:7)");
+}
+
+TEST_CASE("renderTop: per-thread column, function rows, empty windows, help", "[top]") {
+    const auto snap = sampleSnapshot();
+    TopViewOptions view;
+    view.perThread = true;
+    view.lineNumbers = false;
+    auto lines = renderTop(snap, sampleHeader(), view, TopRenderOptions{});
+    CHECK(lines[6].text == "   %Own  %Total  OwnTime TotalTime  Thread               Function (filename)");
+    CHECK(lines[7].text == "  80.0%   80.0%    0.08s     0.08s  MainThread 4242      compute (lib/calc.py)");
+
+    TopSnapshot empty;
+    lines = renderTop(empty, sampleHeader(), TopViewOptions{}, TopRenderOptions{});
+    CHECK(lines.back().text == "  (no samples yet)");
+
+    const auto help = renderTopHelp(TopRenderOptions{});
+    std::string all;
+    for (const auto& l : help) all += l.text + "\n";
+    for (const char* key : {"  1 ", "  2 ", "  3 ", "  4 ", "  r ", "  l ", "  c ", "  t ", "  p ", "  ? ", "  q "}) {
+        CHECK(all.find(key) != std::string::npos);
+    }
+}
