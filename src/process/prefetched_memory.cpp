@@ -8,6 +8,10 @@ Status PrefetchedMemory::prefetch(std::uint64_t address, std::size_t size) {
     return {};
 }
 
+void PrefetchedMemory::add(std::uint64_t address, std::vector<std::uint8_t> bytes) {
+    regions_.push_back(Region{address, std::move(bytes)});
+}
+
 const PrefetchedMemory::Region* PrefetchedMemory::find(std::uint64_t address, std::size_t size) const {
     for (const auto& region : regions_) {
         const std::uint64_t end = region.address + region.bytes.size();

@@ -1,4 +1,5 @@
 #include "pyspy/process/process.h"
+#include "pyspy/process/thread_stats.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -223,6 +224,54 @@ Result<ThreadStat> readThreadStat(pid_t pid, pid_t tid) {
     }
     auto stat = parseStat(text);
     if (!stat) return Err{invalid("malformed " + path)};
+    return std::move(*stat);
+}
+
+}  // namespace pyspy
+
+// ---------------------------------------------------------------------------------
+// ThreadStatReader (thread_stats.h)
+
+namespace pyspy {
+
+ThreadStatReader::ThreadStatReader(pid_t pid, std::chrono::milliseconds relistInterval)
+    : pid_(pid), relistInterval_(relistInterval) {}
+
+const std::vector<pid_t>& ThreadStatReader::threads(bool relist) {
+    const auto now = std::chrono::steady_clock::now();
+    if (relist || !listed_ || now - listedAt_ >= relistInterval_) {
+        threads_ = listThreads(pid_);
+        listedAt_ = now;
+        listed_ = true;
+        // Forget the files of threads that are gone.
+        std::erase_if(files_, [&](const auto& entry) {
+            return std::find(threads_.begin(), threads_.end(), entry.first) == threads_.end();
+        });
+    }
+    return threads_;
+}
+
+Result<ThreadStat> ThreadStatReader::read(pid_t tid) {
+    auto it = files_.find(tid);
+    if (it == files_.end()) {
+        const std::string path = procPath(pid_, "/task/" + std::to_string(tid) + "/stat");
+        FD fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+        if (!fd) {
+            const int err = errno;
+            if (err == ENOENT || err == ESRCH) return Err{ReadError{ReadErrorKind::ProcessGone, 0, "thread exited"}};
+            if (err == EACCES || err == EPERM) return Err{ReadError{ReadErrorKind::Permission, 0, "cannot read " + path}};
+            return Err{ReadError{ReadErrorKind::Fault, 0, "cannot read " + path + ": " + std::strerror(err)}};
+        }
+        it = files_.emplace(tid, std::move(fd)).first;
+    }
+    char buffer[1024];
+    const ssize_t n = ::pread(it->second.get(), buffer, sizeof buffer - 1, 0);
+    if (n <= 0) {
+        files_.erase(it);  // ESRCH once the thread has exited
+        return Err{ReadError{ReadErrorKind::ProcessGone, 0, "thread exited"}};
+    }
+    auto stat = parseStat(std::string_view(buffer, static_cast<std::size_t>(n)));
+    if (!stat) return Err{invalid("malformed stat of thread " + std::to_string(tid))};
     return std::move(*stat);
 }
 

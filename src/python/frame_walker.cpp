@@ -7,15 +7,6 @@ namespace pyspy {
 
 namespace {
 
-// Fields of a code object that identify it; see CodeCache.
-std::vector<std::int64_t> identityOffsets(const PyLayout& l) {
-    std::vector<std::int64_t> offsets;
-    for (std::int64_t o : {l.object_type, l.code_name, l.code_qualname, l.code_filename, l.code_linetable}) {
-        if (o != kAbsent) offsets.push_back(o);
-    }
-    return offsets;
-}
-
 std::int64_t maxOffset(std::initializer_list<std::int64_t> offsets) {
     std::int64_t m = 0;
     for (auto o : offsets) m = std::max(m, o);
@@ -31,24 +22,39 @@ std::optional<int> CodeInfo::lineForOffset(int byteOffset) const {
 
 std::size_t CodeCache::headerSize(const PyLayout& l) {
     return static_cast<std::size_t>(maxOffset({l.object_type, l.code_name, l.code_qualname, l.code_filename,
-                                               l.code_linetable, l.code_firsttraceable})) +
+                                               l.code_linetable, l.code_firsttraceable, l.code_firstlineno})) +
            8;
+}
+
+Result<CodeCache::Identity> CodeCache::identityOf(const PyLayout& l, const RemoteBlock& header) {
+    Identity identity{};
+    std::size_t i = 0;  // at most 5 pointers: the last slot is the first line
+    for (std::int64_t offset : {l.object_type, l.code_name, l.code_qualname, l.code_filename, l.code_linetable}) {
+        if (offset == kAbsent) continue;
+        PYSPY_TRY(identity[i++], header.pointer(offset));
+    }
+    PYSPY_TRY(auto firstLine, header.field<std::int32_t>(l.code_firstlineno));
+    identity.back() = static_cast<std::uint32_t>(firstLine);  // slots before it: the pointers
+    return identity;
+}
+
+std::optional<int> CodeCache::lineFor(std::uint64_t address, const CodeInfo& info, int byteOffset) {
+    // Decoding a line table is the costliest part of a cached frame; most frames are
+    // sampled at a handful of offsets, so remember them per code object.
+    auto it = entries_.find(address);
+    if (it == entries_.end() || it->second.info.get() != &info) return info.lineForOffset(byteOffset);
+    auto& lines = it->second.lines;
+    for (const auto& [offset, line] : lines) {
+        if (offset == byteOffset) return line;
+    }
+    const auto line = info.lineForOffset(byteOffset);
+    if (lines.size() < kMaxLinesPerEntry) lines.emplace_back(byteOffset, line);
+    return line;
 }
 
 Result<std::shared_ptr<const CodeInfo>> CodeCache::get(const ObjectReader& reader, const RemoteBlock& header) {
     const PyLayout& l = reader.layout();
-    std::vector<std::uint8_t> identity;
-    for (auto offset : identityOffsets(l)) {
-        PYSPY_TRY(auto value, header.pointer(offset));
-        const auto* bytes = reinterpret_cast<const std::uint8_t*>(&value);
-        identity.insert(identity.end(), bytes, bytes + sizeof value);
-    }
-    PYSPY_TRY(auto firstLine, header.field<std::int32_t>(l.code_firstlineno));
-    {
-        const auto* bytes = reinterpret_cast<const std::uint8_t*>(&firstLine);
-        identity.insert(identity.end(), bytes, bytes + sizeof firstLine);
-    }
-
+    PYSPY_TRY(const Identity identity, identityOf(l, header));
     if (auto it = entries_.find(header.address()); it != entries_.end() && it->second.identity == identity) {
         ++hits_;
         return it->second.info;
@@ -74,7 +80,7 @@ Result<std::shared_ptr<const CodeInfo>> CodeCache::get(const ObjectReader& reade
     }
     PYSPY_TRY(auto filenamePtr, header.pointer(l.code_filename));
     PYSPY_TRY(info->filename, reader.readString(filenamePtr));
-    info->firstLineNo = firstLine;
+    info->firstLineNo = static_cast<int>(static_cast<std::int32_t>(identity.back() & 0xffffffffu));
     if (l.code_firsttraceable != kAbsent) {
         PYSPY_TRY(info->firstTraceable, header.field<std::int32_t>(l.code_firsttraceable));
     }
@@ -83,7 +89,7 @@ Result<std::shared_ptr<const CodeInfo>> CodeCache::get(const ObjectReader& reade
     PYSPY_TRY(info->lineTable, reader.readBytesObject(tablePtr));
 
     if (entries_.size() >= capacity_) entries_.clear();  // simple bound; rebuilt from hot code quickly
-    entries_[header.address()] = Entry{std::move(identity), info};
+    entries_[header.address()] = Entry{identity, info, {}};
     return std::shared_ptr<const CodeInfo>(std::move(info));
 }
 
@@ -143,17 +149,27 @@ Result<FrameChain> FrameWalker::walk(std::uint64_t frame, FrameChain* partial) c
     // One batched read for every code object header of the stack.
     const PyLayout& l = reader_.layout();
     const std::size_t headerSize = CodeCache::headerSize(l);
-    std::vector<std::vector<std::uint8_t>> headers(raw.size(), std::vector<std::uint8_t>(headerSize));
+    // Each distinct code object once: recursion and hot functions repeat them, and the
+    // kernel's cost is per range, not per byte.
+    std::vector<std::size_t> slot(raw.size());
+    std::vector<std::uint64_t> distinct;
+    for (std::size_t i = 0; i < raw.size(); ++i) {
+        const auto it = std::find(distinct.begin(), distinct.end(), raw[i].code);
+        slot[i] = static_cast<std::size_t>(it - distinct.begin());
+        if (it == distinct.end()) distinct.push_back(raw[i].code);
+    }
+    std::vector<std::uint8_t> headers(distinct.size() * headerSize);
     std::vector<ReadRequest> requests;
-    requests.reserve(raw.size());
-    for (std::size_t i = 0; i < raw.size(); ++i) requests.push_back({raw[i].code, headers[i].data(), headerSize});
+    requests.reserve(distinct.size());
+    for (std::size_t i = 0; i < distinct.size(); ++i) requests.push_back({distinct[i], &headers[i * headerSize], headerSize});
     if (auto status = memory_.readMany(requests); !status.ok()) {
         if (partial) *partial = chain;
         return status.err();
     }
 
     for (std::size_t i = 0; i < raw.size(); ++i) {
-        auto info = codes_.get(reader_, RemoteBlock(raw[i].code, std::move(headers[i])));
+        const auto* begin = headers.data() + slot[i] * headerSize;
+        auto info = codes_.get(reader_, RemoteBlock(raw[i].code, std::vector<std::uint8_t>(begin, begin + headerSize)));
         if (!info.ok()) {
             if (partial) *partial = chain;
             return info.err();
@@ -165,7 +181,7 @@ Result<FrameChain> FrameWalker::walk(std::uint64_t frame, FrameChain* partial) c
             continue;
         }
         const int offset = static_cast<int>(std::min<std::int64_t>(raw[i].byteOffset, 1 << 30));
-        chain.frames.push_back(PyFrame{info.value(), info.value()->lineForOffset(offset)});
+        chain.frames.push_back(PyFrame{info.value(), codes_.lineFor(raw[i].code, *info.value(), offset)});
     }
     return chain;
 }

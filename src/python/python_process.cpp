@@ -19,6 +19,7 @@ constexpr std::size_t kMaxInterpreters = 64;
 constexpr std::size_t kMaxThreadStateBytes = 64 * 1024;
 constexpr std::size_t kMaxStackChunkBytes = 4 * 1024 * 1024;
 constexpr std::size_t kMaxStackChunks = 8;
+constexpr std::size_t kStackChunkFirstRead = 4096;
 constexpr std::size_t kPthreadScanBytes = 4096;
 
 std::uint64_t at(std::uint64_t base, std::int64_t offset) { return base + static_cast<std::uint64_t>(offset); }
@@ -97,14 +98,20 @@ Result<std::vector<PythonProcess::ThreadStateInfo>> PythonProcess::readThreadSta
     std::set<std::uint64_t> seen;
     std::uint64_t interp = target_.interpreter;
     for (std::size_t i = 0; interp != 0 && i < kMaxInterpreters; ++i) {
-        PYSPY_TRY(auto tstate, readPointer(*memory_, at(interp, l.interp_tstate_head)));
+        // interp->threads.head and interp->next in one read.
+        const std::int64_t first = std::min(l.interp_tstate_head, l.interp_next);
+        const std::int64_t last = std::max(l.interp_tstate_head, l.interp_next);
+        PYSPY_TRY(auto interpBlock, RemoteBlock::read(*memory_, at(interp, first),
+                                                      static_cast<std::size_t>(last - first + 8)));
+        PYSPY_TRY(auto tstate, interpBlock.pointer(l.interp_tstate_head - first));
+        PYSPY_TRY(const std::uint64_t nextInterp, interpBlock.pointer(l.interp_next - first));
         while (tstate != 0 && states.size() < maxThreads) {
             if (!seen.insert(tstate).second) return Err{invalid("thread list loops", tstate)};
             PYSPY_TRY(auto info, readThreadState(tstate));
             states.push_back(info);
             PYSPY_TRY(tstate, readPointer(*memory_, at(tstate, l.tstate_next)));
         }
-        PYSPY_TRY(interp, readPointer(*memory_, at(interp, l.interp_next)));
+        interp = nextInterp;
     }
     return states;
 }
@@ -206,10 +213,23 @@ Result<FrameChain> PythonProcess::walkThread(const ThreadStateInfo& state, const
         PrefetchedMemory prefetched(*memory_);
         std::uint64_t chunk = state.datastackChunk;
         for (std::size_t i = 0; chunk != 0 && i < kMaxStackChunks; ++i) {
-            auto size = readValue<std::uint64_t>(*memory_, at(chunk, l.stackchunk_size));
-            auto previous = readPointer(*memory_, at(chunk, l.stackchunk_previous));
-            if (!size.ok() || !previous.ok() || size.value() > kMaxStackChunkBytes) break;
-            (void)prefetched.prefetch(chunk, size.value());
+            // The used part of a chunk is [chunk, top). One read of its first page
+            // usually covers it; a deeper stack costs one more read.
+            auto head = readBytes(*memory_, chunk, kStackChunkFirstRead);
+            if (!head.ok()) head = readBytes(*memory_, chunk, static_cast<std::size_t>(l.stackchunk_data));
+            if (!head.ok()) break;
+            RemoteBlock header(chunk, head.value());
+            auto previous = header.pointer(l.stackchunk_previous);
+            auto size = header.field<std::uint64_t>(l.stackchunk_size);
+            auto top = header.pointer(l.stackchunk_top);
+            if (!previous.ok() || !size.ok() || !top.ok() || size.value() > kMaxStackChunkBytes) break;
+            const std::uint64_t used = top.value() > chunk ? std::min(top.value() - chunk, size.value()) : 0;
+            std::vector<std::uint8_t> bytes = std::move(head.value());
+            if (used > bytes.size()) {
+                auto rest = readBytes(*memory_, chunk + bytes.size(), used - bytes.size());
+                if (rest.ok()) bytes.insert(bytes.end(), rest.value().begin(), rest.value().end());
+            }
+            prefetched.add(chunk, std::move(bytes));
             chunk = previous.value();
         }
         ObjectReader reader(prefetched, l, target_.types);
@@ -230,11 +250,12 @@ ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
         std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 
     // OS thread states first: once paused, every thread reads as stopped.
-    const std::vector<pid_t> tids = listThreads(pid_);
+    const std::vector<pid_t> tids = threadStats_.threads(relistThreads_);
+    relistThreads_ = false;
     if (tids.empty() && !processAlive(pid_)) throwGone(pid_);
     std::unordered_map<pid_t, bool> running;
     for (pid_t tid : tids) {
-        if (auto stat = readThreadStat(pid_, tid); stat.ok()) running[tid] = stat.value().running();
+        if (auto stat = threadStats_.read(tid); stat.ok()) running[tid] = stat.value().running();
     }
 
     std::optional<ThreadPause> pause;
@@ -273,6 +294,7 @@ ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
         thread.holdsGil = holder != 0 && holder == state.address;
         if (state.nativeId) {
             auto it = running.find(*state.nativeId);
+            if (it == running.end()) relistThreads_ = true;  // a new thread: list the tasks again next time
             thread.active = it != running.end() && it->second;
         } else {
             thread.active = thread.holdsGil;

@@ -18,6 +18,10 @@ using Clock = std::chrono::steady_clock;
 // Thread names are looked up (a walk of threading._active) at most this often, and
 // whenever a thread not seen before shows up.
 constexpr double kNameRefreshSeconds = 1.0;
+// Lines remembered per code object in the frame cache (a linear scan: most functions
+// are sampled at a handful of lines).
+constexpr std::size_t kMaxLinesPerCode = 64;
+constexpr std::size_t kMaxCachedCodes = 100000;
 
 }  // namespace
 
@@ -52,6 +56,21 @@ std::uint32_t Sampler::threadIndex(const ThreadStack& stack) {
 }
 
 FrameId Sampler::internFrame(const PyFrame& frame) {
+    // Fast path: the same code object at the same line as before, no strings built.
+    // The entry keeps the CodeInfo alive, so its address cannot be reused meanwhile.
+    const int line = !options_.lineNumbers          ? 0
+                     : options_.aggregateByFunction ? (frame.code ? frame.code->firstLineNo : 0)
+                                                    : frame.line.value_or(0);
+    CodeFrames* cached = nullptr;
+    if (frame.code) {
+        if (codeFrames_.size() >= kMaxCachedCodes) codeFrames_.clear();  // bound; refills from hot code
+        auto [it, added] = codeFrames_.try_emplace(frame.code.get());
+        if (added) it->second.code = frame.code;
+        cached = &it->second;
+        for (const auto& [cachedLine, id] : cached->lines) {
+            if (cachedLine == line) return id;
+        }
+    }
     FrameKey key;
     key.kind = FrameKind::Python;
     if (frame.code) {
@@ -63,7 +82,9 @@ FrameId Sampler::internFrame(const PyFrame& frame) {
     } else {
         key.name = "<unknown>";
     }
-    return frames_.intern(key);
+    const FrameId id = frames_.intern(key);
+    if (cached != nullptr && cached->lines.size() < kMaxLinesPerCode) cached->lines.emplace_back(line, id);
+    return id;
 }
 
 SamplerStats Sampler::run(SampleSink& sink, const std::atomic<bool>& stop,
@@ -138,8 +159,10 @@ SamplerStats Sampler::run(SampleSink& sink, const std::atomic<bool>& stop,
                 continue;
             }
             ThreadSample ts;
+            const std::size_t known = threads_.size();
             ts.thread = threadIndex(thread);
-            if (threads_[ts.thread].name.empty() && !snapOptions.threadNames) unnamedThread = true;
+            // A thread seen for the first time: look its name up on the next tick.
+            if (threads_.size() > known && !snapOptions.threadNames) unnamedThread = true;
             ts.active = thread.active;
             ts.holdsGil = thread.holdsGil;
             ts.frames.reserve(thread.frames.size());

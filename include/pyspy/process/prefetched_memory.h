@@ -16,6 +16,8 @@ class PrefetchedMemory : public ProcessMemory {
 
     // Copies [address, address + size) now. Fails like a read would; nothing is kept then.
     Status prefetch(std::uint64_t address, std::size_t size);
+    // Serves [address, address + bytes.size()) from bytes the caller has read already.
+    void add(std::uint64_t address, std::vector<std::uint8_t> bytes);
     void clear() { regions_.clear(); }
 
     Status read(std::uint64_t address, void* out, std::size_t size) const override;

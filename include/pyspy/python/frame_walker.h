@@ -3,6 +3,8 @@
 // asyncio task stacks later), so it knows nothing about threads.
 #pragma once
 
+#include <array>
+
 #include <cstdint>
 #include <memory>
 #include <unordered_map>
@@ -32,10 +34,19 @@ class CodeCache {
     std::size_t hits() const { return hits_; }
     std::size_t misses() const { return misses_; }
 
+    // The line of `info` (the entry cached for `address`) at `byteOffset`, memoized.
+    std::optional<int> lineFor(std::uint64_t address, const CodeInfo& info, int byteOffset);
+
   private:
+    // The pointer fields that identify a code object (type, name, qualname, filename,
+    // line table) and its first line: a hit must match them all.
+    using Identity = std::array<std::uint64_t, 6>;
+    static Result<Identity> identityOf(const PyLayout& layout, const RemoteBlock& header);
+    static constexpr std::size_t kMaxLinesPerEntry = 32;
     struct Entry {
-        std::vector<std::uint8_t> identity;
+        Identity identity;
         std::shared_ptr<const CodeInfo> info;
+        std::vector<std::pair<int, std::optional<int>>> lines;  // byte offset -> line
     };
     std::size_t capacity_;
     std::unordered_map<std::uint64_t, Entry> entries_;

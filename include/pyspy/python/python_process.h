@@ -10,6 +10,7 @@
 #include <unordered_map>
 
 #include "pyspy/process/live_memory.h"
+#include "pyspy/process/thread_stats.h"
 #include "pyspy/python/frame_walker.h"
 #include "pyspy/python/interpreter.h"
 #include "pyspy/python/objects.h"
@@ -65,6 +66,8 @@ class PythonProcess {
     CodeCache codes_;
     std::string commandLine_;
     std::optional<std::int64_t> pthreadTidOffset_;  // where glibc's struct pthread keeps the tid (<3.8)
+    ThreadStatReader threadStats_{pid_};  // OS thread states, with the stat files kept open
+    bool relistThreads_ = false;          // a thread state named a thread not listed yet
 };
 
 }  // namespace pyspy

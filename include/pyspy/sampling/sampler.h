@@ -103,7 +103,11 @@ class Sampler {
     FrameTable frames_;
     std::vector<ProfiledThread> threads_;
     std::unordered_map<std::uint64_t, std::uint32_t> threadByIdent_;
-    std::unordered_map<const CodeInfo*, std::pair<std::shared_ptr<const CodeInfo>, std::vector<FrameId>>> codeFrames_;
+    struct CodeFrames {
+        std::shared_ptr<const CodeInfo> code;             // keeps the key's address alive
+        std::vector<std::pair<int, FrameId>> lines;       // line -> frame
+    };
+    std::unordered_map<const CodeInfo*, CodeFrames> codeFrames_;
     double startEpoch_ = 0;
     std::atomic<std::uint64_t> ticks_{0};
     std::atomic<std::uint64_t> errors_{0};

@@ -1,0 +1,36 @@
+// ThreadStatReader: the OS state of a process's threads, read many times a second at
+// a low cost. The task directory is listed again only every `relistInterval` (or when
+// asked), and each thread's stat file stays open, so a read is one pread(2).
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <unordered_map>
+#include <vector>
+
+#include "pyspy/common/fd.h"
+#include "pyspy/common/result.h"
+#include "pyspy/process/process.h"
+
+namespace pyspy {
+
+class ThreadStatReader {
+  public:
+    explicit ThreadStatReader(pid_t pid, std::chrono::milliseconds relistInterval = std::chrono::milliseconds(250));
+
+    // The thread ids, main thread first; listed again when stale or when `relist`.
+    const std::vector<pid_t>& threads(bool relist = false);
+    // The stat of one thread (need not be in threads()). ProcessGone when it exited.
+    Result<ThreadStat> read(pid_t tid);
+
+  private:
+    pid_t pid_;
+    std::chrono::milliseconds relistInterval_;
+    std::chrono::steady_clock::time_point listedAt_{};
+    bool listed_ = false;
+    std::vector<pid_t> threads_;
+    std::unordered_map<pid_t, FD> files_;
+};
+
+}  // namespace pyspy
