@@ -216,6 +216,9 @@ void runTerminal(TopSession& s, TerminalScreen& screen) {
             next += millis(s.args.delay);
             if (next < now) next = now + millis(s.args.delay);
             TopSnapshot snapshot = s.aggregator.snapshot(true);
+            // An interval without a tick (the target just died, or the machine is
+            // overloaded) keeps the last one on screen rather than an empty table.
+            if (snapshot.interval.ticks == 0) snapshot.interval = shown.interval;
             if (!state.paused) shown = std::move(snapshot);
             draw();
             if (s.args.iterations > 0 && ++iterations >= s.args.iterations) return;

@@ -1,0 +1,421 @@
+#!/usr/bin/env python3
+"""Integration tests of `pyspy-cpp top` against live interpreters.
+
+Run by ctest (tests/integration/CMakeLists.txt) with the system python3:
+
+  test_top.py --binary BUILD/pyspy-cpp PYTHON
+
+Against tests/targets/top_target.py (a hot function on the main thread, an idle
+thread) and tests/targets/top_gil_target.py (two CPU-bound threads, or two sleeping
+ones) under PYTHON, it checks:
+  text      `top --iterations 2 --pid PID | cat`: two plain-text snapshots, the hot
+            function first, the pid and version in the header
+  program   `top -- PYTHON top_target.py`: says when the program exits, ends with its status
+  gil       two CPU-bound threads: GIL near 100% and one thread waiting for it;
+            sleeping threads: GIL near 0%
+  tty       under tmux (a real terminal, read with `tmux capture-pane`): the hot function
+            first, sort keys reorder rows, `q` exits and gives the terminal back; SIGTERM
+            and the target's exit do too
+Exit code 0 = passed, 1 = failed, 77 = skipped (the interpreter or tmux is missing).
+"""
+
+import argparse
+import json
+import os
+import re
+import select
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+SKIP = 77
+HERE = os.path.dirname(os.path.abspath(__file__))
+TARGETS = os.path.normpath(os.path.join(HERE, "..", "targets"))
+TOP_TARGET = os.path.join(TARGETS, "top_target.py")
+GIL_TARGET = os.path.join(TARGETS, "top_gil_target.py")
+READY_TIMEOUT = 60.0
+HOT = "hot_function"
+SCRIPTS = []  # temporary pane scripts, removed at the end
+
+
+class Failure(Exception):
+    pass
+
+
+def check(cond, message):
+    if not cond:
+        raise Failure(message)
+
+
+def log(message):
+    sys.stdout.write(message + "\n")
+    sys.stdout.flush()
+
+
+class Target:
+    """A target script under one interpreter; killed and reaped on close()."""
+
+    def __init__(self, argv):
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        self.pid = self.proc.pid
+        self.ready = self._wait_ready()
+
+    def _wait_ready(self):
+        deadline = time.time() + READY_TIMEOUT
+        buf = b""
+        while time.time() < deadline:
+            r, _, _ = select.select([self.proc.stdout], [], [], max(0.0, deadline - time.time()))
+            if not r:
+                break
+            chunk = os.read(self.proc.stdout.fileno(), 65536)
+            if not chunk:
+                break
+            buf += chunk
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                if line.startswith(b"READY "):
+                    return json.loads(line[6:].decode())
+        self.close()
+        err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
+        raise Failure("target never printed its READY line; stderr: %s" % err.strip())
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+# --- reading top's screens -------------------------------------------------------------
+
+ROW_RE = re.compile(r"^\s*([0-9.]+)%\s+([0-9.]+)%\s+([0-9.]+)s\s+([0-9.]+)s\s+(?:(\S+ \S+)\s+)?(.+?) \((.*)\)\s*$")
+
+
+def parse_screen(lines):
+    """One snapshot (a list of lines) -> dict with header fields and rows."""
+    snap = {"rows": [], "lines": lines}
+    in_table = False
+    for line in lines:
+        m = re.match(r"^Process (\d+): (.*)$", line)
+        if m:
+            snap["pid"], snap["command"] = int(m.group(1)), m.group(2)
+        m = re.match(r"^Python v(\S+) \| ([0-9.]+) Hz \| (\d+) samples, (\d+) errors \| (\d+) threads", line)
+        if m:
+            snap["python"], snap["samples"], snap["threads"] = m.group(1), int(m.group(3)), int(m.group(5))
+        m = re.match(r"^GIL:\s+([0-9.]+)% .*Active:\s+([0-9.]+)%", line)
+        if m:
+            snap["gil"], snap["active"] = float(m.group(1)), float(m.group(2))
+        m = re.match(r"^Threads: ([0-9.]+) running, ([0-9.]+) waiting for the GIL, ([0-9.]+) idle", line)
+        if m:
+            snap["running"], snap["waiting"], snap["idle"] = (float(m.group(i)) for i in (1, 2, 3))
+        m = re.search(r"\| sort: (\S+) (\w+) \|", line)
+        if m:
+            snap["sort"] = m.group(1)
+        if re.match(r"^\s*%Own\s+%Total\s+OwnTime\s+TotalTime", line):
+            in_table = True
+            continue
+        if in_table:
+            m = ROW_RE.match(line)
+            if m:
+                snap["rows"].append({"own": float(m.group(1)), "total": float(m.group(2)), "function": m.group(6),
+                                     "where": m.group(7)})
+    return snap
+
+
+def split_snapshots(out):
+    snaps, current = [], None
+    for line in out.split("\n"):
+        if line.startswith("Process ") and re.match(r"^Process \d+: ", line):
+            current = []
+            snaps.append(current)
+        if current is not None:
+            current.append(line)
+    return [parse_screen(s) for s in snaps]
+
+
+def describe(snap):
+    return "\n".join(snap["lines"])
+
+
+def check_hot_first(snap, pid, version, what):
+    check(snap.get("pid") == pid, "%s: header lacks pid %d:\n%s" % (what, pid, describe(snap)))
+    check(snap.get("python") == version, "%s: header lacks Python v%s:\n%s" % (what, version, describe(snap)))
+    check(snap["rows"], "%s: no rows:\n%s" % (what, describe(snap)))
+    first = snap["rows"][0]
+    check(first["function"] == HOT, "%s: first row is not %s:\n%s" % (what, HOT, describe(snap)))
+    check(first["own"] >= 25.0, "%s: implausible %%Own %.1f for %s:\n%s" % (what, first["own"], HOT, describe(snap)))
+    check("top_target.py:" in first["where"], "%s: bad location %r" % (what, first["where"]))
+    own = sum(r["own"] for r in snap["rows"] if r["function"] == HOT)
+    check(50.0 <= own <= 101.0, "%s: %s's rows add up to %.1f%% own:\n%s" % (what, HOT, own, describe(snap)))
+
+
+def run_top(binary, args, timeout=60):
+    argv = [binary, "top"] + args
+    try:
+        p = subprocess.run(argv, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise Failure("%s did not finish within %d s" % (" ".join(argv), timeout))
+    return p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
+
+
+# --- the cases -------------------------------------------------------------------------
+
+def test_text(binary, python):
+    with Target([python, TOP_TARGET, "120"]) as t:
+        start = time.monotonic()
+        rc, out, err = run_top(binary, ["--iterations", "2", "--delay", "0.5", "--pid", str(t.pid)])
+        elapsed = time.monotonic() - start
+        check(rc == 0, "top --iterations 2 exited %d; stderr: %s" % (rc, err))
+        snaps = split_snapshots(out)
+        check(len(snaps) == 2, "expected 2 snapshots, got %d:\n%s" % (len(snaps), out))
+        for i, snap in enumerate(snaps):
+            check_hot_first(snap, t.pid, t.ready["python"], "text snapshot %d" % (i + 1))
+        check("\x1b" not in out, "escape sequences in the non-terminal output")
+        check(elapsed < 10, "two refreshes of 0.5 s took %.1f s" % elapsed)
+        log("text: ok (%s first with %.1f%% own)" % (HOT, snaps[1]["rows"][0]["own"]))
+        # --idle shows the idle thread's function too; `l` is the key, --gil keeps only the holder.
+        rc, out, err = run_top(binary, ["--iterations", "1", "--delay", "0.5", "--idle", "--pid", str(t.pid)])
+        check(rc == 0, "top --idle exited %d: %s" % (rc, err))
+        names = [r["function"] for r in split_snapshots(out)[0]["rows"]]
+        check("idle_inner" in names, "--idle does not show idle_inner: %r" % names)
+        log("text --idle: ok")
+
+
+def test_program(binary, python):
+    rc, out, err = run_top(binary, ["--delay", "0.5", "--", python, TOP_TARGET, "3"], timeout=60)
+    check(rc == 0, "top -- PROGRAM exited %d (the program's status is 0); stderr: %s" % (rc, err))
+    snaps = split_snapshots(out)
+    check(len(snaps) >= 2, "expected snapshots until the program ended, got %d:\n%s" % (len(snaps), out))
+    check(re.search(r"^Process \d+ exited$", out, re.M), "no 'Process N exited' line:\n%s" % out)
+    check(any(s["rows"] and s["rows"][0]["function"] == HOT for s in snaps), "%s never first:\n%s" % (HOT, out))
+    log("program: ok (%d snapshots, then the exit)" % len(snaps))
+
+
+def test_gil(binary, python):
+    results = {}
+    for mode in ("cpu", "sleep"):
+        with Target([python, GIL_TARGET, mode, "120"]) as t:
+            rc, out, err = run_top(binary, ["--iterations", "3", "--delay", "1", "--pid", str(t.pid)])
+            check(rc == 0, "top (gil %s) exited %d: %s" % (mode, rc, err))
+            snaps = split_snapshots(out)
+            check(len(snaps) == 3, "gil %s: expected 3 snapshots:\n%s" % (mode, out))
+            snap = snaps[-1]  # the first interval learns where threads hold the GIL
+            for key in ("gil", "active", "running", "waiting", "idle"):
+                check(key in snap, "gil %s: no %s figure:\n%s" % (mode, key, describe(snap)))
+            results[mode] = snap
+            if mode == "cpu":
+                check(snap["gil"] >= 85.0, "two CPU-bound threads: GIL %.1f%%, expected ~100%%:\n%s"
+                      % (snap["gil"], describe(snap)))
+                check(0.6 <= snap["waiting"] <= 1.4, "two CPU-bound threads: %.1f waiting for the GIL, expected ~1:\n%s"
+                      % (snap["waiting"], describe(snap)))
+                check(0.6 <= snap["running"] <= 1.4, "two CPU-bound threads: %.1f running, expected ~1:\n%s"
+                      % (snap["running"], describe(snap)))
+                names = set(r["function"] for r in snap["rows"])
+                check("spin" in names, "spin not in the rows:\n%s" % describe(snap))
+            else:
+                check(snap["gil"] <= 10.0, "sleeping threads: GIL %.1f%%, expected ~0%%:\n%s"
+                      % (snap["gil"], describe(snap)))
+                check(snap["waiting"] <= 0.1, "sleeping threads: %.1f waiting:\n%s" % (snap["waiting"], describe(snap)))
+                check(snap["idle"] >= 2.5, "sleeping threads: %.1f idle, expected 3:\n%s" % (snap["idle"], describe(snap)))
+    log("gil: ok (cpu: GIL %.1f%%, %.1f running, %.1f waiting; sleep: GIL %.1f%%, %.1f idle)"
+        % (results["cpu"]["gil"], results["cpu"]["running"], results["cpu"]["waiting"], results["sleep"]["gil"],
+           results["sleep"]["idle"]))
+
+
+class Tmux:
+    """A private tmux server (its own socket) running one command in a 120x40 pane."""
+
+    def __init__(self, command):
+        self.socket = "pyspy-top-test-%d-%d" % (os.getpid(), int(time.time() * 1000) % 100000)
+        env = dict(os.environ)
+        env.pop("TMUX", None)
+        self.env = env
+        self.run("new-session", "-d", "-x", "120", "-y", "40", command)
+        self.run("set-option", "-t", "0", "remain-on-exit", "on")
+
+    def run(self, *args):
+        p = subprocess.run(["tmux", "-L", self.socket, "-f", "/dev/null"] + list(args), capture_output=True,
+                           env=self.env, timeout=30)
+        if p.returncode != 0:
+            raise Failure("tmux %s failed: %s" % (" ".join(args), p.stderr.decode(errors="replace")))
+        return p.stdout.decode(errors="replace")
+
+    def screen(self):
+        return self.run("capture-pane", "-p", "-t", "0").split("\n")
+
+    def keys(self, *keys):
+        self.run("send-keys", "-t", "0", *keys)
+
+    def pane_pid(self):
+        return int(self.run("list-panes", "-t", "0", "-F", "#{pane_pid}").strip())
+
+    def wait_for(self, predicate, what, timeout=20.0):
+        deadline = time.time() + timeout
+        lines = []
+        while time.time() < deadline:
+            lines = self.screen()
+            result = predicate(lines)
+            if result:
+                return result
+            time.sleep(0.1)
+        raise Failure("timed out waiting for %s; the screen:\n%s" % (what, "\n".join(lines)))
+
+    def close(self):
+        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, env=self.env)
+
+
+def shell_command(binary, args):
+    """A script for the pane: top, then its status and the terminal modes it left."""
+    fd, path = tempfile.mkstemp(prefix="pyspy-top-test-", suffix=".sh")
+    with os.fdopen(fd, "w") as f:
+        f.write("#!/bin/sh\n")
+        f.write(" ".join(shlex.quote(a) for a in [binary, "top"] + args) + "\n")
+        f.write('echo "EXITED rc=$?"\n')
+        f.write("stty -a | tr ' ;' '\\n\\n' | grep -x -e icanon -e -icanon -e echo -e -echo | tr '\\n' ' '\n")
+        f.write("echo\nsleep 600\n")
+    os.chmod(path, 0o755)
+    SCRIPTS.append(path)
+    return path
+
+
+def table(lines):
+    snap = parse_screen(lines)
+    return snap if snap["rows"] and "sort" in snap else None
+
+
+def wait_exited(tmux, what):
+    def exited(lines):
+        text = "\n".join(lines)
+        m = re.search(r"EXITED rc=(\d+)\n(\S.*)", text)
+        return (int(m.group(1)), m.group(2), text) if m else None
+    rc, modes, text = tmux.wait_for(exited, "top to exit (%s)" % what)
+    check(rc == 0, "%s: top exited %d:\n%s" % (what, rc, text))
+    check("%Own" not in text, "%s: the table is still on screen after exit (terminal not restored):\n%s" % (what, text))
+    words = modes.split()
+    check("icanon" in words and "echo" in words, "%s: terminal modes not restored (%r)" % (what, modes))
+
+
+def child_of(pid):
+    with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+        children = f.read().split()
+    return int(children[0]) if children else None
+
+
+def test_tty(binary, python):
+    with Target([python, TOP_TARGET, "120"]) as t:
+        tmux = Tmux(shell_command(binary, ["--delay", "0.5", "--pid", str(t.pid)]))
+        try:
+            snap = tmux.wait_for(lambda l: (lambda s: s if s and s["rows"][0]["function"] == HOT else None)(table(l)),
+                                 "the hot function on top")
+            check_hot_first(snap, t.pid, t.ready["python"], "tty")
+            check(snap["sort"] == "%Own", "default sort is %r" % snap["sort"])
+            # 2: by %Total, the callers (100% total) come before the hot function.
+            tmux.keys("2")
+            snap = tmux.wait_for(lambda l: (lambda s: s if s and s["sort"] == "%Total" else None)(table(l)), "sort 2")
+            first = snap["rows"][0]
+            check(first["function"] != HOT, "after 2 the first row is still %s:\n%s" % (HOT, describe(snap)))
+            check(first["total"] >= max(r["total"] for r in snap["rows"]) - 0.05,
+                  "after 2 rows are not by %%Total:\n%s" % describe(snap))
+            # r: reversed, the hot function's callers end the list... 1: back to %Own.
+            tmux.keys("r")
+            snap = tmux.wait_for(lambda l: (lambda s: s if s and "ascending" in "\n".join(l) else None)(table(l)), "r")
+            totals = [r["total"] for r in snap["rows"]]
+            check(totals == sorted(totals), "after r rows are not ascending by %%Total:\n%s" % describe(snap))
+            tmux.keys("r")
+            tmux.keys("1")
+            tmux.wait_for(lambda l: (lambda s: s if s and s["sort"] == "%Own" and "descending" in "\n".join(l)
+                                     and s["rows"][0]["function"] == HOT else None)(table(l)), "sort 1")
+            # l: one row per function; t: a thread column; ?: the help.
+            tmux.keys("l")
+            snap = tmux.wait_for(lambda l: (lambda s: s if s and "by function" in "\n".join(l) else None)(table(l)), "l")
+            hot_rows = [r for r in snap["rows"] if r["function"] == HOT]
+            check(len(hot_rows) == 1 and ":" not in hot_rows[0]["where"], "l: %s not one row:\n%s"
+                  % (HOT, describe(snap)))
+            tmux.keys("t")
+            tmux.wait_for(lambda l: any("MainThread" in x for x in l) and any("Thread " in x and "Function" in x for x in l),
+                          "per-thread view")
+            tmux.keys("?")
+            tmux.wait_for(lambda l: any("pyspy-cpp top: keys" in x for x in l), "help")
+            tmux.keys("p")  # leaves the help
+            tmux.wait_for(lambda l: table(l), "the table back")
+            tmux.keys("p")
+            tmux.wait_for(lambda l: any("Display paused" in x for x in l), "pause")
+            # Resizing redraws at the new width.
+            tmux.run("resize-window", "-t", "0", "-x", "70", "-y", "30")
+            tmux.wait_for(lambda l: table(l) and all(len(x) <= 70 for x in l), "a redraw at 70 columns")
+            tmux.keys("q")
+            wait_exited(tmux, "q")
+            log("tty: ok (hot function first, sort keys, l/t/?/p, resize, q restores the terminal)")
+        finally:
+            tmux.close()
+
+        # SIGTERM to top: the terminal comes back too.
+        tmux = Tmux(shell_command(binary, ["--delay", "0.5", "--pid", str(t.pid)]))
+        try:
+            tmux.wait_for(table, "the table")
+            top_pid = child_of(tmux.pane_pid())
+            check(top_pid, "cannot find top's pid")
+            os.kill(top_pid, signal.SIGTERM)
+            wait_exited(tmux, "SIGTERM")
+            log("tty: SIGTERM restores the terminal")
+        finally:
+            tmux.close()
+
+    # The target exits: top says so and waits for a key.
+    with Target([python, TOP_TARGET, "120"]) as t:
+        tmux = Tmux(shell_command(binary, ["--delay", "0.5", "--pid", str(t.pid)]))
+        try:
+            tmux.wait_for(table, "the table")
+            t.close()
+            tmux.wait_for(lambda l: any(("Process %d exited: press any key" % t.pid) in x for x in l) and table(l),
+                          "the exit message over the last view")
+            time.sleep(0.5)
+            check(table(tmux.screen()), "the last view went away before a key")
+            tmux.keys("x")
+            wait_exited(tmux, "a key after the target's exit")
+            log("tty: target exit shown, last view kept until a key")
+        finally:
+            tmux.close()
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--binary", required=True)
+    parser.add_argument("python")
+    parser.add_argument("--only", choices=["text", "program", "gil", "tty"])
+    args = parser.parse_args()
+    if not os.path.exists(args.python):
+        log("SKIP: %s is not installed" % args.python)
+        return SKIP
+    cases = [("text", test_text), ("program", test_program), ("gil", test_gil), ("tty", test_tty)]
+    if args.only:
+        cases = [c for c in cases if c[0] == args.only]
+    if shutil.which("tmux") is None:
+        log("tmux is not installed: the terminal test is skipped")
+        cases = [c for c in cases if c[0] != "tty"]
+        if not cases:
+            return SKIP
+    try:
+        for name, case in cases:
+            case(args.binary, args.python)
+    except Failure as e:
+        log("FAILED: %s" % e)
+        return 1
+    finally:
+        for path in SCRIPTS:
+            os.unlink(path)
+    log("PASSED")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
