@@ -6,7 +6,10 @@ Usage: bench/sampling_rate.py [--seconds 5] [--binary build/pyspy-cpp]
 Starts bench/deep_stack_target.py (one thread, 31-deep CPU-bound stack) under every
 interpreter of tests/interpreters.txt and runs `pyspy-cpp record` on it as fast as it
 can (-r 100000), blocking and --nonblocking. The profiler's CPU time (user+sys) comes
-from wait4's rusage; samples from its summary line. Prints a Markdown table.
+from wait4's rusage; samples from its summary line. Each figure is the difference of a
+1 s run and a (1 + SECONDS) s run, so the one-off start-up (reading libpython's symbol
+table, discovery) is not counted as sampling; the start-up CPU is shown on its own.
+Prints a Markdown table.
 """
 import argparse
 import os
@@ -48,20 +51,25 @@ def main():
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--binary", default=os.path.join(ROOT, "build", "pyspy-cpp"))
     args = parser.parse_args()
-    print("| Python | blocking samples | samples / CPU-s | --nonblocking samples | samples / CPU-s |")
-    print("|---|---|---|---|---|")
+    print("| Python | blocking samples | samples / CPU-s | --nonblocking samples | samples / CPU-s | start-up CPU (ms) |")
+    print("|---|---|---|---|---|---|")
     for label, python in interpreters():
         if not os.access(python, os.X_OK):
-            print("| %s | skipped (not installed) | | | |" % label)
+            print("| %s | skipped (not installed) | | | | |" % label)
             continue
         target = subprocess.Popen([python, TARGET], stdout=subprocess.PIPE)
         try:
             target.stdout.readline()
             time.sleep(0.2)
             row = [label]
+            startup = None
             for extra in ([], ["--nonblocking"]):
-                samples, cpu = run(args.binary, target.pid, args.seconds, extra)
-                row += [str(samples), "%.0f" % (samples / cpu if cpu > 0 else 0)]
+                short_samples, short_cpu = run(args.binary, target.pid, 1, extra)
+                samples, cpu = run(args.binary, target.pid, 1 + args.seconds, extra)
+                rate = (samples - short_samples) / max(cpu - short_cpu, 1e-6)
+                startup = short_cpu - short_samples / rate if startup is None else startup
+                row += [str(samples - short_samples), "%.0f" % rate]
+            row.append("%.0f" % (max(startup, 0) * 1000))
             print("| " + " | ".join(row) + " |")
             sys.stdout.flush()
         finally:

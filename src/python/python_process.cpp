@@ -19,7 +19,7 @@ constexpr std::size_t kMaxInterpreters = 64;
 constexpr std::size_t kMaxThreadStateBytes = 64 * 1024;
 constexpr std::size_t kMaxStackChunkBytes = 4 * 1024 * 1024;
 constexpr std::size_t kMaxStackChunks = 8;
-constexpr std::size_t kStackChunkFirstRead = 4096;
+constexpr std::size_t kStackChunkFirstRead = 16 * 1024;  // CPython's DATA_STACK_CHUNK_SIZE
 constexpr std::size_t kPthreadScanBytes = 4096;
 
 std::uint64_t at(std::uint64_t base, std::int64_t offset) { return base + static_cast<std::uint64_t>(offset); }
@@ -61,14 +61,15 @@ PythonProcess::PythonProcess(pid_t pid, std::unique_ptr<ProcessMemory> memory, P
     : pid_(pid),
       memory_(std::move(memory)),
       target_(std::move(target)),
-      reader_(*memory_, target_.layout, target_.types),
+      speculative_(*memory_),
+      reader_(speculative_, target_.layout, target_.types),
       commandLine_(readCommandLine(pid)) {}
 
 Result<PythonProcess::ThreadStateInfo> PythonProcess::readThreadState(std::uint64_t address) const {
     const PyLayout& l = target_.layout;
     const auto size = std::min<std::size_t>(static_cast<std::size_t>(std::max<std::int64_t>(l.tstate_size, 64)),
                                             kMaxThreadStateBytes);
-    PYSPY_TRY(auto block, RemoteBlock::read(*memory_, address, size));
+    PYSPY_TRY(auto block, RemoteBlock::read(speculative_, address, size));
     ThreadStateInfo info;
     info.address = address;
     PYSPY_TRY(info.threadId, block.pointer(l.tstate_thread_id));
@@ -81,7 +82,7 @@ Result<PythonProcess::ThreadStateInfo> PythonProcess::readThreadState(std::uint6
     } else if (l.tstate_cframe != kAbsent) {
         PYSPY_TRY(auto cframe, block.pointer(l.tstate_cframe));
         if (cframe != 0) {
-            PYSPY_TRY(info.frame, readPointer(*memory_, at(cframe, l.cframe_current_frame)));
+            PYSPY_TRY(info.frame, readPointer(speculative_, at(cframe, l.cframe_current_frame)));
         }
     } else if (l.tstate_current_frame != kAbsent) {
         PYSPY_TRY(info.frame, block.pointer(l.tstate_current_frame));
@@ -101,7 +102,7 @@ Result<std::vector<PythonProcess::ThreadStateInfo>> PythonProcess::readThreadSta
         // interp->threads.head and interp->next in one read.
         const std::int64_t first = std::min(l.interp_tstate_head, l.interp_next);
         const std::int64_t last = std::max(l.interp_tstate_head, l.interp_next);
-        PYSPY_TRY(auto interpBlock, RemoteBlock::read(*memory_, at(interp, first),
+        PYSPY_TRY(auto interpBlock, RemoteBlock::read(speculative_, at(interp, first),
                                                       static_cast<std::size_t>(last - first + 8)));
         PYSPY_TRY(auto tstate, interpBlock.pointer(l.interp_tstate_head - first));
         PYSPY_TRY(const std::uint64_t nextInterp, interpBlock.pointer(l.interp_next - first));
@@ -109,7 +110,7 @@ Result<std::vector<PythonProcess::ThreadStateInfo>> PythonProcess::readThreadSta
             if (!seen.insert(tstate).second) return Err{invalid("thread list loops", tstate)};
             PYSPY_TRY(auto info, readThreadState(tstate));
             states.push_back(info);
-            PYSPY_TRY(tstate, readPointer(*memory_, at(tstate, l.tstate_next)));
+            PYSPY_TRY(tstate, readPointer(speculative_, at(tstate, l.tstate_next)));
         }
         interp = nextInterp;
     }
@@ -119,17 +120,17 @@ Result<std::vector<PythonProcess::ThreadStateInfo>> PythonProcess::readThreadSta
 std::uint64_t PythonProcess::gilHolder() const {
     const PyLayout& l = target_.layout;
     if (target_.tstateCurrentVar != 0) {  // <=3.6
-        return readPointer(*memory_, target_.tstateCurrentVar).valueOr(0);
+        return readPointer(speculative_, target_.tstateCurrentVar).valueOr(0);
     }
     if (l.runtime_gilstate_tstate_current != kAbsent && target_.runtime != 0) {  // 3.7-3.11
-        return readPointer(*memory_, at(target_.runtime, l.runtime_gilstate_tstate_current)).valueOr(0);
+        return readPointer(speculative_, at(target_.runtime, l.runtime_gilstate_tstate_current)).valueOr(0);
     }
     if (l.interp_ceval_gil != kAbsent && l.gil_locked != kAbsent && l.gil_last_holder != kAbsent) {  // 3.12+
-        const std::uint64_t gil = readPointer(*memory_, at(target_.interpreter, l.interp_ceval_gil)).valueOr(0);
+        const std::uint64_t gil = readPointer(speculative_, at(target_.interpreter, l.interp_ceval_gil)).valueOr(0);
         if (gil == 0) return 0;
-        const auto locked = readValue<std::int32_t>(*memory_, at(gil, l.gil_locked));
+        const auto locked = readValue<std::int32_t>(speculative_, at(gil, l.gil_locked));
         if (!locked.ok() || locked.value() == 0) return 0;
-        return readPointer(*memory_, at(gil, l.gil_last_holder)).valueOr(0);
+        return readPointer(speculative_, at(gil, l.gil_last_holder)).valueOr(0);
     }
     return 0;
 }
@@ -139,7 +140,7 @@ std::unordered_map<std::uint64_t, std::string> PythonProcess::threadNames() cons
     std::unordered_map<std::uint64_t, std::string> names;
     const PyLayout& l = target_.layout;
     if (l.interp_modules == kAbsent) return names;
-    auto modules = readPointer(*memory_, at(target_.interpreter, l.interp_modules));
+    auto modules = readPointer(speculative_, at(target_.interpreter, l.interp_modules));
     if (!modules.ok() || modules.value() == 0) return names;
     auto threading = reader_.dictGetString(modules.value(), "threading");
     if (!threading.ok() || threading.value() == 0) return names;
@@ -167,13 +168,21 @@ void PythonProcess::resolveNativeIds(std::vector<ThreadStateInfo>& states, const
     // Find that offset once: the one where every thread's struct holds a distinct live tid.
     if (target_.layout.tstate_native_thread_id != kAbsent || states.empty()) return;
     const std::set<pid_t> live(tids.begin(), tids.end());
+    if (pthreadTidOffset_) {
+        // Calibrated: one 4-byte read per thread.
+        for (auto& state : states) {
+            auto tid = readValue<std::int32_t>(speculative_, state.threadId + static_cast<std::uint64_t>(*pthreadTidOffset_));
+            if (tid.ok() && live.count(tid.value()) != 0) state.nativeId = tid.value();
+        }
+        return;
+    }
     std::vector<std::vector<std::uint8_t>> blocks;
     for (const auto& s : states) {
         // struct pthread may sit at the very end of the thread's stack mapping, so a
         // full-size read can fault: take the largest prefix that reads.
         std::vector<std::uint8_t> block;
         for (std::size_t size = kPthreadScanBytes; size >= 512 && block.empty(); size /= 2) {
-            block = readBytes(*memory_, s.threadId, size).valueOr({});
+            block = readBytes(speculative_, s.threadId, size).valueOr({});
         }
         blocks.push_back(std::move(block));
     }
@@ -210,24 +219,31 @@ Result<FrameChain> PythonProcess::walkThread(const ThreadStateInfo& state, const
     if (state.datastackChunk != 0 && l.stackchunk_size != kAbsent) {
         // 3.11+: the frames of a thread live in its data-stack chunks; copy them in
         // bulk so the walk itself costs no system call per frame.
-        PrefetchedMemory prefetched(*memory_);
+        PrefetchedMemory prefetched(speculative_);
         std::uint64_t chunk = state.datastackChunk;
         for (std::size_t i = 0; chunk != 0 && i < kMaxStackChunks; ++i) {
-            // The used part of a chunk is [chunk, top). One read of its first page
-            // usually covers it; a deeper stack costs one more read.
-            auto head = readBytes(*memory_, chunk, kStackChunkFirstRead);
-            if (!head.ok()) head = readBytes(*memory_, chunk, static_cast<std::size_t>(l.stackchunk_data));
+            // One read of the chunk's usual size (16 KiB) normally covers it; a bigger
+            // chunk costs one more read. Of an older chunk only [data, data + top) is in
+            // use (top counts slots and is saved when a newer chunk is pushed); the
+            // newest is read whole, since its top lives in the thread state.
+            auto head = readBytes(speculative_, chunk, kStackChunkFirstRead);
+            if (!head.ok()) head = readBytes(speculative_, chunk, static_cast<std::size_t>(l.stackchunk_data));
             if (!head.ok()) break;
             RemoteBlock header(chunk, head.value());
             auto previous = header.pointer(l.stackchunk_previous);
             auto size = header.field<std::uint64_t>(l.stackchunk_size);
-            auto top = header.pointer(l.stackchunk_top);
+            auto top = header.field<std::uint64_t>(l.stackchunk_top);
             if (!previous.ok() || !size.ok() || !top.ok() || size.value() > kMaxStackChunkBytes) break;
-            const std::uint64_t used = top.value() > chunk ? std::min(top.value() - chunk, size.value()) : 0;
+            std::uint64_t used = size.value();
+            if (i > 0 && top.value() <= size.value() / 8) {
+                used = std::min<std::uint64_t>(size.value(), static_cast<std::uint64_t>(l.stackchunk_data) + top.value() * 8);
+            }
             std::vector<std::uint8_t> bytes = std::move(head.value());
             if (used > bytes.size()) {
-                auto rest = readBytes(*memory_, chunk + bytes.size(), used - bytes.size());
+                auto rest = readBytes(speculative_, chunk + bytes.size(), used - bytes.size());
                 if (rest.ok()) bytes.insert(bytes.end(), rest.value().begin(), rest.value().end());
+            } else if (used < bytes.size() && used >= static_cast<std::uint64_t>(l.stackchunk_data)) {
+                bytes.resize(used);
             }
             prefetched.add(chunk, std::move(bytes));
             chunk = previous.value();
@@ -236,7 +252,7 @@ Result<FrameChain> PythonProcess::walkThread(const ThreadStateInfo& state, const
         FrameWalker walker(prefetched, reader, codes_, limits);
         return walker.walk(state.frame, &partial);
     }
-    FrameWalker walker(*memory_, reader_, codes_, limits);
+    FrameWalker walker(speculative_, reader_, codes_, limits);
     return walker.walk(state.frame, &partial);
 }
 
@@ -277,6 +293,12 @@ ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
         snap.paused = true;
     }
 
+    // Replay last tick's small reads in one batched read (see SpeculativeMemory).
+    speculative_.begin();
+    struct EndSpeculation {
+        SpeculativeMemory& memory;
+        ~EndSpeculation() { memory.end(); }
+    } endSpeculation{speculative_};
     auto states = readThreadStates(options.maxThreads);
     if (!states.ok()) {
         if (!processAlive(pid_)) throwGone(pid_);
@@ -285,7 +307,9 @@ ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
     }
     resolveNativeIds(states.value(), tids);
     const std::uint64_t holder = gilHolder();
+    speculative_.setRecording(false);  // a names lookup is rare and large: not worth replaying
     auto names = options.threadNames ? threadNames() : std::unordered_map<std::uint64_t, std::string>{};
+    speculative_.setRecording(true);
 
     for (const auto& state : states.value()) {
         ThreadStack thread;
@@ -312,7 +336,11 @@ ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
         snap.threads.push_back(std::move(thread));
     }
     if (pause) pause->resume();
-    if (!processAlive(pid_)) throwGone(pid_);
+    // Gone while we read? Reads of an exited process fail (ESRCH), so only a snapshot
+    // with a failed walk needs the check.
+    const bool anyError = std::any_of(snap.threads.begin(), snap.threads.end(),
+                                      [](const ThreadStack& t) { return t.error.has_value(); });
+    if (anyError && !processAlive(pid_)) throwGone(pid_);
     return snap;
 }
 

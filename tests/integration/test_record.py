@@ -245,7 +245,7 @@ def test_formats(binary, python, tmp):
             skipped.append("speedscope schema (no validator)")
 
         stacks = parse_collapsed(files["raw"])
-        check(all(frames[0].startswith("Thread ") for frames, _ in stacks), "raw -t: stacks lack a thread root")
+        check(all(frames[0].startswith("Thread") for frames, _ in stacks), "raw -t: stacks lack a thread root")
 
         with open(files["chrometrace"]) as f:
             trace = json.load(f)

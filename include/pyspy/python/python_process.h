@@ -10,6 +10,7 @@
 #include <unordered_map>
 
 #include "pyspy/process/live_memory.h"
+#include "pyspy/process/speculative_memory.h"
 #include "pyspy/process/thread_stats.h"
 #include "pyspy/python/frame_walker.h"
 #include "pyspy/python/interpreter.h"
@@ -62,6 +63,7 @@ class PythonProcess {
     pid_t pid_;
     std::unique_ptr<ProcessMemory> memory_;
     PythonTarget target_;
+    SpeculativeMemory speculative_;  // every read of a snapshot goes through it
     ObjectReader reader_;
     CodeCache codes_;
     std::string commandLine_;

@@ -1,0 +1,59 @@
+// SpeculativeMemory: makes a repeated walk cheap. A sampler reads nearly the same
+// small ranges every tick (interpreter, thread states, frames, code headers), each
+// costing a system call. Between begin() and end() this layer records the ranges read;
+// the next begin() copies all of them in one batched read (process_vm_readv with many
+// ranges) and serves every read it covers from that copy. A read it does not cover goes
+// to the underlying memory (and is recorded for next time), so results are the same as
+// without it; only the number of system calls changes.
+//
+// Outside begin()/end() every read goes straight through. Not thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "pyspy/process/memory.h"
+
+namespace pyspy {
+
+class SpeculativeMemory : public ProcessMemory {
+  public:
+    explicit SpeculativeMemory(const ProcessMemory& underlying) : underlying_(underlying) {}
+
+    void begin();  // one batched read of the previous snapshot's ranges; start recording
+    void end();    // drop the copy; the recorded ranges wait for the next begin()
+    void setRecording(bool recording) { recording_ = recording; }  // off for rare, large walks
+
+    Status read(std::uint64_t address, void* out, std::size_t size) const override;
+    Status readMany(std::span<const ReadRequest> requests) const override;
+
+    std::size_t lastPrefetchRanges() const { return lastPrefetchRanges_; }
+
+    static constexpr std::size_t kMaxRangeBytes = 64 * 1024;   // bigger reads are not replayed
+    static constexpr std::size_t kMaxRanges = 512;
+    static constexpr std::size_t kMaxTotalBytes = 1024 * 1024;
+
+  private:
+    struct Range {
+        std::uint64_t address;
+        std::size_t size;
+    };
+    struct Region {
+        std::uint64_t address;
+        std::size_t offset;  // into copy_
+        std::size_t size;
+    };
+    const Region* find(std::uint64_t address, std::size_t size) const;
+    void record(std::uint64_t address, std::size_t size) const;
+
+    const ProcessMemory& underlying_;
+    bool active_ = false;
+    bool recording_ = true;
+    std::vector<std::uint8_t> copy_;
+    std::vector<Region> regions_;  // sorted by address
+    mutable std::vector<Range> recorded_;
+    mutable std::size_t recordedBytes_ = 0;
+    std::size_t lastPrefetchRanges_ = 0;
+};
+
+}  // namespace pyspy
