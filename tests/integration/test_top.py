@@ -212,7 +212,18 @@ def test_gil(binary, python):
             for key in ("gil", "active", "running", "waiting", "idle"):
                 check(key in snap, "gil %s: no %s figure:\n%s" % (mode, key, describe(snap)))
             results[mode] = snap
-            if mode == "cpu":
+            if mode == "cpu" and t.ready["python"].startswith("2."):
+                # 2.7's old GIL is dropped and taken again every 100 bytecodes (a few
+                # microseconds of a tight loop); in between no thread state is current,
+                # and with two threads fighting for it (and the machine loaded) that is
+                # a large share of the time. Both threads are busy all the same.
+                check(snap["gil"] >= 40.0, "two CPU-bound threads (2.7): GIL %.1f%%:\n%s" % (snap["gil"], describe(snap)))
+                busy = snap["running"] + snap["waiting"]
+                check(1.6 <= busy <= 2.4, "two CPU-bound threads (2.7): %.1f running + waiting, expected ~2:\n%s"
+                      % (busy, describe(snap)))
+                check(snap["waiting"] >= 0.6, "two CPU-bound threads (2.7): %.1f waiting, expected >= 1:\n%s"
+                      % (snap["waiting"], describe(snap)))
+            elif mode == "cpu":
                 check(snap["gil"] >= 85.0, "two CPU-bound threads: GIL %.1f%%, expected ~100%%:\n%s"
                       % (snap["gil"], describe(snap)))
                 check(0.6 <= snap["waiting"] <= 1.4, "two CPU-bound threads: %.1f waiting for the GIL, expected ~1:\n%s"
