@@ -1,0 +1,111 @@
+#include <catch2/catch.hpp>
+
+#include <unistd.h>
+
+#include <cstring>
+#include <thread>
+
+#include "pyspy/process/memory.h"
+#include "pyspy/process/speculative_memory.h"
+#include "pyspy/process/thread_stats.h"
+
+using namespace pyspy;
+
+namespace {
+
+std::vector<std::uint8_t> pattern(std::size_t size, std::uint8_t seed) {
+    std::vector<std::uint8_t> bytes(size);
+    for (std::size_t i = 0; i < size; ++i) bytes[i] = static_cast<std::uint8_t>(seed + i);
+    return bytes;
+}
+
+}  // namespace
+
+TEST_CASE("SpeculativeMemory replays last snapshot's reads from one batched read", "[speculative]") {
+    BufferMemory memory;
+    memory.map(0x1000, pattern(256, 1));
+    memory.map(0x5000, pattern(256, 7));
+    SpeculativeMemory speculative(memory);
+
+    const auto readBoth = [&] {
+        std::uint64_t a = 0, b = 0;
+        REQUIRE(speculative.read(0x1010, &a, 8).ok());
+        REQUIRE(speculative.read(0x5020, &b, 8).ok());
+        return std::make_pair(a, b);
+    };
+    std::uint64_t expectA = 0, expectB = 0;
+    REQUIRE(memory.read(0x1010, &expectA, 8).ok());
+    REQUIRE(memory.read(0x5020, &expectB, 8).ok());
+
+    speculative.begin();  // nothing recorded yet: reads go through
+    const auto before = memory.readCount();
+    CHECK(readBoth() == std::make_pair(expectA, expectB));
+    CHECK(memory.readCount() - before == 2);
+    speculative.end();
+
+    speculative.begin();  // the two ranges are fetched now, in one batch
+    CHECK(speculative.lastPrefetchRanges() == 2);
+    const auto batched = memory.readCount();
+    CHECK(readBoth() == std::make_pair(expectA, expectB));
+    CHECK(memory.readCount() == batched);  // served from the copy
+    speculative.end();
+
+    // Outside begin/end every read is live.
+    const auto live = memory.readCount();
+    (void)readBoth();
+    CHECK(memory.readCount() - live == 2);
+}
+
+TEST_CASE("SpeculativeMemory falls back to live reads when a replayed range is gone", "[speculative]") {
+    BufferMemory memory;
+    memory.map(0x1000, pattern(64, 3));
+    SpeculativeMemory speculative(memory);
+    speculative.begin();
+    std::uint64_t value = 0;
+    REQUIRE(speculative.read(0x1000, &value, 8).ok());
+    CHECK_FALSE(speculative.read(0x9000, &value, 8).ok());  // unmapped: fails, and is recorded
+    speculative.end();
+    speculative.begin();  // the batch fails on 0x9000: nothing is served from a copy
+    CHECK(speculative.lastPrefetchRanges() == 0);
+    std::uint64_t again = 0;
+    REQUIRE(speculative.read(0x1000, &again, 8).ok());
+    std::uint64_t expect = 0;
+    REQUIRE(memory.read(0x1000, &expect, 8).ok());
+    CHECK(again == expect);
+    speculative.end();
+}
+
+TEST_CASE("SpeculativeMemory does not replay large reads", "[speculative]") {
+    BufferMemory memory;
+    memory.map(0x100000, pattern(SpeculativeMemory::kMaxRangeBytes + 16, 0));
+    SpeculativeMemory speculative(memory);
+    std::vector<std::uint8_t> big(SpeculativeMemory::kMaxRangeBytes + 8);
+    speculative.begin();
+    REQUIRE(speculative.read(0x100000, big.data(), big.size()).ok());
+    speculative.end();
+    speculative.begin();
+    CHECK(speculative.lastPrefetchRanges() == 0);
+    speculative.end();
+}
+
+TEST_CASE("ThreadStatReader reads the states of this process's threads repeatedly", "[process]") {
+    std::atomic<bool> stop{false};
+    std::thread spinner([&] {
+        while (!stop.load()) {
+        }
+    });
+    ThreadStatReader reader(::getpid());
+    const auto tids = reader.threads(true);
+    REQUIRE(tids.size() >= 2);
+    CHECK(tids.front() == ::getpid());
+    for (int round = 0; round < 3; ++round) {
+        for (pid_t tid : tids) {
+            auto stat = reader.read(tid);
+            REQUIRE(stat.ok());
+            CHECK(stat.value().tid == tid);
+        }
+    }
+    stop = true;
+    spinner.join();
+    CHECK_FALSE(reader.read(999999999).ok());
+}
