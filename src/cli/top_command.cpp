@@ -272,7 +272,15 @@ int runTop(const TopArgs& args) {
     screen.reset();  // the terminal is back before anything is printed below
     if (worker.failure()) std::rethrow_exception(worker.failure());
     if (program) {
-        if (!worker.stats().targetExited) ::kill(program->pid(), SIGINT);
+        // A program we started ends with us: Ctrl-C it, and kill it if that is ignored.
+        if (!worker.stats().targetExited) {
+            ::kill(program->pid(), SIGINT);
+            for (int i = 0; i < 60; ++i) {
+                if (auto status = program->poll()) return *status;
+                std::this_thread::sleep_for(std::chrono::milliseconds(50));
+            }
+            ::kill(program->pid(), SIGKILL);
+        }
         return program->wait();
     }
     return 0;

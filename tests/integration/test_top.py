@@ -14,8 +14,8 @@ ones) under PYTHON, it checks:
   gil       two CPU-bound threads: GIL near 100% and one thread waiting for it;
             sleeping threads: GIL near 0%
   tty       under tmux (a real terminal, read with `tmux capture-pane`): the hot function
-            first, sort keys reorder rows, `q` exits and gives the terminal back; SIGTERM
-            and the target's exit do too
+            first, sort keys reorder rows, `q` exits and gives the terminal back; Ctrl-C,
+            SIGTERM and the target's exit do too
 Exit code 0 = passed, 1 = failed, 77 = skipped (the interpreter or tmux is missing).
 """
 
@@ -289,6 +289,7 @@ def shell_command(binary, args):
     fd, path = tempfile.mkstemp(prefix="pyspy-top-test-", suffix=".sh")
     with os.fdopen(fd, "w") as f:
         f.write("#!/bin/sh\n")
+        f.write("trap : INT\n")  # Ctrl-C is for top: the shell lives on to report (a handler, so top gets the default)
         f.write(" ".join(shlex.quote(a) for a in [binary, "top"] + args) + "\n")
         f.write('echo "EXITED rc=$?"\n')
         f.write("stty -a | tr ' ;' '\\n\\n' | grep -x -e icanon -e -icanon -e echo -e -echo | tr '\\n' ' '\n")
@@ -378,6 +379,16 @@ def test_tty(binary, python):
             os.kill(top_pid, signal.SIGTERM)
             wait_exited(tmux, "SIGTERM")
             log("tty: SIGTERM restores the terminal")
+        finally:
+            tmux.close()
+
+        # Ctrl-C (SIGINT from the terminal) likewise.
+        tmux = Tmux(shell_command(binary, ["--delay", "0.5", "--pid", str(t.pid)]))
+        try:
+            tmux.wait_for(table, "the table")
+            tmux.keys("C-c")
+            wait_exited(tmux, "Ctrl-C")
+            log("tty: Ctrl-C restores the terminal")
         finally:
             tmux.close()
 
