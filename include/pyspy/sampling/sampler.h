@@ -119,7 +119,7 @@ class Sampler {
 // bounded.
 class ProfileBuilder : public SampleSink {
   public:
-    ProfileBuilder(const SamplerOptions& options, bool keepTimeline, std::size_t maxTimelineSpans = 2'000'000);
+    ProfileBuilder(const SamplerOptions& options, bool keepTimeline, std::size_t maxTimelineSpans = 500'000);
     void onSample(const Sample& sample, const FrameTable& frames, const std::vector<ProfiledThread>& threads) override;
 
     // Moves the result out; thread frames are labelled `Thread <id> "<name>"` here,
