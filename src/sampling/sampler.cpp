@@ -165,7 +165,10 @@ SamplerStats Sampler::run(SampleSink& sink, const std::atomic<bool>& stop,
             if (threads_.size() > known && !snapOptions.threadNames) unnamedThread = true;
             ts.active = thread.active;
             ts.holdsGil = thread.holdsGil;
-            ts.frames.reserve(thread.frames.size());
+            ts.frames.reserve(thread.frames.size() + 1);
+            // A stack cut at the depth bound lacks its outermost frames: say so at its root
+            // rather than let a middle frame pass for the entry point.
+            if (thread.truncated) ts.frames.push_back(frames_.intern({FrameKind::Python, "(truncated stack)", "", 0}));
             for (auto it = thread.frames.rbegin(); it != thread.frames.rend(); ++it) ts.frames.push_back(internFrame(*it));
             sample.threads.push_back(std::move(ts));
         }

@@ -46,7 +46,8 @@ struct ThreadSample {
     std::uint32_t thread = 0;     // index into Sampler::threads()
     bool active = false;          // the OS thread was running
     bool holdsGil = false;
-    std::vector<FrameId> frames;  // Python frames, outermost first (no thread frame)
+    std::vector<FrameId> frames;  // Python frames, outermost first (no thread frame); a stack cut
+                                  // at the depth bound starts with a "(truncated stack)" frame
 };
 
 struct Sample {
