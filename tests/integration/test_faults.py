@@ -1,0 +1,788 @@
+#!/usr/bin/env python3
+"""Fault injection and hostile input: the real pyspy-cpp against live processes that
+misbehave (issue 7, "Faults the tests must inject" and "Hostile names and values").
+
+Run by ctest (tests/integration/CMakeLists.txt) with the system python3:
+
+  test_faults.py --binary BUILD/pyspy-cpp churn-blocking PYTHON     # threads and code objects churn, 1000 Hz
+  test_faults.py --binary BUILD/pyspy-cpp churn-nonblocking PYTHON  # the same with --nonblocking
+  test_faults.py --binary BUILD/pyspy-cpp threads PYTHON     # 1000 threads: dump within 2 s, lists them all
+  test_faults.py --binary BUILD/pyspy-cpp deep PYTHON        # 5000-deep recursion: capped, marked, no crash
+  test_faults.py --binary BUILD/pyspy-cpp exits PYTHON       # the target dies during record, top and dump
+  test_faults.py --binary BUILD/pyspy-cpp hostile PYTHON     # hostile names: every format valid, nothing runs
+  test_faults.py --binary BUILD/pyspy-cpp hostile-c1 PYTHON  # terminal output: no C1 control (known bug)
+  test_faults.py --binary BUILD/pyspy-cpp permission PYTHON  # record/top as nobody against root: 4, no file
+  test_faults.py --binary BUILD/pyspy-cpp pids               # zombie, not Python, unsupported version
+
+Exit code 0 = passed, 1 = failed, 77 = skipped (interpreter, chromium, root or setpriv
+missing: always said on stdout as "SKIP: ...").
+"""
+
+import argparse
+import gzip
+import json
+import os
+import random
+import re
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import xml.dom.minidom
+
+SKIP = 77
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
+TARGETS = os.path.join(ROOT, "tests", "targets")
+EXIT = {"ok": 0, "internal": 1, "usage": 2, "no_such_process": 3, "permission": 4, "not_python": 5,
+        "unsupported": 6, "exited": 7, "timeout": 8, "io": 9}
+FORMATS = (("flamegraph", "svg"), ("speedscope", "json"), ("raw", "txt"), ("chrometrace", "json"),
+           ("pprof", "pb.gz"))
+COLLAPSED_LINE = re.compile(r"^(.+) (\d+)$")
+FRAME = re.compile(r"^(.*) \((.*):(\d+)\)$")
+FRAME_NO_LINE = re.compile(r"^(.*) \((.*)\)$")
+SUMMARY = re.compile(r"(\d+) samples, (\d+) errors")
+
+
+class Failure(Exception):
+    pass
+
+
+class Skip(Exception):
+    pass
+
+
+def check(cond, message):
+    if not cond:
+        raise Failure(message)
+
+
+def log(message):
+    sys.stdout.write(message + "\n")
+    sys.stdout.flush()
+
+
+# --- processes ---------------------------------------------------------------------
+
+class Target(object):
+    """A tests/targets/fault_*.py script under PYTHON, started and waited for (READY line)."""
+
+    def __init__(self, python, script, args=(), preexec=None, ready_timeout=90):
+        self.argv = [python, os.path.join(TARGETS, script)] + [str(a) for a in args]
+        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     stdin=subprocess.DEVNULL, preexec_fn=preexec)
+        self.pid = self.proc.pid
+        deadline = time.time() + ready_timeout
+        buf = b""
+        while time.time() < deadline:
+            r, _, _ = select.select([self.proc.stdout], [], [], max(0.0, deadline - time.time()))
+            if not r:
+                break
+            chunk = os.read(self.proc.stdout.fileno(), 1 << 20)
+            if not chunk:
+                break
+            buf += chunk
+            if b"\n" in buf:
+                line = buf.split(b"\n", 1)[0]
+                if line.startswith(b"READY "):
+                    self.ready = json.loads(line[6:].decode())
+                    return
+                break
+        self.close()
+        raise Failure("%s never printed READY: %r %s" % (script, buf[:300],
+                                                         self.proc.stderr.read().decode(errors="replace")[-2000:]))
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+
+def run(argv, timeout=60, **kwargs):
+    """(exit code, stdout bytes, stderr text, wall seconds); a hang is a failure."""
+    start = time.monotonic()
+    try:
+        p = subprocess.run(argv, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL, **kwargs)
+    except subprocess.TimeoutExpired:
+        raise Failure("hang: %s did not finish within %d s" % (" ".join(argv)[:300], timeout))
+    return p.returncode, p.stdout, p.stderr.decode(errors="replace"), time.monotonic() - start
+
+
+def check_one_line(err, what):
+    lines = err.strip("\n").split("\n")
+    check(err.strip() != "" and len(lines) == 1, "%s: stderr should be one line, got %r" % (what, err[:2000]))
+
+
+def check_error(result, code, what, pattern=None):
+    got, _, err, _ = result
+    check(got == code, "%s: exit %d, expected %d; stderr: %s" % (what, got, code, err.strip()[:2000]))
+    check_one_line(err, what)
+    if pattern:
+        check(re.search(pattern, err), "%s: the message %r does not match %r" % (what, err.strip(), pattern))
+    log("ok   %s: exit %d: %s" % (what, got, err.strip()))
+
+
+def tracer_of(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("TracerPid:"):
+                return int(line.split()[1])
+    return 0
+
+
+def stopped_threads(pid):
+    stopped = []
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                if f.read().rsplit(")", 1)[1].split()[0] in ("t", "T"):
+                    stopped.append(int(tid))
+        except OSError:
+            pass
+    return stopped
+
+
+def check_target_unharmed(target, what):
+    check(target.alive(), "%s: the target died" % what)
+    time.sleep(0.1)
+    check(tracer_of(target.pid) == 0, "%s: the target is still traced" % what)
+    check(not stopped_threads(target.pid), "%s: target threads left stopped" % what)
+
+
+# --- output formats ------------------------------------------------------------------
+
+def parse_collapsed(path):
+    stacks = []
+    with open(path, "rb") as f:
+        data = f.read()
+    text = data.decode("utf-8")  # strict: every byte sequence must be UTF-8
+    for number, line in enumerate(text.split("\n"), 1):
+        if line == "":
+            continue
+        m = COLLAPSED_LINE.match(line)
+        check(m is not None, "%s:%d does not match the collapsed grammar: %r" % (path, number, line[:300]))
+        check(not re.search(r"[\x00-\x1f\x7f]", m.group(1)), "%s:%d has a raw control character" % (path, number))
+        stacks.append((m.group(1).split(";"), int(m.group(2))))
+    return stacks
+
+
+def summary(err):
+    m = SUMMARY.search(err)
+    check(m is not None, "no summary line in %r" % err)
+    samples, errors = int(m.group(1)), int(m.group(2))
+    return samples, errors, 100.0 * errors / max(1, samples + errors)
+
+
+def pprof_strings(data):
+    """The string table (field 6) of a pprof Profile message, each entry as bytes."""
+    def varint(pos):
+        value = shift = 0
+        while True:
+            check(pos < len(data), "pprof: truncated varint")
+            b = data[pos]
+            pos += 1
+            value |= (b & 0x7f) << shift
+            shift += 7
+            if not b & 0x80:
+                return value, pos
+
+    strings = []
+    pos = 0
+    while pos < len(data):
+        key, pos = varint(pos)
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            _, pos = varint(pos)
+        elif wire == 1:
+            pos += 8
+        elif wire == 5:
+            pos += 4
+        elif wire == 2:
+            length, pos = varint(pos)
+            check(pos + length <= len(data), "pprof: a field runs past the end")
+            if field == 6:
+                strings.append(data[pos:pos + length])
+            pos += length
+        else:
+            raise Failure("pprof: wire type %d" % wire)
+    check(pos == len(data), "pprof: trailing bytes")
+    return strings
+
+
+# --- 1. churn ------------------------------------------------------------------------
+
+def defined_names(path):
+    with open(path, encoding="utf-8", errors="replace") as f:
+        source = f.read()
+    return set(re.findall(r"^\s*(?:async\s+)?(?:def|class)\s+(\w+)", source, re.M))
+
+
+def test_churn(binary, python, tmp, modes):
+    logfile = os.path.join(tmp, "generated.jsonl")
+    target = Target(python, "fault_churn_target.py", [logfile, 120])
+    script = target.ready["script"]
+    files_defs = {}
+    try:
+        outputs = {}
+        for mode, flags, limit in modes:
+            out = os.path.join(tmp, "churn-%s.txt" % mode)
+            code, _, err, _ = run([binary, "record", "--pid", str(target.pid), "-r", "1000", "-d", "4", "-f", "raw",
+                                   "--idle", "--full-filenames", "-o", out] + flags, timeout=120)
+            # Known bug (see docs/reliability.md): PTRACE_SEIZE of a thread that is exiting
+            # fails with EPERM, which the pause reports as "permission denied"; the
+            # sampler then throws and record drops every sample taken so far.
+            check(code == 0, "%s: record exit %d (expected 0: a thread exiting during a pause is not an "
+                             "error)%s: %s" % (mode, code, ", output %s" % ("written" if os.path.exists(out) else
+                                                                            "NOT written"), err.strip()))
+            samples, errors, share = summary(err)
+            log("%s: %d samples, %d errors: error share %.2f%% (bound %.0f%%)" % (mode, samples, errors, share,
+                                                                                   limit))
+            check(samples >= 500, "%s: only %d samples in 4 s at 1000 Hz" % (mode, samples))
+            check(share < limit, "%s: error share %.2f%% is not below %.0f%%" % (mode, share, limit))
+            check_target_unharmed(target, mode)
+            outputs[mode] = out
+        time.sleep(0.1)
+        generated = {}
+        with open(logfile) as f:
+            for line in f:
+                if line.endswith("\n"):
+                    entry = json.loads(line)
+                    generated[entry["file"]] = entry
+        check(len(generated) > 100, "the target built only %d functions" % len(generated))
+        for mode, out in sorted(outputs.items()):
+            seen_generated = set()
+            frames = no_line = 0
+            for stack, _ in parse_collapsed(out):
+                for frame in stack:
+                    frames += 1
+                    m = FRAME.match(frame) or FRAME_NO_LINE.match(frame)
+                    check(m is not None, "%s: a frame without (file:line): %r" % (mode, frame[:300]))
+                    name, filename = m.group(1), m.group(2)
+                    line = int(m.group(3)) if m.lastindex >= 3 else None
+                    if line is None:
+                        # A frame caught before its first instruction has no line yet; only
+                        # --nonblocking can see one (blocking mode shows each frame settled).
+                        no_line += 1
+                        check(mode == "nonblocking", "%s: a frame without a line: %r" % (mode, frame[:300]))
+                    if filename.startswith("<churn-"):
+                        entry = generated.get(filename)
+                        check(entry is not None, "%s: %s in %s, a file the target never built" % (mode, name, filename))
+                        # The file holds the function and the <module> code that defines it.
+                        check(name in (entry["name"], "<module>"), "%s: %s in %s, which holds %s only (a stale "
+                                                                   "or mixed code object)" %
+                              (mode, name, filename, entry["name"]))
+                        check(line is None or line in entry["lines"], "%s: %s at line %d, which it does not have "
+                                                                      "(%r)" % (mode, name, line, entry["lines"]))
+                        if name != "<module>":
+                            seen_generated.add(name)
+                        continue
+                    last = name.split(".")[-1]
+                    if last.startswith("<") and last.endswith(">"):
+                        check(last in ("<module>", "<lambda>", "<genexpr>", "<listcomp>", "<dictcomp>", "<setcomp>"),
+                              "%s: unexpected frame %r" % (mode, frame))
+                        continue
+                    check(os.path.isabs(filename) and os.path.isfile(filename),
+                          "%s: frame %r in a file that does not exist" % (mode, frame))
+                    if filename not in files_defs:
+                        files_defs[filename] = defined_names(filename)
+                    check(last in files_defs[filename], "%s: %s is not defined in %s (a name the target never "
+                                                        "defined)" % (mode, name, filename))
+            log("%s: %d frames checked (%d without a line), %d generated functions among them (of %d built)" %
+                (mode, frames, no_line, len(seen_generated), len(generated)))
+            check(len(seen_generated) >= 20, "%s: only %d generated functions seen" % (mode, len(seen_generated)))
+    finally:
+        target.close()
+
+
+# --- 2. many threads -----------------------------------------------------------------
+
+DUMP_LIMIT = 2.0
+THREAD_RE = re.compile(r'^Thread (\S+) \((active|idle)(\+gil)?\)', re.M)
+
+
+def test_threads(binary, python, tmp):
+    count = 1000
+    target = Target(python, "fault_threads_target.py", [count, 120])
+    try:
+        for flags in ([], ["--nonblocking"]):
+            what = "dump %s" % " ".join(flags) if flags else "dump"
+            times = []
+            for attempt in range(3):
+                code, out, err, elapsed = run([binary, "dump", "--pid", str(target.pid)] + flags, timeout=60)
+                check(code == 0, "%s: exit %d: %s" % (what, code, err))
+                text = out.decode("utf-8")
+                threads = THREAD_RE.findall(text)
+                parked = text.count("parked_thread (fault_threads_target.py:")
+                check(len(threads) >= count + 1, "%s lists %d threads, expected %d+" % (what, len(threads), count + 1))
+                check(parked >= count, "%s: only %d threads in parked_thread" % (what, parked))
+                times.append(elapsed)
+            # One slow run on a loaded machine (other builds) is noise; the median is the claim.
+            median = sorted(times)[1]
+            log("%s: %d threads, wall times %s s (median %.2f s, bound %.1f s)" %
+                (what, len(threads), ", ".join("%.2f" % t for t in times), median, DUMP_LIMIT))
+            check(median <= DUMP_LIMIT, "TIMING: %s of %d threads took %.2f s (median of %s), more than %.1f s" %
+                  (what, count, median, ["%.2f" % t for t in times], DUMP_LIMIT))
+        code, out, err, elapsed = run([binary, "dump", "--pid", str(target.pid), "--json"], timeout=60)
+        check(code == 0, "dump --json: exit %d: %s" % (code, err))
+        doc = json.loads(out.decode("utf-8"))
+        check(len(doc["threads"]) >= count + 1, "dump --json lists %d threads" % len(doc["threads"]))
+        check_target_unharmed(target, "threads")
+    finally:
+        target.close()
+
+
+# --- 3. deep recursion ---------------------------------------------------------------
+
+def test_deep(binary, python, tmp):
+    depth = 5000
+    target = Target(python, "fault_deep_target.py", [depth, 120, "busy"])
+    try:
+        code, out, err, _ = run([binary, "dump", "--pid", str(target.pid)], timeout=60)
+        check(code == 0, "dump: exit %d: %s" % (code, err))
+        text = out.decode("utf-8")
+        block = [b for b in text.split("\n\n") if '"deep"' in b.split("\n", 1)[0]]
+        check(len(block) == 1, "dump: no thread named deep in %r" % text[:500])
+        lines = block[0].rstrip("\n").split("\n")
+        frames = [l for l in lines[1:] if l.startswith("    ") and "(" in l and not l.startswith("    ...")]
+        check(lines[-1] == "    ... (stack truncated)", "dump: the deep stack does not end in the truncation "
+                                                        "marker: %r" % lines[-3:])
+        check(1000 <= len(frames) < depth, "dump: %d frames shown of %d" % (len(frames), depth))
+        check(frames[0].startswith("    deep_bottom ("), "dump: innermost frame %r" % frames[0])
+        log("dump: %d of %d+ frames, then %r" % (len(frames), depth, lines[-1].strip()))
+
+        code, out, err, _ = run([binary, "dump", "--pid", str(target.pid), "--json"], timeout=60)
+        check(code == 0, "dump --json: exit %d: %s" % (code, err))
+        deep = [t for t in json.loads(out.decode("utf-8"))["threads"] if t["name"] == "deep"]
+        check(len(deep) == 1 and deep[0]["truncated"] is True, "dump --json: deep thread not marked truncated")
+        check(len(deep[0]["frames"]) == len(frames), "dump --json: %d frames, text %d" %
+              (len(deep[0]["frames"]), len(frames)))
+
+        out = os.path.join(tmp, "deep.txt")
+        code, _, err, _ = run([binary, "record", "--pid", str(target.pid), "-d", "2", "-r", "200", "-f", "raw",
+                               "-o", out], timeout=60)
+        check(code == 0, "record: exit %d: %s" % (code, err))
+        stacks = parse_collapsed(out)
+        deep_stacks = [(s, c) for s, c in stacks if any(f.startswith("deep_bottom ") for f in s)]
+        check(deep_stacks, "record: no stack through deep_bottom")
+        check(all(s[0] == "(truncated stack)" for s, _ in deep_stacks),
+              "record: a deep stack without the (truncated stack) root: %r" % [s[:2] for s, _ in deep_stacks][:3])
+        log("record raw: %d samples in deep stacks, each rooted at (truncated stack), %d frames" %
+            (sum(c for _, c in deep_stacks), len(deep_stacks[0][0])))
+        svg = os.path.join(tmp, "deep.svg")
+        code, _, err, _ = run([binary, "record", "--pid", str(target.pid), "-d", "1", "-f", "flamegraph",
+                               "-o", svg], timeout=60)
+        check(code == 0, "record flamegraph: exit %d: %s" % (code, err))
+        doc = xml.dom.minidom.parse(svg)
+        check("(truncated stack)" in doc.documentElement.toxml(), "flamegraph lacks (truncated stack)")
+        check_target_unharmed(target, "deep")
+    finally:
+        target.close()
+
+
+# --- 4. the target exits mid-operation -----------------------------------------------
+
+def killer(pid, delay):
+    def kill():
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass  # it exited by itself first
+
+    t = threading.Timer(delay, kill)
+    t.daemon = True
+    t.start()
+    return t
+
+
+def test_exits(binary, python, tmp):
+    # record: the target killed (SIGKILL, possibly while paused) while record samples at 1000 Hz.
+    for mode, flags, fmt, ext in (("blocking", [], "flamegraph", "svg"), ("nonblocking", ["--nonblocking"], "raw",
+                                                                          "txt")):
+        target = Target(python, "fault_churn_target.py", [os.path.join(tmp, "churn.log"), 120])
+        try:
+            out = os.path.join(tmp, "exit-%s.%s" % (mode, ext))
+            killer(target.pid, 1.5)
+            code, _, err, elapsed = run([binary, "record", "--pid", str(target.pid), "-r", "1000", "-f", fmt,
+                                         "-o", out] + flags, timeout=60)
+            check(code == 0, "record %s, target killed: exit %d (documented: 0, profile written): %s" %
+                  (mode, code, err))
+            check("the target exited" in err, "record %s: the exit is not reported: %r" % (mode, err))
+            samples, errors, share = summary(err)
+            check(samples > 50, "record %s: %d samples" % (mode, samples))
+            if fmt == "raw":
+                check(sum(c for _, c in parse_collapsed(out)) > 0, "record %s: empty profile" % mode)
+            else:
+                check("fault_churn_target.py" in xml.dom.minidom.parse(out).documentElement.toxml(),
+                      "record %s: the flame graph lacks the target" % mode)
+            check(not [f for f in os.listdir(tmp) if ".tmp" in f], "record %s: temporary files left: %r" %
+                  (mode, os.listdir(tmp)))
+            log("ok   record %s: target killed after 1.5 s: exit 0, %s complete, %.1f s: %s" %
+                (mode, fmt, elapsed, err.strip().split("\n")[-1]))
+        finally:
+            target.close()
+
+    # top --iterations 5 (one refresh a second): the target killed after 1.5 s.
+    target = Target(python, "fault_churn_target.py", [os.path.join(tmp, "churn.log"), 120])
+    try:
+        killer(target.pid, 1.5)
+        code, out, err, elapsed = run([binary, "top", "--pid", str(target.pid), "--iterations", "5"], timeout=30)
+        text = out.decode("utf-8", errors="replace")
+        check(code == 0, "top, target killed: exit %d: %s" % (code, err))
+        check(text.rstrip("\n").split("\n")[-1] == "Process %d exited" % target.pid,
+              "top: the last line is not 'Process %d exited': %r" % (target.pid, text[-300:]))
+        check(elapsed < 10, "top took %.1f s after the target died" % elapsed)
+        log("ok   top --iterations 5, target killed after 1.5 s: exit 0 after %.1f s, last line %r" %
+            (elapsed, text.rstrip("\n").split("\n")[-1]))
+    finally:
+        target.close()
+
+    # dump around the exit: targets that exit right after READY (or a few ms later), and
+    # targets killed a few ms after dump starts. Each outcome must be documented.
+    outcomes = {}
+    rng = random.Random(7)
+    for attempt in range(24):
+        delay = [0, 0.005, 0.02][attempt % 3]
+        target = Target(python, "fault_exit_target.py", [delay])
+        try:
+            if attempt % 2:
+                killer(target.pid, rng.uniform(0, 0.03))
+            code, out, err, _ = run([binary, "dump", "--pid", str(target.pid)], timeout=30)
+        finally:
+            target.close()
+        outcomes.setdefault(code, []).append(err.strip())
+        check(code in (EXIT["ok"], EXIT["no_such_process"], EXIT["exited"]),
+              "dump of an exiting target: exit %d (documented: 0, 3 or 7); stderr %r" % (code, err))
+        if code != 0:
+            check_one_line(err, "dump of an exiting target (exit %d)" % code)
+        else:
+            check(out.startswith(b"Process %d" % target.pid), "dump exit 0 without a dump: %r" % out[:200])
+    for code in sorted(outcomes):
+        log("ok   dump of an exiting target: exit %d x%d, e.g. %r" % (code, len(outcomes[code]), outcomes[code][0]))
+
+
+# --- 5. pid edge cases ---------------------------------------------------------------
+
+def proc_state(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+
+
+def commands(binary, pid, tmp, name):
+    """The three commands against pid, with record's output path (must stay absent)."""
+    out = os.path.join(tmp, "%s.svg" % name)
+    return out, [("dump", [binary, "dump", "--pid", str(pid)]),
+                 ("record", [binary, "record", "--pid", str(pid), "-d", "1", "-o", out]),
+                 ("top", [binary, "top", "--pid", str(pid), "--iterations", "1"])]
+
+
+def test_pids(binary, python, tmp):
+    # A zombie: our own child that exited and is not reaped (yet).
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    try:
+        deadline = time.time() + 10
+        while proc_state(pid) != "Z" and time.time() < deadline:
+            time.sleep(0.01)
+        check(proc_state(pid) == "Z", "the child %d did not become a zombie" % pid)
+        out, cmds = commands(binary, pid, tmp, "zombie")
+        for what, argv in cmds:
+            check_error(run(argv, timeout=30), EXIT["no_such_process"], "%s of a zombie" % what, r"zombie")
+        check(not os.path.exists(out), "record of a zombie wrote %s" % out)
+    finally:
+        os.waitpid(pid, 0)
+
+    # Not Python (dump's case is in test_dump.py): record and top.
+    p = subprocess.Popen(["sleep", "120"], stdin=subprocess.DEVNULL)
+    try:
+        time.sleep(0.2)
+        out, cmds = commands(binary, p.pid, tmp, "notpython")
+        for what, argv in cmds[1:]:
+            check_error(run(argv, timeout=30), EXIT["not_python"], "%s of sleep" % what, r"not a Python process")
+        check(not os.path.exists(out), "record of a non-Python process wrote %s" % out)
+    finally:
+        p.kill()
+        p.wait()
+
+    # An unsupported version: a program whose file name says python3.5 (the version is
+    # then taken from the name; 3.5 has no layout table).
+    fake = os.path.join(tmp, "python3.5")
+    shutil.copy(shutil.which("sleep"), fake)
+    p = subprocess.Popen([fake, "120"], stdin=subprocess.DEVNULL)
+    try:
+        time.sleep(0.2)
+        out, cmds = commands(binary, p.pid, tmp, "unsupported")
+        for what, argv in cmds:
+            check_error(run(argv, timeout=30), EXIT["unsupported"], "%s of 'python3.5'" % what, r"3\.5")
+        check(not os.path.exists(out), "record of an unsupported version wrote %s" % out)
+    finally:
+        p.kill()
+        p.wait()
+
+
+# --- 6. hostile names ----------------------------------------------------------------
+
+CONTROL_BYTES = re.compile(rb"[\x00-\x08\x0b-\x1f\x7f]")  # raw C0 (but tab/newline) and DEL
+C1_UTF8 = re.compile(rb"\xc2[\x80-\x9f]")  # C1 controls (U+0080-U+009F), e.g. U+009B CSI
+ARGV_PAYLOAD = "</title><script>document.documentElement.setAttribute('data-pwned','argv')</script>\x1b[2J&\"'"
+
+
+def check_terminal_safe(data, what, c1=True):
+    """Bytes meant for a terminal: no ESC or other raw control character, no C1 control
+    (with c1; the case hostile-c1 checks that alone: see docs/reliability.md)."""
+    at = data.find(b"\x1b")
+    check(at < 0, "%s: an ESC byte reached the output at %d: %r" % (what, at, data[max(0, at - 40):at + 40]))
+    m = CONTROL_BYTES.search(data)
+    if m:
+        raise Failure("%s: raw control byte %r at %d: %r" % (what, m.group(), m.start(),
+                                                                   data[max(0, m.start() - 40):m.end() + 20]))
+    m = C1_UTF8.search(data) if c1 else None
+    if m:
+        raise Failure("%s: a C1 control character U+%04X (an 8-bit escape to some terminals) at %d: %r" %
+                      (what, m.group()[1], m.start(), data[max(0, m.start() - 40):m.end() + 20]))
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise Failure("%s: not UTF-8: %s" % (what, e))
+
+
+def chromium_binary():
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def chromium_dom(chromium, path, tmp):
+    profile = tempfile.mkdtemp(prefix="chromium-", dir=tmp)
+    code, out, err, _ = run([chromium, "--headless", "--disable-gpu", "--no-sandbox", "--no-first-run",
+                             "--user-data-dir=" + profile, "--virtual-time-budget=3000", "--dump-dom",
+                             "file://" + path], timeout=120,
+                            env=dict(os.environ, HOME=tmp))
+    check(code == 0 and out, "chromium on %s: exit %d, %s" % (path, code, err[-1000:]))
+    return out.decode("utf-8", errors="replace")
+
+
+def check_svg_in_browser(chromium, svg, tmp):
+    # A control: a script in an SVG opened this way does run and is seen in the dump.
+    control = os.path.join(tmp, "control.svg")
+    with open(control, "w") as f:
+        f.write('<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><script>'
+                "document.documentElement.setAttribute('data-pwned','control')</script></svg>\n")
+    dom = chromium_dom(chromium, control, tmp)
+    check('data-pwned="control"' in dom, "the chromium control did not run its script: %r" % dom[:500])
+    dom = chromium_dom(chromium, svg, tmp)
+    check("data-pwned=" not in dom, "a script from the target's names ran in the flame graph: %r" %
+          dom[max(0, dom.find("data-pwned=") - 200):dom.find("data-pwned=") + 100])
+    check("<img" not in dom, "an <img> element from the target's names is in the flame graph's DOM")
+    check("id=\"frames\"" in dom or "<g" in dom, "chromium's DOM of the flame graph looks empty: %r" % dom[:300])
+    log("ok   chromium %s: no injected script ran, no injected element (control script did run)" %
+        subprocess.run([chromium, "--version"], capture_output=True).stdout.decode(errors="replace").strip())
+
+
+def test_hostile_c1(binary, python, tmp):
+    """Terminal output and C1 controls (U+0080-U+009F): U+009B is CSI to terminals that
+    take 8-bit controls (xterm does, in UTF-8 too), so "\u009b31m" turns the text red."""
+    target = Target(python, "fault_hostile_target.py", [120])
+    try:
+        pid = str(target.pid)
+        code, out, err, _ = run([binary, "dump", "--pid", pid], timeout=60)
+        check(code == 0, "dump: exit %d: %s" % (code, err))
+        dump_c1 = C1_UTF8.search(out)
+        code, out, err, _ = run([binary, "top", "--pid", pid, "--iterations", "1", "--idle"], timeout=60)
+        check(code == 0, "top: exit %d: %s" % (code, err))
+        top_c1 = C1_UTF8.search(out)
+        for what, m in (("dump", dump_c1), ("top --iterations 1 | cat", top_c1)):
+            log("%s: %s" % (what, "a raw C1 control U+%04X" % m.group()[1] if m else "no C1 control"))
+        check(dump_c1 is None and top_c1 is None,
+              "a C1 control character from the target's names reaches the terminal output "
+              "(terminalSafe escapes only C0 and DEL)")
+    finally:
+        target.close()
+
+
+def test_hostile(binary, python, tmp):
+    chromium = chromium_binary()
+    target = Target(python, "fault_hostile_target.py", [120, ARGV_PAYLOAD])
+    skipped = []
+    try:
+        pid = str(target.pid)
+        files = {}
+        for fmt, ext in FORMATS:
+            out = os.path.join(tmp, "hostile-%s.%s" % (fmt, ext))
+            code, _, err, _ = run([binary, "record", "--pid", pid, "-d", "1.5", "-r", "200", "--idle", "-t",
+                                   "-f", fmt, "-o", out], timeout=120)
+            check(code == 0, "record %s: exit %d: %s" % (fmt, code, err))
+            check(os.path.getsize(out) < 64 << 20, "record %s: %d bytes" % (fmt, os.path.getsize(out)))
+            files[fmt] = out
+
+        # flamegraph: well-formed XML; the markup only in text; nothing active added.
+        doc = xml.dom.minidom.parse(files["flamegraph"])
+        scripts = doc.getElementsByTagName("script")
+        for s in scripts:
+            body = "".join(n.data for n in s.childNodes if n.nodeType in (n.TEXT_NODE, n.CDATA_SECTION_NODE))
+            check("data-pwned" not in body, "target text inside a <script> of the flame graph")
+        check(not doc.getElementsByTagName("img"), "an <img> element in the flame graph")
+        for node in doc.getElementsByTagName("*"):
+            for i in range(node.attributes.length):
+                attr = node.attributes.item(i)
+                check(not (attr.name.startswith("on") and "pwned" in attr.value),
+                      "an event handler from the target: %s=%r" % (attr.name, attr.value[:200]))
+        text = doc.documentElement.toxml()
+        check("data-pwned" in text,
+              "flamegraph: the hostile names are missing altogether")
+        log("ok   flamegraph: valid XML, %d <script> element(s) (its own), no injected element or handler" %
+            len(scripts))
+
+        for fmt in ("speedscope", "chrometrace"):
+            with open(files[fmt], "rb") as f:
+                raw = f.read()
+            try:
+                decoded = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise Failure("%s is not UTF-8: %s" % (fmt, e))
+            doc = json.loads(decoded)
+            dumped = json.dumps(doc)
+            check("data-pwned" in dumped, "%s: the hostile names are missing" % fmt)
+            for s in re.findall(r'"((?:[^"\\]|\\.)*)"', decoded):
+                check(not re.search(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}", s) or
+                      re.search(r"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}", s),
+                      "%s: a lone surrogate escape in %r" % (fmt, s[:200]))
+            log("ok   %s: valid UTF-8 JSON (%d bytes)" % (fmt, len(raw)))
+        with open(files["speedscope"]) as f:
+            names = [fr["name"] for fr in json.load(f)["shared"]["frames"]]
+        longest = max(len(n.encode("utf-8")) for n in names)
+        check(longest < 64 * 1024, "speedscope: a frame name of %d bytes (100 KB names should be capped)" % longest)
+        log("ok   speedscope: %d frames, longest name %d bytes (from 100 KB)" % (len(names), longest))
+
+        stacks = parse_collapsed(files["raw"])
+        check(any("data-pwned" in f for s, _ in stacks for f in s), "raw: the hostile names are missing")
+        check(any(f.startswith("Thread") and "data-pwned" in f for s, _ in stacks for f in s[:1]),
+              "raw -t: no thread root carries a hostile thread name: %r" % [s[0][:80] for s, _ in stacks][:5])
+        log("ok   raw: %d stacks, UTF-8, collapsed grammar, no raw control character" % len(stacks))
+
+        with gzip.open(files["pprof"]) as f:
+            data = f.read()
+        check(len(data) > 0, "pprof is empty")
+        strings = pprof_strings(data)
+        for s in strings:
+            try:
+                s.decode("utf-8")
+            except UnicodeDecodeError:
+                raise Failure("pprof: a string table entry is not UTF-8: %r" % s[:200])
+        check(any(b"data-pwned" in s for s in strings), "pprof: the hostile names are missing")
+        log("ok   pprof: gzip, %d bytes, %d strings, all UTF-8" % (len(data), len(strings)))
+        go = shutil.which("go")
+        if go:
+            env = dict(os.environ, HOME=tmp, GOCACHE=os.path.join(tmp, "gocache"), GOPATH=os.path.join(tmp, "gopath"))
+            code, out, err, _ = run([go, "tool", "pprof", "-raw", files["pprof"]], timeout=300, env=env)
+            check(code == 0, "go tool pprof -raw: exit %d: %s" % (code, err[-2000:]))
+            log("ok   go tool pprof -raw accepts it")
+        else:
+            skipped.append("go tool pprof (go not installed)")
+
+        # Terminal output: dump (text) and top without a terminal.
+        code, out, err, _ = run([binary, "dump", "--pid", pid], timeout=60)
+        check(code == 0, "dump: exit %d: %s" % (code, err))
+        check_terminal_safe(out, "dump", c1=False)
+        check_terminal_safe(err.encode("utf-8", "replace"), "dump stderr")
+        text = out.decode("utf-8")
+        check("data-pwned" in text and "\\x1b[31mRED" in text, "dump: the hostile names are not shown escaped")
+        log("ok   dump: %d bytes, no ESC, no raw control character, valid UTF-8" % len(out))
+        code, out, err, _ = run([binary, "dump", "--pid", pid, "--json"], timeout=60)
+        check(code == 0, "dump --json: exit %d: %s" % (code, err))
+        json.loads(out.decode("utf-8"))
+        code, out, err, _ = run([binary, "top", "--pid", pid, "--iterations", "1", "--idle", "--delay", "1"],
+                                timeout=60)
+        check(code == 0, "top: exit %d: %s" % (code, err))
+        check_terminal_safe(out, "top --iterations 1 | cat", c1=False)
+        check("data-pwned" in out.decode("utf-8"), "top: the hostile names are not shown")
+        log("ok   top --iterations 1 | cat: %d bytes, no ESC, no raw control character" % len(out))
+        check_target_unharmed(target, "hostile")
+
+        if chromium is None:
+            raise Skip("chromium not installed (the formats and terminal output were checked)")
+        check_svg_in_browser(chromium, files["flamegraph"], tmp)
+    finally:
+        target.close()
+    if skipped:
+        log("NOTE: not checked here: %s" % ", ".join(skipped))
+
+
+# --- 7. permission -------------------------------------------------------------------
+
+def test_permission(binary, python, tmp):
+    if os.geteuid() != 0:
+        raise Skip("needs root to start a root-owned target and run pyspy-cpp as nobody")
+    setpriv = shutil.which("setpriv")
+    if not setpriv:
+        raise Skip("setpriv (util-linux) is not installed")
+    target = Target(python, "fault_threads_target.py", [2, 120])
+    work = tempfile.mkdtemp(prefix="pyspy-faults-perm-")
+    try:
+        os.chmod(work, 0o777)  # nobody could write here: only the permission check stops record
+        copy = os.path.join(work, "pyspy-cpp")
+        shutil.copy(binary, copy)
+        os.chmod(copy, 0o755)
+        nobody = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", copy]
+        out = os.path.join(work, "profile.svg")
+        for what, args in (("record", ["record", "--pid", str(target.pid), "-d", "1", "-o", out]),
+                           ("top", ["top", "--pid", str(target.pid), "--iterations", "1"])):
+            check_error(run(nobody + args, timeout=30, cwd=work), EXIT["permission"], "%s as nobody" % what,
+                        r"root|CAP_SYS_PTRACE|ptrace_scope")
+        left = sorted(set(os.listdir(work)) - {"pyspy-cpp"})
+        check(not left, "record as nobody left files behind: %r" % left)
+        check_target_unharmed(target, "permission")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        target.close()
+
+
+TESTS = {"churn-blocking": lambda *a: test_churn(*a, modes=[("blocking", [], 2.0)]),
+         "churn-nonblocking": lambda *a: test_churn(*a, modes=[("nonblocking", ["--nonblocking"], 20.0)]), "threads": test_threads, "deep": test_deep, "exits": test_exits,
+         "hostile": test_hostile, "hostile-c1": test_hostile_c1, "permission": test_permission, "pids": test_pids}
+NEEDS_PYTHON = set(TESTS) - {"pids"}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--binary", required=True)
+    parser.add_argument("test", choices=sorted(TESTS))
+    parser.add_argument("python", nargs="?")
+    args = parser.parse_args()
+    binary = os.path.abspath(args.binary)
+    if args.test in NEEDS_PYTHON:
+        if not args.python:
+            parser.error("%s needs an interpreter" % args.test)
+        if not (os.path.isfile(args.python) and os.access(args.python, os.X_OK)):
+            log("SKIP: interpreter %s is not installed" % args.python)
+            return SKIP
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # ctest's timeout: still clean up
+    tmp = tempfile.mkdtemp(prefix="pyspy-faults-")
+    try:
+        TESTS[args.test](binary, args.python, tmp)
+    except Skip as e:
+        log("SKIP: %s" % e)
+        return SKIP
+    except Failure as e:
+        log("%s" % e)
+        return 1
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log("ok")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+# Fault-injection target (tests/integration/test_faults.py, case "threads").
+# Valid under Python 2.7 and 3.6-3.13.
+#
+#   fault_threads_target.py COUNT [LIFETIME]
+#
+# Starts COUNT threads, each parked in parked_thread (waiting on an Event that is never
+# set), prints "READY {json}" once every one of them has entered it, then sleeps until
+# LIFETIME seconds pass.
+import json
+import os
+import sys
+import threading
+import time
+
+COUNT = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
+LIFETIME = float(sys.argv[2]) if len(sys.argv) > 2 else 120.0
+
+never = threading.Event()
+entered = threading.Semaphore(0)
+
+
+def parked_thread():
+    entered.release(); never.wait(LIFETIME + 60)  # noqa: E702
+
+
+def main():
+    try:
+        threading.stack_size(256 * 1024)  # 1000 threads need no 8 MB stacks each
+    except (ValueError, AttributeError):
+        pass
+    threads = []
+    for i in range(COUNT):
+        t = threading.Thread(target=parked_thread, name="parked-%d" % i)
+        t.daemon = True
+        t.start()
+        threads.append(t)
+    for _ in range(COUNT):
+        entered.acquire()
+    time.sleep(0.2)  # from release() into the wait itself
+    sys.stdout.write("READY " + json.dumps({"pid": os.getpid(), "threads": COUNT}) + "\n")
+    sys.stdout.flush()
+    time.sleep(LIFETIME)
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
