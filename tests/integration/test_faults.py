@@ -6,9 +6,11 @@ Run by ctest (tests/integration/CMakeLists.txt) with the system python3:
 
   test_faults.py --binary BUILD/pyspy-cpp churn-blocking PYTHON     # threads and code objects churn, 1000 Hz
   test_faults.py --binary BUILD/pyspy-cpp churn-nonblocking PYTHON  # the same with --nonblocking
+  test_faults.py --binary BUILD/pyspy-cpp churn-cycles PYTHON       # --nonblocking: no stack deeper than real
   test_faults.py --binary BUILD/pyspy-cpp threads PYTHON     # 1000 threads: dump within 2 s, lists them all
   test_faults.py --binary BUILD/pyspy-cpp deep PYTHON        # 5000-deep recursion: capped, marked, no crash
-  test_faults.py --binary BUILD/pyspy-cpp exits PYTHON       # the target dies during record, top and dump
+  test_faults.py --binary BUILD/pyspy-cpp exits PYTHON       # the target dies during record, top, dump (-n)
+  test_faults.py --binary BUILD/pyspy-cpp exits-blocking PYTHON  # the same, pausing the target (known bug)
   test_faults.py --binary BUILD/pyspy-cpp hostile PYTHON     # hostile names: every format valid, nothing runs
   test_faults.py --binary BUILD/pyspy-cpp hostile-c1 PYTHON  # terminal output: no C1 control (known bug)
   test_faults.py --binary BUILD/pyspy-cpp permission PYTHON  # record/top as nobody against root: 4, no file
@@ -224,7 +226,11 @@ def defined_names(path):
     return set(re.findall(r"^\s*(?:async\s+)?(?:def|class)\s+(\w+)", source, re.M))
 
 
-def test_churn(binary, python, tmp, modes):
+# The target's real stacks are never deeper than this; a deeper one is a misread chain.
+CHURN_MAX_DEPTH = 40
+
+
+def test_churn(binary, python, tmp, modes, allow_cut=False):
     logfile = os.path.join(tmp, "generated.jsonl")
     target = Target(python, "fault_churn_target.py", [logfile, 120])
     script = target.ready["script"]
@@ -258,8 +264,18 @@ def test_churn(binary, python, tmp, modes):
         check(len(generated) > 100, "the target built only %d functions" % len(generated))
         for mode, out in sorted(outputs.items()):
             seen_generated = set()
-            frames = no_line = 0
-            for stack, _ in parse_collapsed(out):
+            frames = no_line = cut = 0
+            for stack, count in parse_collapsed(out):
+                if stack[0] == "(truncated stack)" or len(stack) > CHURN_MAX_DEPTH:
+                    # Known bug (docs/reliability.md): without a pause a frame chain read while
+                    # frames are freed and reused can loop (2.7: A -> B -> A ...); the walker
+                    # follows it to the depth bound and reports a 2048-deep "truncated" stack
+                    # instead of an error.
+                    cut += count
+                    check(allow_cut, "%s: %d-frame stack (the target is never deeper than %d): a cyclic frame chain "
+                                     "reported as a stack: %s" % (mode, len(stack), CHURN_MAX_DEPTH,
+                                                                  ";".join(stack[:8])[:600]))
+                    stack = stack[1:] if stack[0] == "(truncated stack)" else stack
                 for frame in stack:
                     frames += 1
                     m = FRAME.match(frame) or FRAME_NO_LINE.match(frame)
@@ -296,6 +312,9 @@ def test_churn(binary, python, tmp, modes):
                                                         "defined)" % (mode, name, filename))
             log("%s: %d frames checked (%d without a line), %d generated functions among them (of %d built)" %
                 (mode, frames, no_line, len(seen_generated), len(generated)))
+            if cut:
+                log("NOTE: %s: %d samples are stacks deeper than the target ever is (cyclic frame chains): a known "
+                    "bug, failed by the case churn-cycles" % (mode, cut))
             check(len(seen_generated) >= 20, "%s: only %d generated functions seen" % (mode, len(seen_generated)))
     finally:
         target.close()
@@ -401,13 +420,18 @@ def killer(pid, delay):
     return t
 
 
-def test_exits(binary, python, tmp):
+def test_exits(binary, python, tmp, blocking):
+    """The target dies during record, top and dump. blocking: the default mode, which
+    pauses the target; else --nonblocking. Known bug with blocking (docs/reliability.md):
+    a thread that is exiting when it is seized gives EPERM, reported as exit 4."""
+    mode = "blocking" if blocking else "nonblocking"
+    mode_flags = [] if blocking else ["--nonblocking"]
     # record: the target killed (SIGKILL, possibly while paused) while record samples at 1000 Hz.
-    for mode, flags, fmt, ext in (("blocking", [], "flamegraph", "svg"), ("nonblocking", ["--nonblocking"], "raw",
-                                                                          "txt")):
+    for fmt, ext in (("flamegraph", "svg"), ("raw", "txt")):
+        flags = mode_flags
         target = Target(python, "fault_churn_target.py", [os.path.join(tmp, "churn.log"), 120])
         try:
-            out = os.path.join(tmp, "exit-%s.%s" % (mode, ext))
+            out = os.path.join(tmp, "exit-%s-%s.%s" % (mode, fmt, ext))
             killer(target.pid, 1.5)
             code, _, err, elapsed = run([binary, "record", "--pid", str(target.pid), "-r", "1000", "-f", fmt,
                                          "-o", out] + flags, timeout=60)
@@ -432,14 +456,15 @@ def test_exits(binary, python, tmp):
     target = Target(python, "fault_churn_target.py", [os.path.join(tmp, "churn.log"), 120])
     try:
         killer(target.pid, 1.5)
-        code, out, err, elapsed = run([binary, "top", "--pid", str(target.pid), "--iterations", "5"], timeout=30)
+        code, out, err, elapsed = run([binary, "top", "--pid", str(target.pid), "--iterations", "5"] + mode_flags,
+                                      timeout=30)
         text = out.decode("utf-8", errors="replace")
-        check(code == 0, "top, target killed: exit %d: %s" % (code, err))
+        check(code == 0, "top %s, target killed: exit %d: %s" % (mode, code, err))
         check(text.rstrip("\n").split("\n")[-1] == "Process %d exited" % target.pid,
               "top: the last line is not 'Process %d exited': %r" % (target.pid, text[-300:]))
         check(elapsed < 10, "top took %.1f s after the target died" % elapsed)
-        log("ok   top --iterations 5, target killed after 1.5 s: exit 0 after %.1f s, last line %r" %
-            (elapsed, text.rstrip("\n").split("\n")[-1]))
+        log("ok   top %s --iterations 5, target killed after 1.5 s: exit 0 after %.1f s, last line %r" %
+            (mode, elapsed, text.rstrip("\n").split("\n")[-1]))
     finally:
         target.close()
 
@@ -453,18 +478,19 @@ def test_exits(binary, python, tmp):
         try:
             if attempt % 2:
                 killer(target.pid, rng.uniform(0, 0.03))
-            code, out, err, _ = run([binary, "dump", "--pid", str(target.pid)], timeout=30)
+            code, out, err, _ = run([binary, "dump", "--pid", str(target.pid)] + mode_flags, timeout=30)
         finally:
             target.close()
         outcomes.setdefault(code, []).append(err.strip())
         check(code in (EXIT["ok"], EXIT["no_such_process"], EXIT["exited"]),
-              "dump of an exiting target: exit %d (documented: 0, 3 or 7); stderr %r" % (code, err))
+              "dump " + mode + " of an exiting target: exit %d (documented: 0, 3 or 7); stderr %r" % (code, err))
         if code != 0:
             check_one_line(err, "dump of an exiting target (exit %d)" % code)
         else:
             check(out.startswith(b"Process %d" % target.pid), "dump exit 0 without a dump: %r" % out[:200])
     for code in sorted(outcomes):
-        log("ok   dump of an exiting target: exit %d x%d, e.g. %r" % (code, len(outcomes[code]), outcomes[code][0]))
+        log("ok   dump %s of an exiting target: exit %d x%d, e.g. %r" %
+            (mode, code, len(outcomes[code]), outcomes[code][0]))
 
 
 # --- 5. pid edge cases ---------------------------------------------------------------
@@ -749,9 +775,19 @@ def test_permission(binary, python, tmp):
         target.close()
 
 
-TESTS = {"churn-blocking": lambda *a: test_churn(*a, modes=[("blocking", [], 2.0)]),
-         "churn-nonblocking": lambda *a: test_churn(*a, modes=[("nonblocking", ["--nonblocking"], 20.0)]), "threads": test_threads, "deep": test_deep, "exits": test_exits,
-         "hostile": test_hostile, "hostile-c1": test_hostile_c1, "permission": test_permission, "pids": test_pids}
+TESTS = {
+    "churn-blocking": lambda *a: test_churn(*a, modes=[("blocking", [], 2.0)]),
+    "churn-nonblocking": lambda *a: test_churn(*a, modes=[("nonblocking", ["--nonblocking"], 20.0)], allow_cut=True),
+    "churn-cycles": lambda *a: test_churn(*a, modes=[("nonblocking", ["--nonblocking"], 20.0)]),
+    "threads": test_threads,
+    "deep": test_deep,
+    "exits": lambda *a: test_exits(*a, blocking=False),
+    "exits-blocking": lambda *a: test_exits(*a, blocking=True),
+    "hostile": test_hostile,
+    "hostile-c1": test_hostile_c1,
+    "permission": test_permission,
+    "pids": test_pids,
+}
 NEEDS_PYTHON = set(TESTS) - {"pids"}
 
 
@@ -776,7 +812,7 @@ def main():
         log("SKIP: %s" % e)
         return SKIP
     except Failure as e:
-        log("%s" % e)
+        log("FAIL: %s" % e)
         return 1
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
