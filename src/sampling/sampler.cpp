@@ -15,9 +15,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// Thread names are looked up (a walk of threading._active) at most this often, and
-// whenever a thread not seen before shows up.
-constexpr double kNameRefreshSeconds = 1.0;
+// Thread names are looked up (a walk of threading._active, costly) at most this often
+// (a rename shows within this time), and whenever a thread not seen before shows up.
+constexpr double kNameRefreshSeconds = 10.0;
 // Lines remembered per code object in the frame cache (a linear scan: most functions
 // are sampled at a handful of lines).
 constexpr std::size_t kMaxLinesPerCode = 64;
