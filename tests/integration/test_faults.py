@@ -294,7 +294,7 @@ def test_churn(binary, python, tmp, modes, allow_cut=False):
                         check(name in (entry["name"], "<module>"), "%s: %s in %s, which holds %s only (a stale "
                                                                    "or mixed code object)" %
                               (mode, name, filename, entry["name"]))
-                        check(line is None or line in entry["lines"], "%s: %s at line %d, which it does not have "
+                        check(line is None or line in entry["lines"], "%s: %s at line %s, which it does not have "
                                                                       "(%r)" % (mode, name, line, entry["lines"]))
                         if name != "<module>":
                             seen_generated.add(name)
