@@ -221,6 +221,7 @@ def probe_for(major: int, minor: int) -> Probe:
     if v >= (3, 11):
         add("tstate_native_thread_id", "offsetof(PyThreadState, native_thread_id)")
         add("tstate_datastack_chunk", "offsetof(PyThreadState, datastack_chunk)")
+        add("tstate_datastack_top", "offsetof(PyThreadState, datastack_top)")
         add("stackchunk_previous", "offsetof(_PyStackChunk, previous)")
         add("stackchunk_size", "offsetof(_PyStackChunk, size)")
         add("stackchunk_top", "offsetof(_PyStackChunk, top)")

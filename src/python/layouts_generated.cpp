@@ -454,6 +454,7 @@ PyLayout layout_3_11() {
     layout.tstate_thread_id = 152;
     layout.tstate_native_thread_id = 160;
     layout.tstate_datastack_chunk = 296;
+    layout.tstate_datastack_top = 304;
     layout.cframe_current_frame = 8;
     layout.stackchunk_previous = 0;
     layout.stackchunk_size = 8;
@@ -552,6 +553,7 @@ PyLayout layout_3_12() {
     layout.tstate_thread_id = 136;
     layout.tstate_native_thread_id = 144;
     layout.tstate_datastack_chunk = 232;
+    layout.tstate_datastack_top = 240;
     layout.cframe_current_frame = 0;
     layout.stackchunk_previous = 0;
     layout.stackchunk_size = 8;
@@ -650,6 +652,7 @@ PyLayout layout_3_13() {
     layout.tstate_thread_id = 152;
     layout.tstate_native_thread_id = 160;
     layout.tstate_datastack_chunk = 232;
+    layout.tstate_datastack_top = 240;
     layout.stackchunk_previous = 0;
     layout.stackchunk_size = 8;
     layout.stackchunk_top = 16;

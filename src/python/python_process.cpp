@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <set>
 
 #include <fmt/format.h>
@@ -20,6 +21,7 @@ constexpr std::size_t kMaxThreadStateBytes = 64 * 1024;
 constexpr std::size_t kMaxStackChunkBytes = 4 * 1024 * 1024;
 constexpr std::size_t kMaxStackChunks = 8;
 constexpr std::size_t kStackChunkFirstRead = 16 * 1024;  // CPython's DATA_STACK_CHUNK_SIZE
+constexpr std::uint64_t kPage = 4096;
 constexpr std::size_t kPthreadScanBytes = 4096;
 
 std::uint64_t at(std::uint64_t base, std::int64_t offset) { return base + static_cast<std::uint64_t>(offset); }
@@ -89,6 +91,9 @@ Result<PythonProcess::ThreadStateInfo> PythonProcess::readThreadState(std::uint6
     }
     if (l.tstate_datastack_chunk != kAbsent) {
         PYSPY_TRY(info.datastackChunk, block.pointer(l.tstate_datastack_chunk));
+        if (l.tstate_datastack_top != kAbsent) {
+            PYSPY_TRY(info.datastackTop, block.pointer(l.tstate_datastack_top));
+        }
     }
     return info;
 }
@@ -222,31 +227,39 @@ Result<FrameChain> PythonProcess::walkThread(const ThreadStateInfo& state, const
         PrefetchedMemory prefetched(speculative_);
         std::uint64_t chunk = state.datastackChunk;
         for (std::size_t i = 0; chunk != 0 && i < kMaxStackChunks; ++i) {
-            // One read of the chunk's usual size (16 KiB) normally covers it; a bigger
-            // chunk costs one more read. Of an older chunk only [data, data + top) is in
-            // use (top counts slots and is saved when a newer chunk is pushed); the
-            // newest is read whole, since its top lives in the thread state.
-            auto head = readBytes(speculative_, chunk, kStackChunkFirstRead);
+            // The used part of the newest chunk ends at the thread's datastack_top; of an
+            // older chunk at data + top slots (top is saved when a newer chunk is pushed).
+            // Reads are rounded up to whole pages so that SpeculativeMemory can replay
+            // them while the stack depth changes a little.
+            std::size_t want = kStackChunkFirstRead;
+            if (i == 0 && state.datastackTop > chunk && state.datastackTop - chunk <= kMaxStackChunkBytes) {
+                want = static_cast<std::size_t>((state.datastackTop - chunk + kPage - 1) / kPage * kPage);
+            }
+            auto head = readBytes(speculative_, chunk, want);
             if (!head.ok()) head = readBytes(speculative_, chunk, static_cast<std::size_t>(l.stackchunk_data));
             if (!head.ok()) break;
-            RemoteBlock header(chunk, head.value());
-            auto previous = header.pointer(l.stackchunk_previous);
-            auto size = header.field<std::uint64_t>(l.stackchunk_size);
-            auto top = header.field<std::uint64_t>(l.stackchunk_top);
-            if (!previous.ok() || !size.ok() || !top.ok() || size.value() > kMaxStackChunkBytes) break;
-            std::uint64_t used = size.value();
-            if (i > 0 && top.value() <= size.value() / 8) {
-                used = std::min<std::uint64_t>(size.value(), static_cast<std::uint64_t>(l.stackchunk_data) + top.value() * 8);
-            }
             std::vector<std::uint8_t> bytes = std::move(head.value());
+            const auto word = [&](std::int64_t offset) {
+                std::uint64_t value = 0;
+                std::memcpy(&value, bytes.data() + offset, sizeof value);
+                return value;
+            };
+            const std::uint64_t previous = word(l.stackchunk_previous);
+            const std::uint64_t size = word(l.stackchunk_size);
+            const std::uint64_t top = word(l.stackchunk_top);
+            if (size > kMaxStackChunkBytes) break;
+            std::uint64_t used = size;
+            if (i == 0 && state.datastackTop > chunk && state.datastackTop - chunk <= size) {
+                used = state.datastackTop - chunk;
+            } else if (i > 0 && top <= size / 8) {
+                used = std::min<std::uint64_t>(size, static_cast<std::uint64_t>(l.stackchunk_data) + top * 8);
+            }
             if (used > bytes.size()) {
                 auto rest = readBytes(speculative_, chunk + bytes.size(), used - bytes.size());
                 if (rest.ok()) bytes.insert(bytes.end(), rest.value().begin(), rest.value().end());
-            } else if (used < bytes.size() && used >= static_cast<std::uint64_t>(l.stackchunk_data)) {
-                bytes.resize(used);
             }
             prefetched.add(chunk, std::move(bytes));
-            chunk = previous.value();
+            chunk = previous;
         }
         ObjectReader reader(prefetched, l, target_.types);
         FrameWalker walker(prefetched, reader, codes_, limits);

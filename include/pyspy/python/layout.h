@@ -51,6 +51,7 @@ struct PyLayout {
     std::int64_t tstate_thread_id = kAbsent;      // thread_id (pthread_self() value)
     std::int64_t tstate_native_thread_id = kAbsent;  // native_thread_id (3.11+, OS tid)
     std::int64_t tstate_datastack_chunk = kAbsent;   // datastack_chunk (3.11+)
+    std::int64_t tstate_datastack_top = kAbsent;     // datastack_top, PyObject** (3.11+): end of the used stack
 
     // --- _PyCFrame (3.11-3.12) --------------------------------------------------
     std::int64_t cframe_current_frame = kAbsent;

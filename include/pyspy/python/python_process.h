@@ -51,6 +51,7 @@ class PythonProcess {
         std::optional<pid_t> nativeId;
         std::uint64_t frame = 0;
         std::uint64_t datastackChunk = 0;
+        std::uint64_t datastackTop = 0;  // end of the used part of the newest chunk
     };
     Result<std::vector<ThreadStateInfo>> readThreadStates(std::size_t maxThreads) const;
     Result<ThreadStateInfo> readThreadState(std::uint64_t address) const;

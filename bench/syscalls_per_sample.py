@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+"""System calls one sample costs, per interpreter (strace -c on the sampler).
+
+Usage: bench/syscalls_per_sample.py [--binary build/pyspy-cpp] [--threads N]
+
+Records bench/deep_stack_target.py (1 thread, 31-deep stack) for 2 s at 200 Hz under
+`strace -f -c`, blocking and --nonblocking, and divides each system call's count, minus
+those of a 0.2 s run (start-up and output), by the difference in samples.
+Prints a Markdown table of the calls per sample.
+"""
+import argparse
+import os
+import re
+import subprocess
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+TARGET = os.path.join(HERE, "deep_stack_target.py")
+
+
+def interpreters():
+    pyenv = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
+    with open(os.path.join(ROOT, "tests", "interpreters.txt")) as f:
+        for line in f:
+            if line.strip() and not line.startswith("#"):
+                label, path = line.split(None, 1)
+                yield label, path.strip().replace("$PYENV_ROOT", pyenv)
+
+
+def traced(binary, pid, seconds, extra):
+    with tempfile.NamedTemporaryFile(suffix=".strace") as out:
+        argv = ["strace", "-f", "-c", "-o", out.name, binary, "record", "--pid", str(pid), "-r", "200", "-d",
+                str(seconds), "-f", "raw", "-o", "/tmp/pyspy-syscalls.txt"] + extra
+        p = subprocess.run(argv, capture_output=True)
+        samples = int(re.search(r"(\d+) samples", p.stderr.decode()).group(1))
+        counts = {}
+        for line in open(out.name):
+            parts = line.split()
+            if len(parts) >= 5 and parts[0][0].isdigit() and parts[-1] != "total":
+                counts[parts[-1]] = int(parts[3])
+        return samples, counts
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--binary", default=os.path.join(ROOT, "build", "pyspy-cpp"))
+    args = parser.parse_args()
+    print("| Python | mode | syscalls / sample | of which |")
+    print("|---|---|---|---|")
+    for label, python in interpreters():
+        if not os.access(python, os.X_OK):
+            continue
+        target = subprocess.Popen([python, TARGET], stdout=subprocess.PIPE)
+        try:
+            target.stdout.readline()
+            for extra, mode in (([], "blocking"), (["--nonblocking"], "nonblocking")):
+                s0, c0 = traced(args.binary, target.pid, 0.2, extra)
+                s1, c1 = traced(args.binary, target.pid, 2.2, extra)
+                n = max(s1 - s0, 1)
+                per = {k: (c1.get(k, 0) - c0.get(k, 0)) / n for k in set(c0) | set(c1)}
+                per = {k: v for k, v in per.items() if v >= 0.05 and k not in ("rt_sigtimedwait", "futex", "write")}
+                total = sum(per.values())
+                detail = ", ".join("%s %.1f" % (k, v) for k, v in sorted(per.items(), key=lambda kv: -kv[1]))
+                print("| %s | %s | %.1f | %s |" % (label, mode, total, detail))
+        finally:
+            target.kill()
+            target.wait()
+
+
+if __name__ == "__main__":
+    main()
