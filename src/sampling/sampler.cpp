@@ -120,11 +120,14 @@ SamplerStats Sampler::run(SampleSink& sink, const std::atomic<bool>& stop,
             ++stats.lateTicks;
             stats.maxLagSeconds = std::max(stats.maxLagSeconds, lag);
             lag_.store(lag, std::memory_order_relaxed);
-            if (!warnedLag && warn && tick > 0) {
+            // Say it once, and only when it matters: a busy machine delays a tick now and
+            // then; one in twenty late (after a few), or a whole second late, is a trend.
+            const bool trend = stats.lateTicks >= 10 && stats.lateTicks * 20 > tick;
+            if (!warnedLag && warn && tick > 0 && (trend || lag > 1.0)) {
                 warnedLag = true;
-                warn(fmt::format("sampling is falling behind the requested {} Hz (a sample started {:.1f} ms late); "
-                                 "samples are skipped, not bunched",
-                                 options_.rateHz, lag * 1000));
+                warn(fmt::format("sampling is falling behind the requested {} Hz ({} of {} samples late, the latest by "
+                                 "{:.1f} ms); late samples are skipped, not bunched",
+                                 options_.rateHz, stats.lateTicks, tick, lag * 1000));
             }
             next = now;  // skip the missed ticks
         }
