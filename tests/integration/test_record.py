@@ -182,6 +182,18 @@ def test_lifecycle(binary, python, tmp):
         check(sum(c for _, c in parse_collapsed(out)) > 50, "SIGINT: too few samples")
         check(tracer_of(target.pid) == 0, "SIGINT: the target is still traced")
 
+        # SIGTERM likewise, in --nonblocking mode and with an output format of its own.
+        out = os.path.join(tmp, "sigterm.json")
+        proc = subprocess.Popen([binary, "record", "--pid", str(target.pid), "-f", "speedscope", "-o", out,
+                                 "--nonblocking"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        time.sleep(1.5)
+        proc.send_signal(signal.SIGTERM)
+        code, err = wait_output(proc, 20)
+        check(code == 0, "SIGTERM: exit %d: %s" % (code, err))
+        with open(out) as f:
+            check(json.load(f)["profiles"], "SIGTERM: the speedscope file has no profile")
+
         # SIGKILL of pyspy-cpp while it samples in blocking mode: the kernel detaches it
         # and the target keeps running (never left stopped).
         out = os.path.join(tmp, "sigkill.txt")
