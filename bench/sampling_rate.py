@@ -18,18 +18,12 @@ import subprocess
 import sys
 import time
 
+from bench_common import interpreters
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 TARGET = os.path.join(HERE, "deep_stack_target.py")
 
-
-def interpreters():
-    pyenv = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
-    with open(os.path.join(ROOT, "tests", "interpreters.txt")) as f:
-        for line in f:
-            if line.strip() and not line.startswith("#"):
-                label, path = line.split(None, 1)
-                yield label, path.strip().replace("$PYENV_ROOT", pyenv)
 
 
 def run(binary, pid, seconds, extra):

@@ -4,6 +4,7 @@
 
 #include <ctime>
 
+#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
 namespace pyspy {
@@ -12,6 +13,16 @@ void dieNow(ErrorKind kind, const std::string& message) {
     const std::string line = fmt::format("{}: error: {}\n", kProgram, message);
     (void)!::write(STDERR_FILENO, line.data(), line.size());
     ::_exit(exitCode(kind));
+}
+
+void addSamplingOptions(CLI::App& cmd, SamplingArgs& args, const char* programHelp) {
+    cmd.add_option("-p,--pid", args.pid, "Process id of the target")->check(CLI::PositiveNumber);
+    cmd.add_option("program", args.program, programHelp);
+    cmd.add_option("-r,--rate", args.rate, "Samples per second")->check(CLI::Range(0.1, 100000.0))->capture_default_str();
+    cmd.add_flag("-n,--nonblocking", args.nonblocking, "Do not pause the target while sampling");
+    cmd.add_flag("-g,--gil", args.gil, "Only threads holding the GIL");
+    cmd.add_flag("-i,--idle", args.idle, "Include idle threads");
+    cmd.add_flag("--full-filenames", args.fullFilenames, "Show full paths instead of short names");
 }
 
 Watchdog::Watchdog(double seconds) {

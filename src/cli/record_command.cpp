@@ -28,20 +28,13 @@ namespace pyspy {
 
 namespace {
 
-struct RecordArgs {
-    pid_t pid = 0;
-    std::vector<std::string> program;
+struct RecordArgs : SamplingArgs {
     std::string output;
     std::string format = "flamegraph";
-    double rate = 100;
     double duration = 0;
-    bool nonblocking = false;
-    bool gil = false;
-    bool idle = false;
     bool threads = false;
     bool function = false;
     bool nolineno = false;
-    bool fullFilenames = false;
 };
 
 std::string baseName(const std::string& path) {
@@ -181,24 +174,16 @@ int runRecord(const RecordArgs& args) {
 Command addRecordCommand(CLI::App& app) {
     auto args = std::make_shared<RecordArgs>();
     auto* cmd = app.add_subcommand("record", "Sample a Python process and write a flame graph or other profile");
-    cmd->add_option("-p,--pid", args->pid, "Process id of the target")->check(CLI::PositiveNumber);
-    cmd->add_option("program", args->program, "A program to start and profile (after --)");
+    addSamplingOptions(*cmd, *args, "A program to start and profile (after --)");
     cmd->add_option("-o,--output", args->output, "Output file (default: <name>-<time>.<ext>)");
     cmd->add_option("-f,--format", args->format, "flamegraph, speedscope, raw, chrometrace or pprof")
         ->check(CLI::IsMember({"flamegraph", "speedscope", "raw", "chrometrace", "pprof"}))
         ->capture_default_str();
-    cmd->add_option("-r,--rate", args->rate, "Samples per second")
-        ->check(CLI::Range(0.1, 100000.0))
-        ->capture_default_str();
     cmd->add_option("-d,--duration", args->duration, "Seconds to record (default: until Ctrl-C or the target exits)")
         ->check(CLI::NonNegativeNumber);
-    cmd->add_flag("-n,--nonblocking", args->nonblocking, "Do not pause the target while sampling");
-    cmd->add_flag("-g,--gil", args->gil, "Only threads holding the GIL");
-    cmd->add_flag("-i,--idle", args->idle, "Include idle threads");
     cmd->add_flag("-t,--threads", args->threads, "A root frame per thread (id and name)");
     cmd->add_flag("-F,--function", args->function, "Aggregate by function, not by line");
     cmd->add_flag("--nolineno", args->nolineno, "No line numbers");
-    cmd->add_flag("--full-filenames", args->fullFilenames, "Show full paths instead of short names");
     return Command{cmd, [args] { return runRecord(*args); }};
 }
 

@@ -36,16 +36,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-struct TopArgs {
-    pid_t pid = 0;
-    std::vector<std::string> program;
-    double rate = 100;
+struct TopArgs : SamplingArgs {
     double delay = 1.0;
     int iterations = 0;
-    bool nonblocking = false;
-    bool gil = false;
-    bool idle = false;
-    bool fullFilenames = false;
 };
 
 std::chrono::milliseconds millis(double seconds) {
@@ -291,20 +284,12 @@ int runTop(const TopArgs& args) {
 Command addTopCommand(CLI::App& app) {
     auto args = std::make_shared<TopArgs>();
     auto* cmd = app.add_subcommand("top", "Live view of the functions a Python process spends its time in");
-    cmd->add_option("-p,--pid", args->pid, "Process id of the target")->check(CLI::PositiveNumber);
-    cmd->add_option("program", args->program, "A program to start and watch (after --)");
-    cmd->add_option("-r,--rate", args->rate, "Samples per second")
-        ->check(CLI::Range(0.1, 100000.0))
-        ->capture_default_str();
+    addSamplingOptions(*cmd, *args, "A program to start and watch (after --)");
     cmd->add_option("-d,--delay", args->delay, "Seconds between refreshes")
         ->check(CLI::Range(0.05, 3600.0))
         ->capture_default_str();
     cmd->add_option("--iterations", args->iterations, "End after this many refreshes (default: until q)")
         ->check(CLI::NonNegativeNumber);
-    cmd->add_flag("-n,--nonblocking", args->nonblocking, "Do not pause the target while sampling");
-    cmd->add_flag("-g,--gil", args->gil, "Only threads holding the GIL");
-    cmd->add_flag("-i,--idle", args->idle, "Include idle threads");
-    cmd->add_flag("--full-filenames", args->fullFilenames, "Show full paths instead of short names");
     return Command{cmd, [args] { return runTop(*args); }};
 }
 

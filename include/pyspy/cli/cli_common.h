@@ -10,8 +10,13 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "pyspy/common/error.h"
+
+namespace CLI {
+class App;
+}
 
 namespace pyspy {
 
@@ -35,6 +40,21 @@ class Watchdog {
     bool done_ = false;
     std::thread thread_;
 };
+
+// The options every sampling command (record, top) shares, with py-spy's names.
+struct SamplingArgs {
+    pid_t pid = 0;
+    std::vector<std::string> program;  // -- PROGRAM ARGS
+    double rate = 100;
+    bool nonblocking = false;
+    bool gil = false;
+    bool idle = false;
+    bool fullFilenames = false;
+};
+
+// Registers --pid, the positional program, --rate, --nonblocking, --gil, --idle and
+// --full-filenames on `cmd`, bound to `args` (which must outlive parsing).
+void addSamplingOptions(CLI::App& cmd, SamplingArgs& args, const char* programHelp);
 
 // Blocks SIGINT and SIGTERM in the calling thread (call it before starting threads,
 // so they inherit the mask) and restores the old mask when destroyed. The owner polls
