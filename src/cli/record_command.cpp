@@ -133,6 +133,7 @@ int runRecord(const RecordArgs& args) {
         }
     }
     samplerThread.join();
+    if (!failure && stats.failure) failure = stats.failure;  // after some samples: keep them, then report
     if (tty) std::fputs("\r\033[K", stderr);
 
     if (failure && stats.ticks == 0) std::rethrow_exception(failure);

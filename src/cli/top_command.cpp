@@ -53,6 +53,7 @@ class SamplerThread {
         thread_ = std::thread([this, &sink, warn = std::move(warn)] {
             try {
                 stats_ = sampler_.run(sink, stop_, warn);
+                if (stats_.failure) failure_ = stats_.failure;
             } catch (...) {
                 failure_ = std::current_exception();
             }

@@ -19,11 +19,18 @@ std::string shortFilename(const std::string& path) {
 }
 
 std::string terminalSafe(const std::string& text) {
+    // C0 controls and DEL as \xNN; C1 controls (U+0080-U+009F, UTF-8 c2 80-c2 9f: CSI is
+    // U+009B, an escape sequence to terminals that take 8-bit controls) as \u00NN.
     std::string out;
     out.reserve(text.size());
-    for (unsigned char c : text) {
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        const auto c = static_cast<unsigned char>(text[i]);
         if (c < 0x20 || c == 0x7f) {
             out += fmt::format("\\x{:02x}", c);
+        } else if (c == 0xc2 && i + 1 < text.size() && static_cast<unsigned char>(text[i + 1]) >= 0x80 &&
+                   static_cast<unsigned char>(text[i + 1]) <= 0x9f) {
+            out += fmt::format("\\u{:04x}", static_cast<unsigned char>(text[i + 1]));
+            ++i;
         } else {
             out += static_cast<char>(c);
         }

@@ -175,6 +175,7 @@ Result<ThreadPause> ThreadPause::pauseAll(pid_t pid, std::chrono::milliseconds t
                std::ranges::any_of(tracees, [tid](const Tracee& t) { return t.tid == tid; });
     };
 
+    std::vector<pid_t> refused;  // PTRACE_SEIZE gave EPERM
     bool converged = false;
     for (int round = 0; round < kMaxRounds && !converged; ++round) {
         bool added = false;
@@ -196,9 +197,12 @@ Result<ThreadPause> ThreadPause::pauseAll(pid_t pid, std::chrono::milliseconds t
                 const int err = errno;
                 if (err == ESRCH) continue;  // the thread exited meanwhile
                 if (err == EPERM) {
-                    return fail(pauseError(ReadErrorKind::Permission, pid,
-                                           "ptrace of thread " + std::to_string(tid) +
-                                               " refused (not permitted, or already traced by a debugger)"));
+                    // Not permitted, traced by someone else, or exiting (the kernel refuses
+                    // to seize a thread that has begun to exit). Decided below, once we
+                    // know whether any thread of the process could be seized.
+                    refused.push_back(tid);
+                    skipped.push_back(tid);
+                    continue;
                 }
                 return fail(pauseError(ReadErrorKind::Fault, pid,
                                        "PTRACE_SEIZE of thread " + std::to_string(tid) + ": " + std::strerror(err)));
@@ -221,6 +225,14 @@ Result<ThreadPause> ThreadPause::pauseAll(pid_t pid, std::chrono::milliseconds t
         }
     }
     if (!converged) return fail(pauseError(ReadErrorKind::Fault, pid, "threads kept appearing"));
+    if (tracees.empty() && !refused.empty() && !listThreads(pid).empty()) {
+        // Not one thread could be seized: that is a refusal, not threads exiting.
+        return fail(pauseError(ReadErrorKind::Permission, pid,
+                               "ptrace of thread " + std::to_string(refused.front()) +
+                                   " refused (not permitted, or already traced by a debugger)"));
+    }
+    // Some threads seized, others refused: the refused ones were exiting (or one is held
+    // by another tracer); they are left running.
     if (tracees.empty()) return Err{pauseError(ReadErrorKind::ProcessGone, pid, "the process has exited")};
 
     std::vector<pid_t> threads;

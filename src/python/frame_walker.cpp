@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <unordered_set>
 
 namespace pyspy {
 
@@ -107,6 +108,7 @@ Result<std::vector<FrameWalker::RawFrame>> FrameWalker::collect(std::uint64_t fr
     const bool interpreterFrames = l.major == 3 && l.minor >= 11;
     const std::int64_t instrField = l.frame_instr_ptr != kAbsent ? l.frame_instr_ptr : l.frame_prev_instr;
     std::vector<RawFrame> raw;
+    std::unordered_set<std::uint64_t> visited;  // a chain read while frames are freed may loop
     std::uint64_t address = frame;
     // Each frame is visited at most once: a cycle in corrupt memory ends the walk.
     while (address != 0) {
@@ -136,7 +138,7 @@ Result<std::vector<FrameWalker::RawFrame>> FrameWalker::collect(std::uint64_t fr
             entry.byteOffset = lasti < 0 ? -1 : (codeUnits ? std::int64_t{lasti} * 2 : lasti);
         }
         if (!skip && code != 0) raw.push_back(entry);
-        if (back == address) return Err{invalid("frame links to itself", address)};
+        if (!visited.insert(address).second) return Err{invalid("frame chain loops", address)};
         address = back;
     }
     return raw;

@@ -291,6 +291,7 @@ ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
     if (options.pause) {
         auto paused = ThreadPause::pauseAll(pid_);
         if (!paused.ok()) {
+            if (!processAlive(pid_)) throwGone(pid_);  // a dying process refuses ptrace too
             if (paused.error().kind == ReadErrorKind::Permission) {
                 throw FatalError(ErrorKind::PermissionDenied,
                                  fmt::format("cannot pause process {} with ptrace: run as the same user or root, grant "

@@ -145,7 +145,11 @@ SamplerStats Sampler::run(SampleSink& sink, const std::atomic<bool>& stop,
                 stats.targetExited = true;
                 break;
             }
-            if (e.kind() != ErrorKind::Internal) throw;
+            if (e.kind() != ErrorKind::Internal) {
+                if (stats.ticks == 0) throw;
+                stats.failure = std::current_exception();
+                break;
+            }
             // A torn thread list (normal without a pause): count it and go on.
             ++stats.errors;
             errors_.store(stats.errors, std::memory_order_relaxed);

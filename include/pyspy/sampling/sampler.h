@@ -8,8 +8,9 @@
 //
 // Errors: a tick whose thread list cannot be read, or a thread whose walk fails, is
 // counted in SamplerStats::errors and its stack is dropped, never passed on. The run
-// ends when stop is requested, the duration is reached, or the target exits; other
-// fatal errors (e.g. ptrace refused) propagate as FatalError.
+// ends when stop is requested, the duration is reached, or the target exits; another
+// fatal error (e.g. ptrace refused) ends it too: thrown if no tick succeeded yet, else
+// kept in SamplerStats::failure.
 #pragma once
 
 #include <sys/types.h>
@@ -17,6 +18,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <optional>
 #include <string>
@@ -66,6 +68,9 @@ struct SamplerStats {
     double maxLagSeconds = 0;
     double elapsedSeconds = 0;
     bool targetExited = false;
+    // A fatal error (e.g. ptrace refused) after some ticks: the run stopped there and
+    // returned what it had, so the caller can keep the samples and then report it.
+    std::exception_ptr failure;
 };
 
 class SampleSink {
