@@ -21,9 +21,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     std::memcpy(&offset, data + 3, 2);
     const std::span<const std::uint8_t> table(data + 5, size - 5);
 
-    volatile int sink = 0;
+    volatile unsigned sink = 0;  // unsigned: huge lines from a corrupt table must not overflow here
     auto look = [&](int byteOffset) {
-        if (auto line = pyspy::lineForOffset(format, table, firstLine, byteOffset)) sink = sink + *line;
+        if (auto line = pyspy::lineForOffset(format, table, firstLine, byteOffset)) {
+            sink = sink + static_cast<unsigned>(*line);
+        }
     };
     look(offset);
     look(-1);
