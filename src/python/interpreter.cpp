@@ -275,7 +275,10 @@ PythonTarget locatePython(pid_t pid, const ProcessMemory& memory, const LocateOp
     const std::string comm = baseName(exePath.empty() ? readCommandLine(pid) : exePath);
     const LoadedModule* module = chooseModule(modules, exePath);
     if (module == nullptr) {
-        if (!processAlive(pid)) throw FatalError(ErrorKind::TargetExited, fmt::format("process {} exited", pid));
+        // An exiting process has released its memory (no mappings) before it is a zombie.
+        if (!processAlive(pid) || target.maps.empty() || readMaps(pid).empty()) {
+            throw FatalError(ErrorKind::TargetExited, fmt::format("process {} exited", pid));
+        }
         throw FatalError(ErrorKind::NotPython,
                          fmt::format("process {} ({}) is not a Python process: no python binary or libpython is mapped "
                                      "into it",
