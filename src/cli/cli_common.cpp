@@ -25,6 +25,29 @@ void addSamplingOptions(CLI::App& cmd, SamplingArgs& args, const char* programHe
     cmd.add_flag("--full-filenames", args.fullFilenames, "Show full paths instead of short names");
 }
 
+void attachSamplingTarget(const SamplingArgs& args, std::optional<SpawnedProgram>& program,
+                          std::unique_ptr<PythonProcess>& process) {
+    const bool hasProgram = !args.program.empty();
+    if (hasProgram == (args.pid > 0)) {
+        throw FatalError(ErrorKind::Usage, "give either --pid PID or -- PROGRAM ARGS..., not both or neither");
+    }
+    if (hasProgram) {
+        program.emplace(args.program);
+        process = program->attachWhenReady();
+    } else {
+        process = PythonProcess::attach(args.pid);
+    }
+}
+
+SamplerOptions samplerOptions(const SamplingArgs& args) {
+    SamplerOptions options;
+    options.rateHz = args.rate;
+    options.pause = !args.nonblocking;
+    options.gilOnly = args.gil;
+    options.includeIdle = args.idle;
+    return options;
+}
+
 Watchdog::Watchdog(double seconds) {
     if (seconds <= 0) return;
     thread_ = std::thread([this, seconds] {

@@ -66,29 +66,16 @@ std::string defaultOutputName(const RecordArgs& args, ProfileFormat format) {
 }
 
 int runRecord(const RecordArgs& args) {
-    const bool hasProgram = !args.program.empty();
-    if (hasProgram == (args.pid > 0)) {
-        throw FatalError(ErrorKind::Usage, "give either --pid PID or -- PROGRAM ARGS..., not both or neither");
-    }
     const ProfileFormat format = *parseProfileFormat(args.format);
     const std::string outputPath = args.output.empty() ? defaultOutputName(args, format) : args.output;
 
     StopSignals signals;  // before any thread starts, so all inherit the blocked mask
     std::optional<SpawnedProgram> program;
     std::unique_ptr<PythonProcess> process;
-    if (hasProgram) {
-        program.emplace(args.program);
-        process = program->attachWhenReady();
-    } else {
-        process = PythonProcess::attach(args.pid);
-    }
+    attachSamplingTarget(args, program, process);
 
-    SamplerOptions options;
-    options.rateHz = args.rate;
+    SamplerOptions options = samplerOptions(args);
     if (args.duration > 0) options.durationSeconds = args.duration;
-    options.pause = !args.nonblocking;
-    options.gilOnly = args.gil;
-    options.includeIdle = args.idle;
     options.aggregateByFunction = args.function;
     options.lineNumbers = !args.nolineno;
 

@@ -221,26 +221,12 @@ void runTerminal(TopSession& s, TerminalScreen& screen) {
 }
 
 int runTop(const TopArgs& args) {
-    const bool hasProgram = !args.program.empty();
-    if (hasProgram == (args.pid > 0)) {
-        throw FatalError(ErrorKind::Usage, "give either --pid PID or -- PROGRAM ARGS..., not both or neither");
-    }
-
     StopSignals signals;  // before any thread starts, so all inherit the blocked mask
     std::optional<SpawnedProgram> program;
     std::unique_ptr<PythonProcess> process;
-    if (hasProgram) {
-        program.emplace(args.program);
-        process = program->attachWhenReady();
-    } else {
-        process = PythonProcess::attach(args.pid);
-    }
+    attachSamplingTarget(args, program, process);
 
-    SamplerOptions options;
-    options.rateHz = args.rate;
-    options.pause = !args.nonblocking;
-    options.gilOnly = args.gil;
-    options.includeIdle = args.idle;
+    SamplerOptions options = samplerOptions(args);
     options.lineNumbers = true;  // the `l` key aggregates by function in the view
     options.aggregateByFunction = false;
 

@@ -7,12 +7,16 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "pyspy/cli/spawn.h"
 #include "pyspy/common/error.h"
+#include "pyspy/sampling/sampler.h"
 
 namespace CLI {
 class App;
@@ -55,6 +59,15 @@ struct SamplingArgs {
 // Registers --pid, the positional program, --rate, --nonblocking, --gil, --idle and
 // --full-filenames on `cmd`, bound to `args` (which must outlive parsing).
 void addSamplingOptions(CLI::App& cmd, SamplingArgs& args, const char* programHelp);
+
+// Checks that exactly one of --pid and -- PROGRAM was given (FatalError(Usage)), then
+// attaches to the pid, or starts the program and attaches once its interpreter is up.
+// Create StopSignals first, so the sampler thread started later inherits the mask.
+void attachSamplingTarget(const SamplingArgs& args, std::optional<SpawnedProgram>& program,
+                          std::unique_ptr<PythonProcess>& process);
+
+// The sampler options the shared arguments decide (rate, pause, --gil, --idle).
+SamplerOptions samplerOptions(const SamplingArgs& args);
 
 // Blocks SIGINT and SIGTERM in the calling thread (call it before starting threads,
 // so they inherit the mask) and restores the old mask when destroyed. The owner polls
