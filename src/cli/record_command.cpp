@@ -140,6 +140,12 @@ int runRecord(const RecordArgs& args) {
     std::fprintf(stderr, "%s: %s after %.1f s: %llu samples, %llu errors (%.1f%%); wrote %s to %s\n", kProgram,
                  why.c_str(), stats.elapsedSeconds, static_cast<unsigned long long>(profile.samples),
                  static_cast<unsigned long long>(profile.errors), share, formatName(format), outputPath.c_str());
+    if (stats.pausedSeconds > 0 && profile.samples > 0) {
+        // What the target paid for consistent stacks: say it, so nobody has to guess.
+        std::fprintf(stderr, "%s: the target was paused %.0f us per sample, %.2f%% of the time (--nonblocking: never)\n",
+                     kProgram, 1e6 * stats.pausedSeconds / static_cast<double>(profile.samples),
+                     stats.elapsedSeconds > 0 ? 100.0 * stats.pausedSeconds / stats.elapsedSeconds : 0.0);
+    }
     if (profile.trie.totalSamples() == 0 && profile.samples > 0 && !args.idle) {
         std::fprintf(stderr, "%s: no thread was active while sampling; use --idle to include idle threads\n",
                      kProgram);

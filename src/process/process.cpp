@@ -195,18 +195,31 @@ std::string readExecutablePath(pid_t pid) {
     return std::string(buffer, static_cast<std::size_t>(n));
 }
 
-std::vector<pid_t> listThreads(pid_t pid) {
+std::vector<pid_t> listThreads(pid_t pid) { return TaskDirectory(pid).list(); }
+
+TaskDirectory::TaskDirectory(pid_t pid)
+    : pid_(pid), fd_(::open(procPath(pid, "/task").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) {}
+
+std::vector<pid_t> TaskDirectory::list() const {
     std::vector<pid_t> threads;
-    const std::unique_ptr<DIR, int (*)(DIR*)> dir(::opendir(procPath(pid, "/task").c_str()), ::closedir);
-    if (!dir) return threads;
-    while (const dirent* entry = ::readdir(dir.get())) {
-        const std::string_view name = entry->d_name;
-        pid_t tid = 0;
-        const auto [end, ec] = std::from_chars(name.data(), name.data() + name.size(), tid);
-        if (ec == std::errc() && end == name.data() + name.size() && tid > 0) threads.push_back(tid);
+    if (!fd_ || ::lseek(fd_.get(), 0, SEEK_SET) != 0) return threads;
+    alignas(dirent64) char buffer[8192];
+    // Bounded: a process has at most a few hundred thousand threads (pid_max).
+    for (int chunk = 0; chunk < 100000; ++chunk) {
+        const ssize_t n = ::getdents64(fd_.get(), buffer, sizeof buffer);
+        if (n <= 0) break;
+        for (ssize_t offset = 0; offset < n;) {
+            const auto* entry = reinterpret_cast<const dirent64*>(buffer + offset);
+            if (entry->d_reclen == 0) break;
+            offset += entry->d_reclen;
+            const std::string_view name = entry->d_name;
+            pid_t tid = 0;
+            const auto [end, ec] = std::from_chars(name.data(), name.data() + name.size(), tid);
+            if (ec == std::errc() && end == name.data() + name.size() && tid > 0) threads.push_back(tid);
+        }
     }
     // Main thread first, then ascending: stable output and the leader is sampled first.
-    std::sort(threads.begin(), threads.end(), [pid](pid_t a, pid_t b) {
+    std::sort(threads.begin(), threads.end(), [pid = pid_](pid_t a, pid_t b) {
         if ((a == pid) != (b == pid)) return a == pid;
         return a < b;
     });
@@ -235,12 +248,12 @@ Result<ThreadStat> readThreadStat(pid_t pid, pid_t tid) {
 namespace pyspy {
 
 ThreadStatReader::ThreadStatReader(pid_t pid, std::chrono::milliseconds relistInterval)
-    : pid_(pid), relistInterval_(relistInterval) {}
+    : pid_(pid), tasks_(pid), relistInterval_(relistInterval) {}
 
 const std::vector<pid_t>& ThreadStatReader::threads(bool relist) {
     const auto now = std::chrono::steady_clock::now();
     if (relist || !listed_ || now - listedAt_ >= relistInterval_) {
-        threads_ = listThreads(pid_);
+        threads_ = tasks_.list();
         listedAt_ = now;
         listed_ = true;
         // Forget the files of threads that are gone.

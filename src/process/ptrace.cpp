@@ -12,6 +12,7 @@
 // process exits first, the kernel detaches them.
 #include "pyspy/process/ptrace.h"
 
+#include <sched.h>
 #include <sys/ptrace.h>
 #include <sys/wait.h>
 
@@ -19,10 +20,12 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <thread>
 
 #include "pyspy/process/process.h"
+#include "pyspy/process/thread_stats.h"
 
 namespace pyspy {
 
@@ -37,6 +40,8 @@ constexpr int kMaxRounds = 50;
 // Extra time given on failure paths to threads that were seized but have not stopped
 // yet: a seized thread can only be detached once it is stopped.
 constexpr std::chrono::milliseconds kDetachGrace{500};
+// How long waitForStops polls without sleeping.
+constexpr std::chrono::microseconds kSpinBeforeSleep{300};
 
 struct Tracee {
     pid_t tid = 0;
@@ -74,6 +79,10 @@ pid_t waitTracee(pid_t tid, int& status) {
 // Collects the ptrace stops of every tracee not yet stopped, until all have stopped
 // or exited (exited ones are removed) or the deadline passes. Returns false on timeout.
 bool waitForStops(std::vector<Tracee>& tracees, Clock::time_point deadline) {
+    // A running thread stops within microseconds of PTRACE_INTERRUPT (one IPI), so poll
+    // with sched_yield first: a sleep would keep the target paused for the timer slack
+    // (50 µs) and cost two context switches. Only a slow stop falls back to sleeping.
+    const auto spinUntil = Clock::now() + kSpinBeforeSleep;
     auto backoff = std::chrono::microseconds(50);
     for (;;) {
         bool pending = false;
@@ -102,7 +111,9 @@ bool waitForStops(std::vector<Tracee>& tracees, Clock::time_point deadline) {
         std::erase_if(tracees, [](const Tracee& t) { return t.tid == 0; });
         if (!pending) return true;
         if (Clock::now() >= deadline) return false;
-        if (!progressed) {
+        if (!progressed && Clock::now() < spinUntil) {
+            ::sched_yield();
+        } else if (!progressed) {
             std::this_thread::sleep_for(backoff);
             backoff = std::min(backoff * 2, std::chrono::microseconds(2000));
         }
@@ -164,6 +175,16 @@ Result<ThreadPause> ThreadPause::pauseAll(pid_t pid, std::chrono::milliseconds t
     retryAbandoned();
     if (pid <= 0) return Err{pauseError(ReadErrorKind::ProcessGone, pid, "no such process")};
     const auto deadline = Clock::now() + timeout;
+    // A sampler pauses the same process many times a second: keep its task directory open.
+    // A directory opened for an earlier process that had this pid lists nothing: open afresh.
+    thread_local std::optional<TaskDirectory> cachedTasks;
+    std::vector<pid_t> listed;
+    if (cachedTasks && cachedTasks->pid() == pid) listed = cachedTasks->list();
+    if (listed.empty()) {
+        cachedTasks.emplace(pid);
+        listed = cachedTasks->list();
+    }
+    const TaskDirectory& tasks = *cachedTasks;
     std::vector<Tracee> tracees;
     std::vector<pid_t> skipped;  // zombie threads: listed by /proc but never able to stop
     const auto fail = [&tracees](ReadError error) {
@@ -179,13 +200,9 @@ Result<ThreadPause> ThreadPause::pauseAll(pid_t pid, std::chrono::milliseconds t
     bool converged = false;
     for (int round = 0; round < kMaxRounds && !converged; ++round) {
         bool added = false;
-        for (const pid_t tid : listThreads(pid)) {
+        if (round > 0) listed = tasks.list();
+        for (const pid_t tid : listed) {
             if (known(tid)) continue;
-            // An exited leader stays listed while other threads run, and never stops.
-            if (isDeadThread(pid, tid)) {
-                skipped.push_back(tid);
-                continue;
-            }
             if (const auto it = std::ranges::find(abandonedTracees, tid); it != abandonedTracees.end()) {
                 // Seized and interrupted by an earlier, failed pause: just wait for it again.
                 abandonedTracees.erase(it);
@@ -197,11 +214,13 @@ Result<ThreadPause> ThreadPause::pauseAll(pid_t pid, std::chrono::milliseconds t
                 const int err = errno;
                 if (err == ESRCH) continue;  // the thread exited meanwhile
                 if (err == EPERM) {
-                    // Not permitted, traced by someone else, or exiting (the kernel refuses
-                    // to seize a thread that has begun to exit). Decided below, once we
-                    // know whether any thread of the process could be seized.
-                    refused.push_back(tid);
                     skipped.push_back(tid);
+                    // An exited leader stays listed while other threads run; the kernel
+                    // refuses to seize it, as any thread that has begun to exit.
+                    if (isDeadThread(pid, tid)) continue;
+                    // Not permitted, traced by someone else, or just starting to exit.
+                    // Decided below, once we know whether any thread could be seized.
+                    refused.push_back(tid);
                     continue;
                 }
                 return fail(pauseError(ReadErrorKind::Fault, pid,
@@ -225,7 +244,7 @@ Result<ThreadPause> ThreadPause::pauseAll(pid_t pid, std::chrono::milliseconds t
         }
     }
     if (!converged) return fail(pauseError(ReadErrorKind::Fault, pid, "threads kept appearing"));
-    if (tracees.empty() && !refused.empty() && !listThreads(pid).empty()) {
+    if (tracees.empty() && !refused.empty() && !tasks.list().empty()) {
         // Not one thread could be seized: that is a refusal, not threads exiting.
         return fail(pauseError(ReadErrorKind::Permission, pid,
                                "ptrace of thread " + std::to_string(refused.front()) +
@@ -257,10 +276,15 @@ ThreadPause& ThreadPause::operator=(ThreadPause&& other) noexcept {
 
 ThreadPause::~ThreadPause() { resume(); }
 
-void ThreadPause::resume() {
-    for (const pid_t tid : threads_) detachThread(tid);
+std::chrono::steady_clock::time_point ThreadPause::resume() {
+    auto released = Clock::now();
+    for (const pid_t tid : threads_) {
+        released = Clock::now();
+        detachThread(tid);
+    }
     threads_.clear();
     retryAbandoned();
+    return released;
 }
 
 }  // namespace pyspy

@@ -6,18 +6,20 @@
 namespace pyspy {
 
 void SpeculativeMemory::begin() {
+    // Every buffer here is a member reused tick after tick: a steady sampler allocates nothing.
     regions_.clear();
     copy_.clear();
     active_ = true;
-    std::vector<Range> ranges = std::move(recorded_);
+    std::swap(ranges_, recorded_);
     recorded_.clear();
     recordedBytes_ = 0;
     lastPrefetchRanges_ = 0;
-    if (ranges.empty()) return;
+    if (ranges_.empty()) return;
     // Merge overlapping and adjacent ranges: fewer ranges for the kernel to pin.
-    std::sort(ranges.begin(), ranges.end(), [](const Range& a, const Range& b) { return a.address < b.address; });
-    std::vector<Range> merged;
-    for (const auto& r : ranges) {
+    std::sort(ranges_.begin(), ranges_.end(), [](const Range& a, const Range& b) { return a.address < b.address; });
+    std::vector<Range>& merged = merged_;
+    merged.clear();
+    for (const auto& r : ranges_) {
         if (!merged.empty() && r.address <= merged.back().address + merged.back().size) {
             const std::uint64_t end = std::max(merged.back().address + merged.back().size, r.address + r.size);
             merged.back().size = static_cast<std::size_t>(end - merged.back().address);
@@ -28,8 +30,8 @@ void SpeculativeMemory::begin() {
     std::size_t total = 0;
     for (const auto& r : merged) total += r.size;
     copy_.resize(total);
-    std::vector<ReadRequest> requests;
-    requests.reserve(merged.size());
+    std::vector<ReadRequest>& requests = requests_;
+    requests.clear();
     std::size_t offset = 0;
     for (const auto& r : merged) {
         requests.push_back({r.address, copy_.data() + offset, r.size});
@@ -80,7 +82,8 @@ Status SpeculativeMemory::read(std::uint64_t address, void* out, std::size_t siz
 
 Status SpeculativeMemory::readMany(std::span<const ReadRequest> requests) const {
     if (!active_) return underlying_.readMany(requests);
-    std::vector<ReadRequest> misses;
+    std::vector<ReadRequest>& misses = misses_;
+    misses.clear();
     for (const auto& request : requests) {
         record(request.address, request.size);
         if (const Region* region = find(request.address, request.size)) {

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <unordered_set>
 
 namespace pyspy {
 
@@ -27,15 +26,15 @@ std::size_t CodeCache::headerSize(const PyLayout& l) {
            8;
 }
 
-Result<CodeCache::Identity> CodeCache::identityOf(const PyLayout& l, const RemoteBlock& header) {
+Result<CodeCache::Identity> CodeCache::identityOf(const PyLayout& l, const RemoteView& header) {
     Identity identity{};
-    std::size_t i = 0;  // at most 5 pointers: the last slot is the first line
+    std::size_t i = 0;  // at most 5 pointers, then the first line, then the fingerprint
     for (std::int64_t offset : {l.object_type, l.code_name, l.code_qualname, l.code_filename, l.code_linetable}) {
         if (offset == kAbsent) continue;
         PYSPY_TRY(identity[i++], header.pointer(offset));
     }
     PYSPY_TRY(auto firstLine, header.field<std::int32_t>(l.code_firstlineno));
-    identity.back() = static_cast<std::uint32_t>(firstLine);  // slots before it: the pointers
+    identity[kFirstLineSlot] = static_cast<std::uint32_t>(firstLine);
     return identity;
 }
 
@@ -53,9 +52,11 @@ std::optional<int> CodeCache::lineFor(std::uint64_t address, const CodeInfo& inf
     return line;
 }
 
-Result<std::shared_ptr<const CodeInfo>> CodeCache::get(const ObjectReader& reader, const RemoteBlock& header) {
+Result<std::shared_ptr<const CodeInfo>> CodeCache::get(const ObjectReader& reader, const RemoteView& header,
+                                                       std::uint64_t fingerprint) {
     const PyLayout& l = reader.layout();
-    PYSPY_TRY(const Identity identity, identityOf(l, header));
+    PYSPY_TRY(Identity identity, identityOf(l, header));
+    identity[kFingerprintSlot] = fingerprint;
     if (auto it = entries_.find(header.address()); it != entries_.end() && it->second.identity == identity) {
         ++hits_;
         return it->second.info;
@@ -81,7 +82,7 @@ Result<std::shared_ptr<const CodeInfo>> CodeCache::get(const ObjectReader& reade
     }
     PYSPY_TRY(auto filenamePtr, header.pointer(l.code_filename));
     PYSPY_TRY(info->filename, reader.readString(filenamePtr));
-    info->firstLineNo = static_cast<int>(static_cast<std::int32_t>(identity.back() & 0xffffffffu));
+    info->firstLineNo = static_cast<int>(static_cast<std::int32_t>(identity[kFirstLineSlot] & 0xffffffffu));
     if (l.code_firsttraceable != kAbsent) {
         PYSPY_TRY(info->firstTraceable, header.field<std::int32_t>(l.code_firsttraceable));
     }
@@ -108,15 +109,26 @@ Result<std::vector<FrameWalker::RawFrame>> FrameWalker::collect(std::uint64_t fr
     const bool interpreterFrames = l.major == 3 && l.minor >= 11;
     const std::int64_t instrField = l.frame_instr_ptr != kAbsent ? l.frame_instr_ptr : l.frame_prev_instr;
     std::vector<RawFrame> raw;
-    std::unordered_set<std::uint64_t> visited;  // a chain read while frames are freed may loop
+    std::vector<std::uint8_t> buffer(frameReadSize_);  // one per walk, not per frame
+    // A chain read while frames are freed may loop. Brent's cycle detection: compare each
+    // address with a checkpoint moved to the current frame at every power of two, so a
+    // loop is found within twice its length plus its tail, with no memory per frame.
+    std::uint64_t checkpoint = 0;
+    std::size_t sinceCheckpoint = 0, checkpointSpan = 1;
     std::uint64_t address = frame;
-    // Each frame is visited at most once: a cycle in corrupt memory ends the walk.
     while (address != 0) {
         if (raw.size() >= limits_.maxDepth) {
             truncated = true;
             break;
         }
-        PYSPY_TRY(auto block, RemoteBlock::read(memory_, address, frameReadSize_));
+        if (address == checkpoint) return Err{invalid("frame chain loops", address)};
+        if (++sinceCheckpoint == checkpointSpan) {
+            checkpoint = address;
+            sinceCheckpoint = 0;
+            checkpointSpan *= 2;
+        }
+        PYSPY_CHECK(memory_.read(address, buffer.data(), buffer.size()));
+        const RemoteView block(address, buffer);
         PYSPY_TRY(auto code, block.pointer(l.frame_code));
         PYSPY_TRY(auto back, block.pointer(l.frame_back));
         bool skip = false;
@@ -138,10 +150,50 @@ Result<std::vector<FrameWalker::RawFrame>> FrameWalker::collect(std::uint64_t fr
             entry.byteOffset = lasti < 0 ? -1 : (codeUnits ? std::int64_t{lasti} * 2 : lasti);
         }
         if (!skip && code != 0) raw.push_back(entry);
-        if (!visited.insert(address).second) return Err{invalid("frame chain loops", address)};
         address = back;
     }
     return raw;
+}
+
+Status FrameWalker::readFingerprints(std::span<const std::uint8_t> headers, std::size_t headerSize,
+                                     std::span<std::uint64_t> fingerprints) const {
+    // The bytes after the type pointer of the filename and line-table objects: their
+    // length, cached hash and first characters. One batched read for the whole stack
+    // (replayed with the frames by SpeculativeMemory on later ticks).
+    const PyLayout& l = reader_.layout();
+    const std::size_t count = fingerprints.size();
+    const std::int64_t pointers[] = {l.code_filename, l.code_linetable};
+    std::vector<std::uint8_t> bytes(count * 2 * kFingerprintBytes);
+    std::vector<ReadRequest> requests;
+    requests.reserve(count * 2);
+    for (std::size_t i = 0; i < count; ++i) {
+        const RemoteView header(0, headers.subspan(i * headerSize, headerSize));
+        for (std::size_t k = 0; k < 2; ++k) {
+            PYSPY_TRY(auto object, header.pointer(pointers[k]));
+            if (object == 0) return Err{invalid("code object without filename or line table")};
+            requests.push_back({object + static_cast<std::uint64_t>(l.object_type) + 8,
+                                &bytes[(i * 2 + k) * kFingerprintBytes], kFingerprintBytes});
+        }
+    }
+    if (!memory_.readMany(requests).ok()) {
+        // A small object near the end of a mapping: read up to the end of its page
+        // (mappings are whole pages, so that part is readable if its first byte is).
+        constexpr std::uint64_t kPage = 4096;
+        for (auto& request : requests) {
+            if (memory_.read(request.address, request.out, request.size).ok()) continue;
+            std::memset(request.out, 0, request.size);
+            const auto toPageEnd = static_cast<std::size_t>(kPage - request.address % kPage);
+            PYSPY_CHECK(memory_.read(request.address, request.out, std::min(request.size, toPageEnd)));
+        }
+    }
+    for (std::size_t i = 0; i < count; ++i) {
+        std::uint64_t hash = 14695981039346656037ULL;  // FNV-1a
+        for (std::size_t b = 0; b < 2 * kFingerprintBytes; ++b) {
+            hash = (hash ^ bytes[i * 2 * kFingerprintBytes + b]) * 1099511628211ULL;
+        }
+        fingerprints[i] = hash;
+    }
+    return {};
 }
 
 Result<FrameChain> FrameWalker::walk(std::uint64_t frame, FrameChain* partial) const {
@@ -169,9 +221,16 @@ Result<FrameChain> FrameWalker::walk(std::uint64_t frame, FrameChain* partial) c
         return status.err();
     }
 
+    std::vector<std::uint64_t> fingerprints(distinct.size());
+    if (auto status = readFingerprints(headers, headerSize, fingerprints); !status.ok()) {
+        if (partial) *partial = chain;
+        return status.err();
+    }
+
     for (std::size_t i = 0; i < raw.size(); ++i) {
         const auto* begin = headers.data() + slot[i] * headerSize;
-        auto info = codes_.get(reader_, RemoteBlock(raw[i].code, std::vector<std::uint8_t>(begin, begin + headerSize)));
+        auto info = codes_.get(reader_, RemoteView(raw[i].code, std::span<const std::uint8_t>(begin, headerSize)),
+                               fingerprints[slot[i]]);
         if (!info.ok()) {
             if (partial) *partial = chain;
             return info.err();

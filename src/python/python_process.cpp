@@ -33,13 +33,14 @@ std::uint64_t at(std::uint64_t base, std::int64_t offset) { return base + static
 }  // namespace
 
 std::unique_ptr<PythonProcess> PythonProcess::attach(pid_t pid, const LocateOptions& options) {
+    ProcessHandle handle(pid);  // first: from here on a reuse of the pid is seen
     checkProcessAccessible(pid);
     auto memory = std::make_unique<LiveProcessMemory>(pid);
     PythonTarget target = locatePython(pid, *memory, options);
     const bool scanned = target.foundByScan;
-    auto process = std::make_unique<PythonProcess>(pid, std::move(memory), std::move(target));
+    auto process = std::make_unique<PythonProcess>(pid, std::move(memory), std::move(target), std::move(handle));
     if (scanned && !process->stacksReadable()) {
-        if (!processAlive(pid)) throwGone(pid);
+        if (process->handle_.exited()) throwGone(pid);
         throw FatalError(ErrorKind::NotPython,
                          fmt::format("process {}: the interpreter found by scanning has no readable stack", pid));
     }
@@ -59,8 +60,10 @@ bool PythonProcess::stacksReadable() {
     return false;
 }
 
-PythonProcess::PythonProcess(pid_t pid, std::unique_ptr<ProcessMemory> memory, PythonTarget target)
+PythonProcess::PythonProcess(pid_t pid, std::unique_ptr<ProcessMemory> memory, PythonTarget target,
+                             ProcessHandle handle)
     : pid_(pid),
+      handle_(handle.pinned() ? std::move(handle) : ProcessHandle(pid)),
       memory_(std::move(memory)),
       target_(std::move(target)),
       speculative_(*memory_),
@@ -281,17 +284,18 @@ ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
     // OS thread states first: once paused, every thread reads as stopped.
     const std::vector<pid_t> tids = threadStats_.threads(relistThreads_);
     relistThreads_ = false;
-    if (tids.empty() && !processAlive(pid_)) throwGone(pid_);
+    if (tids.empty() && handle_.exited()) throwGone(pid_);
     std::unordered_map<pid_t, bool> running;
     for (pid_t tid : tids) {
         if (auto stat = threadStats_.read(tid); stat.ok()) running[tid] = stat.value().running();
     }
 
     std::optional<ThreadPause> pause;
+    const auto pauseStart = std::chrono::steady_clock::now();
     if (options.pause) {
         auto paused = ThreadPause::pauseAll(pid_);
         if (!paused.ok()) {
-            if (!processAlive(pid_)) throwGone(pid_);  // a dying process refuses ptrace too
+            if (handle_.exited()) throwGone(pid_);  // a dying process refuses ptrace too
             if (paused.error().kind == ReadErrorKind::Permission) {
                 throw FatalError(ErrorKind::PermissionDenied,
                                  fmt::format("cannot pause process {} with ptrace: run as the same user or root, grant "
@@ -299,7 +303,7 @@ ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
                                              "--nonblocking",
                                              pid_));
             }
-            if (!processAlive(pid_)) throwGone(pid_);
+            if (handle_.exited()) throwGone(pid_);
             throw FatalError(ErrorKind::Internal,
                              fmt::format("cannot pause process {}: {}", pid_, paused.error().describe()));
         }
@@ -315,7 +319,7 @@ ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
     } endSpeculation{speculative_};
     auto states = readThreadStates(options.maxThreads);
     if (!states.ok()) {
-        if (!processAlive(pid_)) throwGone(pid_);
+        if (handle_.exited()) throwGone(pid_);
         throw FatalError(ErrorKind::Internal,
                          fmt::format("cannot read the thread list of process {}: {}", pid_, states.error().describe()));
     }
@@ -349,12 +353,13 @@ ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
         }
         snap.threads.push_back(std::move(thread));
     }
-    if (pause) pause->resume();
-    // Gone while we read? Reads of an exited process fail (ESRCH), so only a snapshot
-    // with a failed walk needs the check.
-    const bool anyError = std::any_of(snap.threads.begin(), snap.threads.end(),
-                                      [](const ThreadStack& t) { return t.error.has_value(); });
-    if (anyError && !processAlive(pid_)) throwGone(pid_);
+    if (pause) {
+        const auto released = pause->resume();
+        snap.pausedSeconds = std::chrono::duration<double>(released - pauseStart).count();
+    }
+    // Gone at any point while we read? Then some reads may have been of a process that
+    // was given its pid since: drop them all.
+    if (handle_.exited()) throwGone(pid_);
     return snap;
 }
 

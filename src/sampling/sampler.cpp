@@ -156,6 +156,7 @@ SamplerStats Sampler::run(SampleSink& sink, const std::atomic<bool>& stop,
             continue;
         }
 
+        stats.pausedSeconds += snapshot.pausedSeconds;
         sample.tick = stats.ticks;
         sample.time = t;
         sample.threads.clear();

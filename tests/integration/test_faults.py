@@ -15,6 +15,7 @@ Run by ctest (tests/integration/CMakeLists.txt) with the system python3:
   test_faults.py --binary BUILD/pyspy-cpp hostile-c1 PYTHON  # terminal output: no C1 control (known bug)
   test_faults.py --binary BUILD/pyspy-cpp permission PYTHON  # record/top as nobody against root: 4, no file
   test_faults.py --binary BUILD/pyspy-cpp pids               # zombie, not Python, unsupported version
+  test_faults.py --binary BUILD/pyspy-cpp pid-reuse PYTHON   # the pid goes to another process mid-record
 
 Exit code 0 = passed, 1 = failed, 77 = skipped (interpreter, chromium, root or setpriv
 missing: always said on stdout as "SKIP: ...").
@@ -556,6 +557,99 @@ def test_pids(binary, python, tmp):
         p.wait()
 
 
+# --- 5b. a pid reused while recording --------------------------------------------------
+
+REUSE_SCRIPT = """
+import sys
+def %s():
+    sys.stdout.write("READY {}\\n")
+    sys.stdout.flush()
+    while True:
+        pass
+%s()
+"""
+
+
+def spawn_busy(python, function, want_pid=None):
+    """A Python process spinning in `function`, with address-space randomization off, so
+    two of them have the very same layout; with want_pid, forked with that pid (via
+    /proc/sys/kernel/ns_last_pid, root only), or None when another process took it."""
+    argv = ["setarch", os.uname()[4], "-R", python, "-c", REUSE_SCRIPT % (function, function)]
+    if want_pid is not None:
+        with open("/proc/sys/kernel/ns_last_pid", "w") as f:
+            f.write(str(want_pid - 1))
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    if want_pid is not None and proc.pid != want_pid:
+        proc.kill()
+        proc.wait()
+        return None
+    line = proc.stdout.readline()
+    if not line.startswith(b"READY"):
+        proc.kill()
+        raise Failure("%s did not start: %r %r" % (function, line, proc.communicate()[1][-500:]))
+    return proc
+
+
+def test_pid_reuse(binary, python, tmp):
+    """record --pid X samples process A; A dies and a new process B (same interpreter,
+    same address layout, another function) is given the pid X while pyspy-cpp is
+    stopped (SIGSTOP), so that when it resumes every read by pid would see B. It must
+    end with "the target exited" and keep only A's samples: nothing of B, in both modes."""
+    if os.geteuid() != 0:
+        raise Skip("writing /proc/sys/kernel/ns_last_pid needs root")
+    if shutil.which("setarch") is None:
+        raise Skip("setarch not installed")
+    for mode, flags in (("blocking", []), ("nonblocking", ["--nonblocking"])):
+        first = spawn_busy(python, "reuse_first")
+        second = None
+        pid = first.pid
+        try:
+            out = os.path.join(tmp, "reuse-%s.txt" % mode)
+            prof = subprocess.Popen([binary, "record", "--pid", str(pid), "-r", "200", "-d", "30", "-f", "raw",
+                                     "-o", out] + flags, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    stdin=subprocess.DEVNULL)
+            time.sleep(1.5)
+            if prof.poll() is not None:
+                raise Failure("record %s ended early: %r" % (mode, prof.communicate()[1]))
+            prof.send_signal(signal.SIGSTOP)
+            try:
+                # Wait for every thread of pyspy-cpp to stop (a blocking sample in flight
+                # finishes its pause first only if it was not stopped mid-way: either is fine).
+                time.sleep(0.2)
+                first.kill()
+                first.wait()  # reaped: the pid is free
+                for _ in range(20):
+                    second = spawn_busy(python, "reuse_second", want_pid=pid)
+                    if second is not None:
+                        break
+                if second is None:
+                    raise Skip("could not get pid %d again (another process took it each time)" % pid)
+                time.sleep(0.3)  # B is spinning in reuse_second
+            finally:
+                prof.send_signal(signal.SIGCONT)
+            try:
+                _, err = prof.communicate(timeout=20)
+            except subprocess.TimeoutExpired:
+                prof.kill()
+                prof.communicate()
+                raise Failure("record %s kept sampling pid %d after the process it attached to died "
+                              "and the pid went to another process" % (mode, pid))
+            err = err.decode(errors="replace")
+            check(prof.returncode == 0, "record %s: exit %d: %s" % (mode, prof.returncode, err))
+            check("the target exited" in err, "record %s: the exit is not reported: %r" % (mode, err))
+            text = open(out, encoding="utf-8").read()
+            check("reuse_first" in text, "record %s: no sample of the first process:\n%s" % (mode, text[:2000]))
+            check("reuse_second" not in text,
+                  "record %s: samples of the process that was given the pid afterwards:\n%s" % (mode, text[:2000]))
+            log("ok   pid reuse, %s: pid %d given to a new process while pyspy-cpp was stopped: "
+                "'the target exited', only the first process in the profile" % (mode, pid))
+        finally:
+            for p in (first, second):
+                if p is not None and p.poll() is None:
+                    p.kill()
+                    p.wait()
+
+
 # --- 6. hostile names ----------------------------------------------------------------
 
 CONTROL_BYTES = re.compile(rb"[\x00-\x08\x0b-\x1f\x7f]")  # raw C0 (but tab/newline) and DEL
@@ -787,6 +881,7 @@ TESTS = {
     "hostile-c1": test_hostile_c1,
     "permission": test_permission,
     "pids": test_pids,
+    "pid-reuse": test_pid_reuse,
 }
 NEEDS_PYTHON = set(TESTS) - {"pids"}
 

@@ -56,6 +56,36 @@ Result<std::vector<std::uint8_t>> readBytes(const ProcessMemory& memory, std::ui
 // A string that reaches the bound is returned cut at the bound.
 Result<std::string> readCString(const ProcessMemory& memory, std::uint64_t address, std::size_t maxLength);
 
+// A non-owning view of bytes copied from `address` in the target: typed, bounds-checked
+// field access. The hot paths (frames, code headers) read into reused buffers and look
+// at them through a view, so a sample costs no allocation per frame.
+class RemoteView {
+  public:
+    RemoteView() = default;
+    RemoteView(std::uint64_t address, std::span<const std::uint8_t> bytes) : address_(address), bytes_(bytes) {}
+
+    std::uint64_t address() const { return address_; }
+    std::size_t size() const { return bytes_.size(); }
+    std::span<const std::uint8_t> bytes() const { return bytes_; }
+
+    // Field of type T at byte `offset`; an offset outside the block is an Invalid error.
+    template <typename T>
+    Result<T> field(std::int64_t offset) const {
+        static_assert(std::is_trivially_copyable_v<T>);
+        if (offset < 0 || static_cast<std::uint64_t>(offset) + sizeof(T) > bytes_.size()) {
+            return Err{invalid("field offset outside the block", address_ + static_cast<std::uint64_t>(offset))};
+        }
+        T value;
+        std::memcpy(&value, bytes_.data() + offset, sizeof(T));
+        return value;
+    }
+    Result<std::uint64_t> pointer(std::int64_t offset) const { return field<std::uint64_t>(offset); }
+
+  private:
+    std::uint64_t address_ = 0;
+    std::span<const std::uint8_t> bytes_;
+};
+
 // A fixed-size local copy of a remote struct, with typed field access by byte offset.
 // Reads once, then every field comes from the copy (one system call per struct).
 class RemoteBlock {
@@ -68,17 +98,12 @@ class RemoteBlock {
     std::uint64_t address() const { return address_; }
     std::size_t size() const { return bytes_.size(); }
     const std::vector<std::uint8_t>& bytes() const { return bytes_; }
+    RemoteView view() const { return RemoteView(address_, bytes_); }
+    operator RemoteView() const { return view(); }  // NOLINT(google-explicit-constructor): a block is a view
 
-    // Field of type T at byte `offset`; an offset outside the block is an Invalid error.
     template <typename T>
     Result<T> field(std::int64_t offset) const {
-        static_assert(std::is_trivially_copyable_v<T>);
-        if (offset < 0 || static_cast<std::uint64_t>(offset) + sizeof(T) > bytes_.size()) {
-            return Err{invalid("field offset outside the block", address_ + static_cast<std::uint64_t>(offset))};
-        }
-        T value;
-        std::memcpy(&value, bytes_.data() + offset, sizeof(T));
-        return value;
+        return view().field<T>(offset);
     }
     Result<std::uint64_t> pointer(std::int64_t offset) const { return field<std::uint64_t>(offset); }
 

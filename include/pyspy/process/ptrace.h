@@ -26,7 +26,12 @@ class ThreadPause {
     ~ThreadPause();
 
     const std::vector<pid_t>& threads() const { return threads_; }
-    void resume();  // detach now (idempotent)
+    // Detaches now (idempotent). Returns the time just before the last thread was let
+    // go: waking a target thread may preempt the caller inside that very system call
+    // (the scheduler can run the woken thread on the waker's CPU for a whole time
+    // slice, ~3 ms measured), so a clock read after it returns says nothing about how
+    // long the target was stopped.
+    std::chrono::steady_clock::time_point resume();
 
   private:
     ThreadPause(pid_t pid, std::vector<pid_t> threads) : pid_(pid), threads_(std::move(threads)) {}

@@ -52,6 +52,10 @@ class SpeculativeMemory : public ProcessMemory {
     std::vector<std::uint8_t> copy_;
     std::vector<Region> regions_;  // sorted by address
     mutable std::vector<Range> recorded_;
+    // Scratch space of begin() and readMany(), kept for its capacity.
+    std::vector<Range> ranges_, merged_;
+    std::vector<ReadRequest> requests_;
+    mutable std::vector<ReadRequest> misses_;
     mutable std::size_t recordedBytes_ = 0;
     std::size_t lastPrefetchRanges_ = 0;
 };

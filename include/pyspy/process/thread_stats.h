@@ -1,3 +1,8 @@
+// TaskDirectory: /proc/PID/task kept open, listed again with one lseek and a getdents64
+// or two (opendir would cost an open, an fstat and a close each time). The open
+// directory also pins the process it was opened for: once that process is gone the list
+// is empty, even if its pid has been reused.
+//
 // ThreadStatReader: the OS state of a process's threads, read many times a second at
 // a low cost. The task directory is listed again only every `relistInterval` (or when
 // asked), and each thread's stat file stays open, so a read is one pread(2).
@@ -15,6 +20,18 @@
 
 namespace pyspy {
 
+class TaskDirectory {
+  public:
+    explicit TaskDirectory(pid_t pid);
+    pid_t pid() const { return pid_; }
+    // The thread ids, main thread first, then ascending; empty when the process is gone.
+    std::vector<pid_t> list() const;
+
+  private:
+    pid_t pid_;
+    FD fd_;
+};
+
 class ThreadStatReader {
   public:
     explicit ThreadStatReader(pid_t pid, std::chrono::milliseconds relistInterval = std::chrono::milliseconds(250));
@@ -26,6 +43,7 @@ class ThreadStatReader {
 
   private:
     pid_t pid_;
+    TaskDirectory tasks_;
     std::chrono::milliseconds relistInterval_;
     std::chrono::steady_clock::time_point listedAt_{};
     bool listed_ = false;

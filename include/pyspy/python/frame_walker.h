@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <unordered_map>
+#include <span>
 #include <vector>
 
 #include "pyspy/common/result.h"
@@ -19,15 +20,19 @@ namespace pyspy {
 
 // Decoded code objects by address. A hit is trusted only if the identity fields of
 // the code object (type, name, qualname, filename and line-table pointers, first
-// line) still hold the values they had when it was decoded: a code object that was
-// freed and replaced by another at the same address then misses. Since a code
-// object holds references to those immutable objects, equal pointers mean equal text.
+// line) still hold the values they had when it was decoded, and so does a fingerprint
+// of the filename and line-table objects' contents: a code object that was freed and
+// replaced by another at the same address then misses. Pointers alone are not enough:
+// pymalloc may hand the new code object, its filename and its line table the very
+// addresses of the ones just freed (exec of near-identical sources in a loop).
 class CodeCache {
   public:
     explicit CodeCache(std::size_t capacity = 65536) : capacity_(capacity) {}
 
-    // `header` holds the first headerSize(layout) bytes of the code object.
-    Result<std::shared_ptr<const CodeInfo>> get(const ObjectReader& reader, const RemoteBlock& header);
+    // `header` holds the first headerSize(layout) bytes of the code object;
+    // `fingerprint` hashes the contents it points to (FrameWalker::readFingerprints).
+    Result<std::shared_ptr<const CodeInfo>> get(const ObjectReader& reader, const RemoteView& header,
+                                                std::uint64_t fingerprint);
 
     static std::size_t headerSize(const PyLayout& layout);
     std::size_t size() const { return entries_.size(); }
@@ -39,9 +44,11 @@ class CodeCache {
 
   private:
     // The pointer fields that identify a code object (type, name, qualname, filename,
-    // line table) and its first line: a hit must match them all.
-    using Identity = std::array<std::uint64_t, 6>;
-    static Result<Identity> identityOf(const PyLayout& layout, const RemoteBlock& header);
+    // line table), its first line and the content fingerprint: a hit must match them all.
+    using Identity = std::array<std::uint64_t, 7>;
+    static constexpr std::size_t kFirstLineSlot = 5;
+    static constexpr std::size_t kFingerprintSlot = 6;
+    static Result<Identity> identityOf(const PyLayout& layout, const RemoteView& header);
     static constexpr std::size_t kMaxLinesPerEntry = 32;
     struct Entry {
         Identity identity;
@@ -79,6 +86,10 @@ class FrameWalker {
         bool generator = false;        // owned by a generator/coroutine (3.11+)
     };
     Result<std::vector<RawFrame>> collect(std::uint64_t frame, bool& truncated) const;
+    // One content fingerprint per code header (see CodeCache), read in one batch.
+    Status readFingerprints(std::span<const std::uint8_t> headers, std::size_t headerSize,
+                            std::span<std::uint64_t> fingerprints) const;
+    static constexpr std::size_t kFingerprintBytes = 128;
 
     const ProcessMemory& memory_;
     const ObjectReader& reader_;

@@ -11,6 +11,7 @@
 
 #include "pyspy/process/live_memory.h"
 #include "pyspy/process/speculative_memory.h"
+#include "pyspy/process/process_handle.h"
 #include "pyspy/process/thread_stats.h"
 #include "pyspy/python/frame_walker.h"
 #include "pyspy/python/interpreter.h"
@@ -31,7 +32,8 @@ class PythonProcess {
     // Checks access and locates the interpreter. Throws FatalError.
     static std::unique_ptr<PythonProcess> attach(pid_t pid, const LocateOptions& options = {});
 
-    PythonProcess(pid_t pid, std::unique_ptr<ProcessMemory> memory, PythonTarget target);
+    // `handle` pins the process (see ProcessHandle); one is opened when none is given.
+    PythonProcess(pid_t pid, std::unique_ptr<ProcessMemory> memory, PythonTarget target, ProcessHandle handle = {});
 
     pid_t pid() const { return pid_; }
     const PythonTarget& target() const { return target_; }
@@ -40,8 +42,9 @@ class PythonProcess {
     const CodeCache& codeCache() const { return codes_; }
 
     // Reads every thread's stack. Throws FatalError: TargetExited when the process is
-    // gone, PermissionDenied when it cannot be paused. Per-thread read failures are
-    // reported in ThreadStack::error, not thrown.
+    // gone — also when it exited at any point during the reads, so a snapshot never
+    // holds memory of another process that was given its pid — PermissionDenied when it
+    // cannot be paused. Per-thread read failures are reported in ThreadStack::error.
     ProcessSnapshot snapshot(const SnapshotOptions& options);
 
   private:
@@ -62,6 +65,7 @@ class PythonProcess {
     bool stacksReadable();  // some thread with a frame walks to at least one frame
 
     pid_t pid_;
+    ProcessHandle handle_;
     std::unique_ptr<ProcessMemory> memory_;
     PythonTarget target_;
     SpeculativeMemory speculative_;  // every read of a snapshot goes through it

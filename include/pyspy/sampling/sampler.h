@@ -67,6 +67,7 @@ struct SamplerStats {
     std::uint64_t lateTicks = 0;   // ticks that started more than one interval late
     double maxLagSeconds = 0;
     double elapsedSeconds = 0;
+    double pausedSeconds = 0;      // total time the target's threads were stopped (blocking mode)
     bool targetExited = false;
     // A fatal error (e.g. ptrace refused) after some ticks: the run stopped there and
     // returned what it had, so the caller can keep the samples and then report it.

@@ -2,6 +2,7 @@
 // frame chain, so corrupt links, shim frames and reused code addresses can be staged.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 
@@ -53,7 +54,8 @@ struct FakeProcess {
     PyLayout layout = fakeLayout();
 
     void putString(std::uint64_t at, const std::string& text) {
-        std::vector<std::uint8_t> obj(40 + text.size() + 1, 0);
+        // Padded like a pymalloc block in its pool: FrameWalker fingerprints 128 bytes.
+        std::vector<std::uint8_t> obj(std::max<std::size_t>(40 + text.size() + 1, 256), 0);
         std::uint64_t type = kStrType, length = text.size();
         std::uint32_t state = (1u << 2) | (1u << 5) | (1u << 6);  // kind 1, compact, ascii
         std::memcpy(obj.data() + 8, &type, 8);
@@ -63,7 +65,7 @@ struct FakeProcess {
         memory.map(at, std::move(obj));
     }
     void putBytes(std::uint64_t at, const std::vector<std::uint8_t>& bytes) {
-        std::vector<std::uint8_t> obj(32 + bytes.size() + 1, 0);
+        std::vector<std::uint8_t> obj(std::max<std::size_t>(32 + bytes.size() + 1, 256), 0);
         std::uint64_t type = kBytesType, size = bytes.size();
         std::memcpy(obj.data() + 8, &type, 8);
         std::memcpy(obj.data() + 16, &size, 8);
@@ -71,8 +73,9 @@ struct FakeProcess {
         memory.map(at, std::move(obj));
     }
     // A code object at `at` whose strings live at at+0x100.., line table: every
-    // instruction on firstLine + 2.
-    void putCode(std::uint64_t at, const std::string& name, const std::string& file, int firstLine) {
+    // instruction on firstLine + lineDelta (0 <= lineDelta < 32).
+    void putCode(std::uint64_t at, const std::string& name, const std::string& file, int firstLine,
+                 std::uint8_t lineDelta = 2) {
         std::vector<std::uint8_t> obj(64 + 32, 0);
         auto put64 = [&](std::size_t off, std::uint64_t v) { std::memcpy(obj.data() + off, &v, 8); };
         put64(8, kCodeType);
@@ -85,8 +88,8 @@ struct FakeProcess {
         memory.map(at, std::move(obj));
         putString(at + 0x100, file);
         putString(at + 0x200, name);
-        // One no-column entry covering 16 code units, line delta +2 (svarint 4).
-        putBytes(at + 0x300, {0x80 | (13 << 3) | 15, 0x04});
+        // One no-column entry covering 16 code units, the line delta as a signed varint.
+        putBytes(at + 0x300, {0x80 | (13 << 3) | 15, static_cast<std::uint8_t>(lineDelta << 1)});
     }
     static std::vector<std::uint8_t> frameBytes(std::uint64_t code, std::uint64_t back, std::uint64_t instrOffset,
                                                 std::int8_t owner) {
@@ -214,6 +217,40 @@ TEST_CASE("CodeCache never returns a stale entry for a reused address", "[frames
     CHECK(codes.misses() == 2);
 }
 
+TEST_CASE("CodeCache misses when the code object and all it points to are reallocated in place", "[frames]") {
+    // pymalloc can give a new code object, its filename and its line table the very
+    // addresses of the ones just freed (exec of near-identical sources in a loop): every
+    // pointer of the identity is then unchanged, only the contents differ.
+    CodeCache codes;
+    const auto walkOnce = [&codes](FakeProcess& process) {
+        ObjectReader reader(process.memory, process.layout, process.types());
+        FrameWalker walker(process.memory, reader, codes);
+        auto chain = walker.walk(0x90000);
+        REQUIRE(chain.ok());
+        REQUIRE(chain.value().frames.size() == 1);
+        return chain.value().frames[0];
+    };
+    FakeProcess first;
+    first.putCode(0x10000, "<module>", "<churn-25>", 1);
+    first.putFrame(0x90000, 0x10000, 0, 0, 0);
+    CHECK(walkOnce(first).filename() == "<churn-25>");
+    CHECK(walkOnce(first).filename() == "<churn-25>");
+    CHECK(codes.misses() == 1);  // the second walk was a hit
+
+    FakeProcess second;  // same addresses, same lengths, another file name
+    second.putCode(0x10000, "<module>", "<churn-26>", 1);
+    second.putFrame(0x90000, 0x10000, 0, 0, 0);
+    CHECK(walkOnce(second).filename() == "<churn-26>");
+    CHECK(codes.misses() == 2);
+
+    FakeProcess third;  // same file name, another line table at the same address
+    third.putCode(0x10000, "<module>", "<churn-26>", 1, 4);
+    third.putFrame(0x90000, 0x10000, 0, 0, 0);
+    const PyFrame frame = walkOnce(third);
+    CHECK(codes.misses() == 3);
+    CHECK(frame.line == std::optional<int>(5));
+}
+
 TEST_CASE("FrameWalker reads all code headers of a stack in one batched read", "[frames]") {
     FakeProcess fake;
     fake.putCode(0x10000, "f", "/app/a.py", 1);
@@ -235,8 +272,8 @@ TEST_CASE("FrameWalker reads all code headers of a stack in one batched read", "
     auto chain = warm.walk(0x90000);
     REQUIRE(chain.ok());
     CHECK(chain.value().frames.size() == 10);
-    // The code header only, once for the ten frames of the same code object; the frames
-    // came from the prefetch.
-    CHECK(fake.memory.readCount() - before == 1);
+    // Once for the ten frames of the same code object: its header, and the fingerprint
+    // of its filename and line table (two ranges); the frames came from the prefetch.
+    CHECK(fake.memory.readCount() - before == 3);
     CHECK(codes.hits() >= 10);
 }
