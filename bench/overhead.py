@@ -6,7 +6,10 @@ Usage: bench/overhead.py [--seconds 8] [--rounds 3] [--binary build/pyspy-cpp] [
 For each interpreter of tests/interpreters.txt, starts bench/deep_stack_target.py in
 throughput mode (it prints how many loop iterations it did each second) and measures:
   - its throughput alone, while recorded (blocking, the default) and while recorded
-    with --nonblocking: slowdown = 1 - with / alone, medians of the per-second rates;
+    with --nonblocking: slowdown = 1 - with / alone, medians of the per-second rates,
+    both per second of wall time (what a user sees, but on a shared or virtual machine
+    swamped by scheduling noise) and per second of the target's own CPU time (what the
+    profiler costs a running target: caches, memory bus, page-table locks);
   - the profiler's own CPU time (user+sys, from wait4) as a share of one core;
   - in blocking mode, the share of time the target was stopped (record's own account:
     from before the first PTRACE_SEIZE to the last PTRACE_DETACH of each sample), the
@@ -37,8 +40,8 @@ TARGET = os.path.join(HERE, "deep_stack_target.py")
 
 
 def rates(target, seconds):
-    """The per-second rates the target prints during the next `seconds`."""
-    out = []
+    """(per wall-second, per CPU-second) rates the target prints during the next `seconds`."""
+    wall, cpu = [], []
     deadline = time.time() + seconds
     while time.time() < deadline:
         r, _, _ = select.select([target.stdout], [], [], max(0.0, deadline - time.time()))
@@ -46,8 +49,10 @@ def rates(target, seconds):
             break
         line = target.stdout.readline().decode()
         if line.startswith("RATE "):
-            out.append(int(line.split()[1]))
-    return out[1:]  # the first may straddle the phase change
+            fields = line.split()
+            wall.append(int(fields[1]))
+            cpu.append(int(fields[2]))
+    return wall[1:], cpu[1:]  # the first may straddle the phase change
 
 
 def main():
@@ -57,31 +62,32 @@ def main():
     parser.add_argument("--binary", default=os.path.join(ROOT, "build", "pyspy-cpp"))
     parser.add_argument("--only")
     args = parser.parse_args()
-    print("| Python | alone (it/s) | blocking slowdown | target paused (blocking) | --nonblocking slowdown "
+    print("| Python | alone (it/s of CPU) | blocking: target held stopped | blocking: slowdown per CPU-s "
+          "| --nonblocking: slowdown per CPU-s | blocking: slowdown per wall-s | --nonblocking: slowdown per wall-s "
           "| profiler CPU blocking | profiler CPU --nonblocking |")
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for label, python in interpreters():
         if args.only and label != args.only:
             continue
         if not os.access(python, os.X_OK):
-            print("| %s | skipped (not installed) | | | | | |" % label)
+            print("| %s | skipped (not installed) | | | | | | | |" % label)
             continue
         target = subprocess.Popen([python, TARGET, "throughput"], stdout=subprocess.PIPE)
         try:
             target.stdout.readline()  # READY
-            alone = []
-            slowdowns = {(): [], ("--nonblocking",): []}
+            alone_cpu = []
+            slowdowns = {}  # (mode, "wall" | "cpu") -> per-round slowdowns
             cpu_shares = {(): [], ("--nonblocking",): []}
             paused = []
             for _ in range(args.rounds):
                 for extra in ([], ["--nonblocking"]):
-                    before = rates(target, args.seconds)
-                    alone += before
+                    before_wall, before_cpu = rates(target, args.seconds)
+                    alone_cpu += before_cpu
                     argv = [args.binary, "record", "--pid", str(target.pid), "-r", "100", "-d", str(args.seconds),
                             "-f", "raw", "-o", "/tmp/pyspy-overhead.txt"] + extra
                     start = time.time()
                     prof = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-                    with_profiler = rates(target, args.seconds)
+                    with_wall, with_cpu = rates(target, args.seconds)
                     err = prof.stderr.read().decode(errors="replace")
                     _, status, usage = os.wait4(prof.pid, 0)
                     m = re.search(r"paused (\d+) us per sample, ([0-9.]+)% of the time", err)
@@ -89,12 +95,15 @@ def main():
                         paused.append(float(m.group(2)))
                     wall = time.time() - start
                     cpu = usage.ru_utime + usage.ru_stime
-                    slowdowns[tuple(extra)].append(1 - statistics.median(with_profiler) / statistics.median(before))
+                    for kind, before, with_profiler in (("wall", before_wall, with_wall), ("cpu", before_cpu, with_cpu)):
+                        slowdowns.setdefault((tuple(extra), kind), []).append(
+                            1 - statistics.median(with_profiler) / statistics.median(before))
                     cpu_shares[tuple(extra)].append(100.0 * cpu / wall)
-            cells = [label, "%d" % statistics.median(alone)]
-            cells.append("%.2f%%" % (100.0 * statistics.median(slowdowns[()])))
-            cells.append("%.2f%%" % statistics.median(paused) if paused else "?")
-            cells.append("%.2f%%" % (100.0 * statistics.median(slowdowns[("--nonblocking",)])))
+            pct = lambda values: "%.2f%%" % (100.0 * statistics.median(values))
+            cells = [label, "%d" % statistics.median(alone_cpu),
+                     "%.2f%%" % statistics.median(paused) if paused else "?",
+                     pct(slowdowns[((), "cpu")]), pct(slowdowns[(("--nonblocking",), "cpu")]),
+                     pct(slowdowns[((), "wall")]), pct(slowdowns[(("--nonblocking",), "wall")])]
             for key in ((), ("--nonblocking",)):
                 cells.append("%.2f%%" % statistics.median(cpu_shares[key]))
             print("| " + " | ".join(cells) + " |")

@@ -78,7 +78,9 @@ pid_t waitTracee(pid_t tid, int& status) {
 
 // Collects the ptrace stops of every tracee not yet stopped, until all have stopped
 // or exited (exited ones are removed) or the deadline passes. Returns false on timeout.
-bool waitForStops(std::vector<Tracee>& tracees, Clock::time_point deadline) {
+// `firstStop`, when given and unset, receives the time the first tracee was seen stopped.
+bool waitForStops(std::vector<Tracee>& tracees, Clock::time_point deadline,
+                  std::optional<Clock::time_point>* firstStop = nullptr) {
     // A running thread stops within microseconds of PTRACE_INTERRUPT (one IPI), so poll
     // with sched_yield first: a sleep would keep the target paused for the timer slack
     // (50 µs) and cost two context switches. Only a slow stop falls back to sleeping.
@@ -100,6 +102,7 @@ bool waitForStops(std::vector<Tracee>& tracees, Clock::time_point deadline) {
                 tracee.tid = 0;  // exited (ECHILD: exited and already reaped); dropped below
             } else if (WIFSTOPPED(status) && (status >> 16) == PTRACE_EVENT_STOP) {
                 tracee.stopped = true;  // our interrupt, or a group-stop: either way it is stopped
+                if (firstStop && !*firstStop) *firstStop = Clock::now();
             } else if (WIFSTOPPED(status)) {
                 // A signal-delivery-stop came first. Deliver the signal as if we were not
                 // there, and ask again for the stop we want.
@@ -197,6 +200,7 @@ Result<ThreadPause> ThreadPause::pauseAll(pid_t pid, std::chrono::milliseconds t
     };
 
     std::vector<pid_t> refused;  // PTRACE_SEIZE gave EPERM
+    std::optional<Clock::time_point> firstStop;
     bool converged = false;
     for (int round = 0; round < kMaxRounds && !converged; ++round) {
         bool added = false;
@@ -237,7 +241,7 @@ Result<ThreadPause> ThreadPause::pauseAll(pid_t pid, std::chrono::milliseconds t
             }
         }
         converged = !added;
-        if (added && !waitForStops(tracees, deadline)) {
+        if (added && !waitForStops(tracees, deadline, &firstStop)) {
             return fail(pauseError(ReadErrorKind::Fault, pid,
                                    "timed out after " + std::to_string(timeout.count()) +
                                        " ms waiting for its threads to stop"));
@@ -259,17 +263,18 @@ Result<ThreadPause> ThreadPause::pauseAll(pid_t pid, std::chrono::milliseconds t
     for (const auto& tracee : tracees) threads.push_back(tracee.tid);
     // Same order as listThreads: main thread first, then ascending.
     std::ranges::sort(threads, [pid](pid_t a, pid_t b) { return (a == pid) != (b == pid) ? a == pid : a < b; });
-    return ThreadPause(pid, std::move(threads));
+    return ThreadPause(pid, std::move(threads), firstStop.value_or(Clock::now()));
 }
 
 ThreadPause::ThreadPause(ThreadPause&& other) noexcept
-    : pid_(std::exchange(other.pid_, 0)), threads_(std::exchange(other.threads_, {})) {}
+    : pid_(std::exchange(other.pid_, 0)), threads_(std::exchange(other.threads_, {})), stoppedAt_(other.stoppedAt_) {}
 
 ThreadPause& ThreadPause::operator=(ThreadPause&& other) noexcept {
     if (this != &other) {
         resume();
         pid_ = std::exchange(other.pid_, 0);
         threads_ = std::exchange(other.threads_, {});
+        stoppedAt_ = other.stoppedAt_;
     }
     return *this;
 }

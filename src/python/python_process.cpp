@@ -291,7 +291,6 @@ ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
     }
 
     std::optional<ThreadPause> pause;
-    const auto pauseStart = std::chrono::steady_clock::now();
     if (options.pause) {
         auto paused = ThreadPause::pauseAll(pid_);
         if (!paused.ok()) {
@@ -354,8 +353,9 @@ ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
         snap.threads.push_back(std::move(thread));
     }
     if (pause) {
+        const auto stoppedAt = pause->stoppedAt();
         const auto released = pause->resume();
-        snap.pausedSeconds = std::chrono::duration<double>(released - pauseStart).count();
+        snap.pausedSeconds = std::chrono::duration<double>(released - stoppedAt).count();
     }
     // Gone at any point while we read? Then some reads may have been of a process that
     // was given its pid since: drop them all.

@@ -286,8 +286,13 @@ def test_churn(binary, python, tmp, modes, allow_cut=False):
                     if line is None:
                         # A frame caught before its first instruction has no line yet; only
                         # --nonblocking can see one (blocking mode shows each frame settled).
+                        # Except a generated module's own frame: on 3.11+ its first
+                        # instruction (RESUME) is on line 0 in CPython's own table
+                        # (co_lines() starts with (0, 2, 0)), so CPython has no line for it either.
                         no_line += 1
-                        check(mode == "nonblocking", "%s: a frame without a line: %r" % (mode, frame[:300]))
+                        module_resume = name == "<module>" and filename.startswith("<churn-")
+                        check(mode == "nonblocking" or module_resume,
+                              "%s: a frame without a line: %r" % (mode, frame[:300]))
                     if filename.startswith("<churn-"):
                         entry = generated.get(filename)
                         check(entry is not None, "%s: %s in %s, a file the target never built" % (mode, name, filename))

@@ -26,6 +26,9 @@ class ThreadPause {
     ~ThreadPause();
 
     const std::vector<pid_t>& threads() const { return threads_; }
+    // When the first thread was seen stopped. Before that the target ran (or waited for
+    // a CPU, on a loaded machine: the interrupt takes effect only once it is scheduled).
+    std::chrono::steady_clock::time_point stoppedAt() const { return stoppedAt_; }
     // Detaches now (idempotent). Returns the time just before the last thread was let
     // go: waking a target thread may preempt the caller inside that very system call
     // (the scheduler can run the woken thread on the waker's CPU for a whole time
@@ -34,9 +37,11 @@ class ThreadPause {
     std::chrono::steady_clock::time_point resume();
 
   private:
-    ThreadPause(pid_t pid, std::vector<pid_t> threads) : pid_(pid), threads_(std::move(threads)) {}
+    ThreadPause(pid_t pid, std::vector<pid_t> threads, std::chrono::steady_clock::time_point stoppedAt)
+        : pid_(pid), threads_(std::move(threads)), stoppedAt_(stoppedAt) {}
     pid_t pid_ = 0;
     std::vector<pid_t> threads_;
+    std::chrono::steady_clock::time_point stoppedAt_{};
 };
 
 }  // namespace pyspy

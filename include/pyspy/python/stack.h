@@ -52,7 +52,7 @@ struct ProcessSnapshot {
     std::string pythonVersion;
     std::string executable;
     bool paused = false;     // threads were stopped while reading
-    double pausedSeconds = 0;  // how long they were stopped
+    double pausedSeconds = 0;  // how long they were held stopped: first stop seen to last release
     double timestamp = 0;    // seconds since the Unix epoch, when the walk began
     std::vector<ThreadStack> threads;
 };
