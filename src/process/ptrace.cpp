@@ -12,7 +12,6 @@
 // process exits first, the kernel detaches them.
 #include "pyspy/process/ptrace.h"
 
-#include <sched.h>
 #include <sys/ptrace.h>
 #include <sys/wait.h>
 
@@ -41,7 +40,7 @@ constexpr int kMaxRounds = 50;
 // yet: a seized thread can only be detached once it is stopped.
 constexpr std::chrono::milliseconds kDetachGrace{500};
 // How long waitForStops polls without sleeping.
-constexpr std::chrono::microseconds kSpinBeforeSleep{300};
+constexpr std::chrono::microseconds kSpinBeforeSleep{100};
 
 struct Tracee {
     pid_t tid = 0;
@@ -82,8 +81,10 @@ pid_t waitTracee(pid_t tid, int& status) {
 bool waitForStops(std::vector<Tracee>& tracees, Clock::time_point deadline,
                   std::optional<Clock::time_point>* firstStop = nullptr) {
     // A running thread stops within microseconds of PTRACE_INTERRUPT (one IPI), so poll
-    // with sched_yield first: a sleep would keep the target paused for the timer slack
-    // (50 µs) and cost two context switches. Only a slow stop falls back to sleeping.
+    // without sleeping first: a sleep would keep the stopped threads waiting for the
+    // timer slack (50 µs) and cost two context switches, and sched_yield on a busy
+    // machine hands the CPU to another task for a whole slice while the target is held.
+    // Only a slow stop (a thread waiting for a CPU) falls back to sleeping.
     const auto spinUntil = Clock::now() + kSpinBeforeSleep;
     auto backoff = std::chrono::microseconds(50);
     for (;;) {
@@ -115,8 +116,9 @@ bool waitForStops(std::vector<Tracee>& tracees, Clock::time_point deadline,
         if (!pending) return true;
         if (Clock::now() >= deadline) return false;
         if (!progressed && Clock::now() < spinUntil) {
-            ::sched_yield();
-        } else if (!progressed) {
+            continue;  // poll again: each waitid is a microsecond
+        }
+        if (!progressed) {
             std::this_thread::sleep_for(backoff);
             backoff = std::min(backoff * 2, std::chrono::microseconds(2000));
         }

@@ -1,7 +1,7 @@
 # Fault-injection target (tests/integration/test_faults.py, case "churn" and "exits").
 # Valid under Python 2.7 and 3.6-3.13.
 #
-#   fault_churn_target.py LOGFILE [LIFETIME]
+#   fault_churn_target.py LOGFILE [LIFETIME] [DISTINCT]
 #
 # Churns the two things a sampler caches or walks while they change under it:
 #   - threads: a spawner keeps starting short-lived worker threads (each lives a few
@@ -13,6 +13,9 @@
 #     from its neighbours'. Before a function is built its name is written (and flushed)
 #     to LOGFILE as one JSON line {"name": "gen_N", "file": "<churn-N>", "lines": [...]}:
 #     every generated name a profiler can see is in the log.
+# With DISTINCT (bench/soak.py), function N is named and filed after N % DISTINCT: code
+# objects are still built and freed without end, but the set of distinct stacks is
+# bounded, so a profiler's memory must level off (anything else is a leak).
 # Prints "READY {json}" once both loops run, then churns until LIFETIME seconds pass.
 import json
 import os
@@ -22,6 +25,7 @@ import time
 
 LOGFILE = sys.argv[1]
 LIFETIME = float(sys.argv[2]) if len(sys.argv) > 2 else 60.0
+DISTINCT = int(sys.argv[3]) if len(sys.argv) > 3 else 0
 PADDING = 7
 clock = time.time
 
@@ -74,9 +78,10 @@ def generated_source(n):
 def churn_code(log):
     n = 0
     while not stop.is_set():
-        name = "gen_%d" % n
-        filename = "<churn-%d>" % n
-        source, lines, _ = generated_source(n)
+        k = n % DISTINCT if DISTINCT else n
+        name = "gen_%d" % k
+        filename = "<churn-%d>" % k
+        source, lines, _ = generated_source(k)
         log.write(json.dumps({"name": name, "file": filename, "lines": lines}) + "\n")
         log.flush()
         namespace = {}
