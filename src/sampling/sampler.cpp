@@ -21,7 +21,7 @@ constexpr double kNameRefreshSeconds = 10.0;
 // Lines remembered per code object in the frame cache (a linear scan: most functions
 // are sampled at a handful of lines).
 constexpr std::size_t kMaxLinesPerCode = 64;
-constexpr std::size_t kMaxCachedCodes = 100000;
+constexpr std::size_t kMaxCachedCodes = 16384;  // each entry keeps a CodeInfo alive (~0.4 KB)
 
 }  // namespace
 

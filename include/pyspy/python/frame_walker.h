@@ -27,7 +27,7 @@ namespace pyspy {
 // addresses of the ones just freed (exec of near-identical sources in a loop).
 class CodeCache {
   public:
-    explicit CodeCache(std::size_t capacity = 65536) : capacity_(capacity) {}
+    explicit CodeCache(std::size_t capacity = 16384) : capacity_(capacity) {}
 
     // `header` holds the first headerSize(layout) bytes of the code object;
     // `fingerprint` hashes the contents it points to (FrameWalker::readFingerprints).
