@@ -43,6 +43,7 @@ PyLayout layout_2_7() {
     layout.type_basicsize = 32;
     layout.type_dictoffset = 288;
     layout.type_flags = 168;
+    layout.tpflags_heaptype = 0x200;
     layout.instance_dict = 24;
     layout.bytes_size = 16;
     layout.bytes_sval = 36;
@@ -57,6 +58,13 @@ PyLayout layout_2_7() {
     layout.float_fval = 16;
     layout.tuple_item = 24;
     layout.list_item = 24;
+    layout.set_used = 24;
+    layout.set_mask = 32;
+    layout.set_table = 40;
+    layout.setentry_size = 16;
+    layout.setentry_key = 8;
+    layout.setentry_hash = 0;
+    layout.cell_ref = 16;
     layout.dict_used = 24;
     layout.dict2_mask = 32;
     layout.dict2_table = 40;
@@ -105,6 +113,7 @@ PyLayout layout_3_6() {
     layout.type_dictoffset = 288;
     layout.type_flags = 168;
     layout.heaptype_cached_keys = 856;
+    layout.tpflags_heaptype = 0x200;
     layout.bytes_size = 16;
     layout.bytes_sval = 32;
     layout.unicode_length = 16;
@@ -122,6 +131,13 @@ PyLayout layout_3_6() {
     layout.float_fval = 16;
     layout.tuple_item = 24;
     layout.list_item = 24;
+    layout.set_used = 24;
+    layout.set_mask = 32;
+    layout.set_table = 40;
+    layout.setentry_size = 16;
+    layout.setentry_key = 0;
+    layout.setentry_hash = 8;
+    layout.cell_ref = 16;
     layout.dict_used = 16;
     layout.dict_keys = 32;
     layout.dict_values = 40;
@@ -145,6 +161,7 @@ PyLayout layout_3_7() {
     layout.runtime_interpreters_head = 24;
     layout.runtime_gilstate_tstate_current = 1480;
     layout.runtime_ceval_gil = 1264;
+    layout.runtime_gc_collecting = 632;
     layout.gil_locked = 16;
     layout.gil_last_holder = 8;
     layout.interp_size = 2568;
@@ -179,6 +196,7 @@ PyLayout layout_3_7() {
     layout.type_dictoffset = 288;
     layout.type_flags = 168;
     layout.heaptype_cached_keys = 856;
+    layout.tpflags_heaptype = 0x200;
     layout.bytes_size = 16;
     layout.bytes_sval = 32;
     layout.unicode_length = 16;
@@ -196,6 +214,13 @@ PyLayout layout_3_7() {
     layout.float_fval = 16;
     layout.tuple_item = 24;
     layout.list_item = 24;
+    layout.set_used = 24;
+    layout.set_mask = 32;
+    layout.set_table = 40;
+    layout.setentry_size = 16;
+    layout.setentry_key = 0;
+    layout.setentry_hash = 8;
+    layout.cell_ref = 16;
     layout.dict_used = 16;
     layout.dict_keys = 32;
     layout.dict_values = 40;
@@ -219,6 +244,7 @@ PyLayout layout_3_8() {
     layout.runtime_interpreters_head = 32;
     layout.runtime_gilstate_tstate_current = 1368;
     layout.runtime_ceval_gil = 1152;
+    layout.runtime_gc_collecting = 544;
     layout.gil_locked = 16;
     layout.gil_last_holder = 8;
     layout.interp_size = 2720;
@@ -253,6 +279,7 @@ PyLayout layout_3_8() {
     layout.type_dictoffset = 288;
     layout.type_flags = 168;
     layout.heaptype_cached_keys = 872;
+    layout.tpflags_heaptype = 0x200;
     layout.bytes_size = 16;
     layout.bytes_sval = 32;
     layout.unicode_length = 16;
@@ -270,6 +297,13 @@ PyLayout layout_3_8() {
     layout.float_fval = 16;
     layout.tuple_item = 24;
     layout.list_item = 24;
+    layout.set_used = 24;
+    layout.set_mask = 32;
+    layout.set_table = 40;
+    layout.setentry_size = 16;
+    layout.setentry_key = 0;
+    layout.setentry_hash = 8;
+    layout.cell_ref = 16;
     layout.dict_used = 16;
     layout.dict_keys = 32;
     layout.dict_values = 40;
@@ -299,6 +333,7 @@ PyLayout layout_3_9() {
     layout.interp_next = 0;
     layout.interp_tstate_head = 8;
     layout.interp_modules = 856;
+    layout.interp_gc_collecting = 816;
     layout.tstate_size = 264;
     layout.tstate_next = 8;
     layout.tstate_interp = 16;
@@ -327,6 +362,7 @@ PyLayout layout_3_9() {
     layout.type_dictoffset = 288;
     layout.type_flags = 168;
     layout.heaptype_cached_keys = 864;
+    layout.tpflags_heaptype = 0x200;
     layout.bytes_size = 16;
     layout.bytes_sval = 32;
     layout.unicode_length = 16;
@@ -344,6 +380,13 @@ PyLayout layout_3_9() {
     layout.float_fval = 16;
     layout.tuple_item = 24;
     layout.list_item = 24;
+    layout.set_used = 24;
+    layout.set_mask = 32;
+    layout.set_table = 40;
+    layout.setentry_size = 16;
+    layout.setentry_key = 0;
+    layout.setentry_hash = 8;
+    layout.cell_ref = 16;
     layout.dict_used = 16;
     layout.dict_keys = 32;
     layout.dict_values = 40;
@@ -373,6 +416,7 @@ PyLayout layout_3_10() {
     layout.interp_next = 0;
     layout.interp_tstate_head = 8;
     layout.interp_modules = 856;
+    layout.interp_gc_collecting = 816;
     layout.tstate_size = 280;
     layout.tstate_next = 8;
     layout.tstate_interp = 16;
@@ -401,6 +445,7 @@ PyLayout layout_3_10() {
     layout.type_dictoffset = 288;
     layout.type_flags = 168;
     layout.heaptype_cached_keys = 872;
+    layout.tpflags_heaptype = 0x200;
     layout.bytes_size = 16;
     layout.bytes_sval = 32;
     layout.unicode_length = 16;
@@ -418,6 +463,13 @@ PyLayout layout_3_10() {
     layout.float_fval = 16;
     layout.tuple_item = 24;
     layout.list_item = 24;
+    layout.set_used = 24;
+    layout.set_mask = 32;
+    layout.set_table = 40;
+    layout.setentry_size = 16;
+    layout.setentry_key = 0;
+    layout.setentry_hash = 8;
+    layout.cell_ref = 16;
     layout.dict_used = 16;
     layout.dict_keys = 32;
     layout.dict_values = 40;
@@ -447,6 +499,7 @@ PyLayout layout_3_11() {
     layout.interp_next = 0;
     layout.interp_tstate_head = 16;
     layout.interp_modules = 888;
+    layout.interp_gc_collecting = 848;
     layout.tstate_size = 360;
     layout.tstate_next = 8;
     layout.tstate_interp = 16;
@@ -485,6 +538,9 @@ PyLayout layout_3_11() {
     layout.code_localspluskinds = 104;
     layout.code_code_adaptive = 184;
     layout.code_firsttraceable = 168;
+    layout.co_fast_local = 32;
+    layout.co_fast_cell = 64;
+    layout.co_fast_free = 128;
     layout.object_type = 8;
     layout.varobject_size = 16;
     layout.type_name = 24;
@@ -492,6 +548,7 @@ PyLayout layout_3_11() {
     layout.type_dictoffset = 288;
     layout.type_flags = 168;
     layout.heaptype_cached_keys = 872;
+    layout.tpflags_heaptype = 0x200;
     layout.tpflags_managed_dict = 0x10;
     layout.managed_dict_offset = -24;
     layout.managed_values_offset = -32;
@@ -512,6 +569,13 @@ PyLayout layout_3_11() {
     layout.float_fval = 16;
     layout.tuple_item = 24;
     layout.list_item = 24;
+    layout.set_used = 24;
+    layout.set_mask = 32;
+    layout.set_table = 40;
+    layout.setentry_size = 16;
+    layout.setentry_key = 0;
+    layout.setentry_hash = 8;
+    layout.cell_ref = 16;
     layout.dict_used = 16;
     layout.dict_keys = 32;
     layout.dict_values = 40;
@@ -546,6 +610,7 @@ PyLayout layout_3_12() {
     layout.interp_modules = 944;
     layout.interp_ceval_gil = 384;
     layout.interp_gil = 1040;
+    layout.interp_gc_collecting = 312;
     layout.tstate_size = 288;
     layout.tstate_next = 8;
     layout.tstate_interp = 16;
@@ -584,6 +649,9 @@ PyLayout layout_3_12() {
     layout.code_localspluskinds = 104;
     layout.code_code_adaptive = 192;
     layout.code_firsttraceable = 176;
+    layout.co_fast_local = 32;
+    layout.co_fast_cell = 64;
+    layout.co_fast_free = 128;
     layout.object_type = 8;
     layout.varobject_size = 16;
     layout.type_name = 24;
@@ -591,6 +659,7 @@ PyLayout layout_3_12() {
     layout.type_dictoffset = 288;
     layout.type_flags = 168;
     layout.heaptype_cached_keys = 880;
+    layout.tpflags_heaptype = 0x200;
     layout.tpflags_managed_dict = 0x10;
     layout.managed_dict_offset = -24;
     layout.bytes_size = 16;
@@ -610,6 +679,13 @@ PyLayout layout_3_12() {
     layout.float_fval = 16;
     layout.tuple_item = 24;
     layout.list_item = 24;
+    layout.set_used = 24;
+    layout.set_mask = 32;
+    layout.set_table = 40;
+    layout.setentry_size = 16;
+    layout.setentry_key = 0;
+    layout.setentry_hash = 8;
+    layout.cell_ref = 16;
     layout.dict_used = 16;
     layout.dict_keys = 32;
     layout.dict_values = 40;
@@ -645,6 +721,7 @@ PyLayout layout_3_13() {
     layout.interp_modules = 7656;
     layout.interp_ceval_gil = 16;
     layout.interp_gil = 7752;
+    layout.interp_gc_collecting = 7600;
     layout.tstate_size = 304;
     layout.tstate_next = 8;
     layout.tstate_interp = 16;
@@ -682,6 +759,9 @@ PyLayout layout_3_13() {
     layout.code_localspluskinds = 104;
     layout.code_code_adaptive = 200;
     layout.code_firsttraceable = 184;
+    layout.co_fast_local = 32;
+    layout.co_fast_cell = 64;
+    layout.co_fast_free = 128;
     layout.object_type = 8;
     layout.varobject_size = 16;
     layout.type_name = 24;
@@ -689,6 +769,7 @@ PyLayout layout_3_13() {
     layout.type_dictoffset = 288;
     layout.type_flags = 168;
     layout.heaptype_cached_keys = 880;
+    layout.tpflags_heaptype = 0x200;
     layout.tpflags_managed_dict = 0x10;
     layout.tpflags_inline_values = 0x4;
     layout.managed_dict_offset = -24;
@@ -709,6 +790,13 @@ PyLayout layout_3_13() {
     layout.float_fval = 16;
     layout.tuple_item = 24;
     layout.list_item = 24;
+    layout.set_used = 24;
+    layout.set_mask = 32;
+    layout.set_table = 40;
+    layout.setentry_size = 16;
+    layout.setentry_key = 0;
+    layout.setentry_hash = 8;
+    layout.cell_ref = 16;
     layout.dict_used = 16;
     layout.dict_keys = 32;
     layout.dict_values = 40;

@@ -11,6 +11,7 @@
 #include "pyspy/process/prefetched_memory.h"
 #include "pyspy/process/process.h"
 #include "pyspy/process/ptrace.h"
+#include "pyspy/python/locals.h"
 
 namespace pyspy {
 
@@ -272,6 +273,21 @@ Result<FrameChain> PythonProcess::walkThread(const ThreadStateInfo& state, const
     return walker.walk(state.frame, &partial);
 }
 
+void PythonProcess::readLocals(std::vector<PyFrame>& frames, int level) {
+    // Values are read once, for dump: not worth replaying on a later snapshot.
+    speculative_.setRecording(false);
+    const ReprLimits limits = ReprLimits::forLevel(level);
+    for (auto& frame : frames) {
+        auto locals = readFrameLocals(reader_, frame.address, frame.codeAddress, limits);
+        if (locals.ok()) {
+            frame.locals = std::move(locals.value());
+        } else {
+            frame.localsError = locals.error().describe();
+        }
+    }
+    speculative_.setRecording(true);
+}
+
 ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
     ProcessSnapshot snap;
     snap.pid = pid_;
@@ -351,6 +367,7 @@ ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
             thread.frames = std::move(partial.frames);
             thread.error = chain.error().describe();
         }
+        if (options.localsLevel > 0) readLocals(thread.frames, options.localsLevel);
         snap.threads.push_back(std::move(thread));
     }
     if (pause) {

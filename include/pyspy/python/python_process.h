@@ -24,6 +24,7 @@ struct SnapshotOptions {
     bool pause = true;         // stop all threads while reading (consistent, costs the target a pause)
     bool threadNames = true;   // look up threading.Thread names
     std::size_t maxThreads = 4096;
+    int localsLevel = 0;       // > 0: read each frame's locals (PyFrame::locals) with ReprLimits::forLevel
     WalkLimits limits;
 };
 
@@ -62,7 +63,8 @@ class PythonProcess {
     std::unordered_map<std::uint64_t, std::string> threadNames() const;
     void resolveNativeIds(std::vector<ThreadStateInfo>& states, const std::vector<pid_t>& tids);
     Result<FrameChain> walkThread(const ThreadStateInfo& state, const WalkLimits& limits, FrameChain& partial);
-    bool stacksReadable();  // some thread with a frame walks to at least one frame
+    bool stacksReadable();
+    void readLocals(std::vector<PyFrame>& frames, int level);  // fills PyFrame::locals / localsError  // some thread with a frame walks to at least one frame
 
     pid_t pid_;
     ProcessHandle handle_;

@@ -27,9 +27,21 @@ struct CodeInfo {
     std::optional<int> lineForOffset(int byteOffset) const;
 };
 
+// One argument or local variable of a frame, with a short repr of its value
+// (dump --locals; see locals.h).
+struct LocalVariable {
+    std::string name;
+    std::string repr;
+};
+
 struct PyFrame {
     std::shared_ptr<const CodeInfo> code;
     std::optional<int> line;
+    std::uint64_t address = 0;      // the frame in the target (PyFrameObject* or _PyInterpreterFrame*)
+    std::uint64_t codeAddress = 0;  // its code object
+    // Filled only when locals were asked for (SnapshotOptions::localsLevel).
+    std::vector<LocalVariable> locals;
+    std::optional<std::string> localsError;  // reading the locals failed; `locals` has what was read
 
     const std::string& function() const { return code->qualname; }
     const std::string& filename() const { return code->filename; }

@@ -35,15 +35,15 @@ ProcessSnapshot sampleSnapshot() {
     main.threadId = 0x7f0000001000;
     main.nativeId = 4242;
     main.name = "MainThread";
-    main.frames = {{code("Server.wait", "/srv/app.py"), 40}, {code("<module>", "/srv/app.py"), 52}};
+    main.frames = {{code("Server.wait", "/srv/app.py"), 40, 0, 0, {}, {}}, {code("<module>", "/srv/app.py"), 52, 0, 0, {}, {}}};
     ThreadStack worker;
     worker.threadId = 0x7f0000002000;
     worker.nativeId = 4250;
     worker.name = "worker \x1b[31m<&\">";  // hostile: an escape sequence and markup
     worker.active = true;
     worker.holdsGil = true;
-    worker.frames = {{code("compute", "/usr/lib/python3.12/site-packages/lib/calc.py"), std::nullopt},
-                     {code("run", "/usr/lib/python3.12/threading.py"), 1010}};
+    worker.frames = {{code("compute", "/usr/lib/python3.12/site-packages/lib/calc.py"), std::nullopt, 0, 0, {}, {}},
+                     {code("run", "/usr/lib/python3.12/threading.py"), 1010, 0, 0, {}, {}}};
     worker.truncated = true;
     ThreadStack unknown;
     unknown.threadId = 0x7f0000003000;
