@@ -144,6 +144,20 @@ std::uint64_t PythonProcess::gilHolder() const {
     return 0;
 }
 
+bool PythonProcess::gcCollecting() const {
+    // The GC runs in the thread that holds the GIL, with `collecting` set for the whole
+    // collection: in _PyRuntime (3.7-3.8) or in the interpreter (3.9+).
+    const PyLayout& l = target_.layout;
+    std::uint64_t flag = 0;
+    if (l.runtime_gc_collecting != kAbsent && target_.runtime != 0) {
+        flag = at(target_.runtime, l.runtime_gc_collecting);
+    } else if (l.interp_gc_collecting != kAbsent && target_.interpreter != 0) {
+        flag = at(target_.interpreter, l.interp_gc_collecting);
+    }
+    if (flag == 0) return false;
+    return readValue<std::int32_t>(speculative_, flag).valueOr(0) != 0;
+}
+
 std::unordered_map<std::uint64_t, std::string> PythonProcess::threadNames() const {
     // sys.modules["threading"]._active: {ident: Thread}; Thread._name (2.7: _Thread__name).
     std::unordered_map<std::uint64_t, std::string> names;
@@ -341,6 +355,7 @@ ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
     }
     resolveNativeIds(states.value(), tids);
     const std::uint64_t holder = gilHolder();
+    const bool collecting = holder != 0 && gcCollecting();
     speculative_.setRecording(false);  // a names lookup is rare and large: not worth replaying
     auto names = options.threadNames ? threadNames() : std::unordered_map<std::uint64_t, std::string>{};
     speculative_.setRecording(true);
@@ -350,6 +365,7 @@ ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
         thread.threadId = state.threadId;
         thread.nativeId = state.nativeId;
         thread.holdsGil = holder != 0 && holder == state.address;
+        thread.collectingGarbage = collecting && thread.holdsGil;
         if (state.nativeId) {
             auto it = running.find(*state.nativeId);
             if (it == running.end()) relistThreads_ = true;  // a new thread: list the tasks again next time

@@ -60,6 +60,7 @@ class PythonProcess {
     Result<std::vector<ThreadStateInfo>> readThreadStates(std::size_t maxThreads) const;
     Result<ThreadStateInfo> readThreadState(std::uint64_t address) const;
     std::uint64_t gilHolder() const;  // the PyThreadState* holding the GIL, or 0
+    bool gcCollecting() const;        // the GC's `collecting` flag is set (3.7+; false when unknown)
     std::unordered_map<std::uint64_t, std::string> threadNames() const;
     void resolveNativeIds(std::vector<ThreadStateInfo>& states, const std::vector<pid_t>& tids);
     Result<FrameChain> walkThread(const ThreadStateInfo& state, const WalkLimits& limits, FrameChain& partial);

@@ -99,3 +99,30 @@ TEST_CASE("shortFilename keeps what identifies a file", "[output]") {
     CHECK(shortFilename("/srv/app/main.py") == "main.py");
     CHECK(shortFilename("<string>") == "<string>");
 }
+
+TEST_CASE("dump shows locals under their frame, and the gc mark", "[output]") {
+    ProcessSnapshot snap = sampleSnapshot();
+    snap.threads[1].collectingGarbage = true;
+    PyFrame& frame = snap.threads[1].frames[0];
+    frame.locals = {{"count", "3"}, {"label", "'\x1b[31m'"}};
+    PyFrame& outer = snap.threads[1].frames[1];
+    outer.localsError = "bad address at 0x10";
+
+    const std::string text = formatDumpText(snap, DumpFormatOptions{});
+    CHECK(text.find("(active+gil+gc): \"worker") != std::string::npos);
+    CHECK(text.find("calc.py:?)\n        count = 3\n        label = '\\x1b[31m'\n") != std::string::npos);
+    CHECK(text.find("        [error reading locals: bad address at 0x10]\n") != std::string::npos);
+
+    CHECK(nlohmann::json::parse(formatDumpJson(snap, DumpFormatOptions{}))["threads"][1]["frames"][0].count("locals") ==
+          0);
+    DumpFormatOptions withLocals;
+    withLocals.locals = true;
+    auto doc = nlohmann::json::parse(formatDumpJson(snap, withLocals));
+    const auto& worker = doc["threads"][1];
+    CHECK(worker["collecting_garbage"] == true);
+    CHECK(worker["frames"][0]["locals"] ==
+          nlohmann::json::parse(R"([{"name": "count", "repr": "3"}, {"name": "label", "repr": "'\u001b[31m'"}])"));
+    CHECK(worker["frames"][0]["locals_error"].is_null());
+    CHECK(worker["frames"][1]["locals"].empty());
+    CHECK(worker["frames"][1]["locals_error"] == "bad address at 0x10");
+}

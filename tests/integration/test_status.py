@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""Integration test of the per-thread status of `pyspy-cpp dump`: the "gc" mark.
+
+Run by ctest (tests/integration/CMakeLists.txt) with the system python3:
+
+  test_status.py --binary BUILD/pyspy-cpp gc PYTHON
+
+Starts tests/targets/gc_target.py under PYTHON (a thread running gc.collect() in a
+loop over 400,000 live containers, the main thread asleep) and dumps it (JSON and
+text) until a dump shows the collector collecting: `collecting_garbage` true on the
+collector thread (its native id from the READY line), which also holds the GIL and is
+in `collect_loop`, and "+gc" in its text state. No dump may mark the sleeping main
+thread, or a thread without the GIL. Exit code 0 = passed, 1 = failed, 77 = skipped
+(the interpreter is not installed, or the version keeps the GC state where it cannot
+be read: 2.7 and 3.6).
+"""
+
+import argparse
+import json
+import os
+import re
+import select
+import subprocess
+import sys
+import time
+
+SKIP = 77
+HERE = os.path.dirname(os.path.abspath(__file__))
+TARGET = os.path.normpath(os.path.join(HERE, "..", "targets", "gc_target.py"))
+READY_TIMEOUT = 30.0
+ATTEMPTS = 40  # dumps; the collector is inside a collection most of the time
+
+
+class Failure(Exception):
+    pass
+
+
+def check(cond, message):
+    if not cond:
+        raise Failure(message)
+
+
+def start_target(python):
+    proc = subprocess.Popen([python, TARGET, "60"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            universal_newlines=True)
+    deadline = time.time() + READY_TIMEOUT
+    while time.time() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.time()))
+        if not ready:
+            break
+        line = proc.stdout.readline()
+        if not line:
+            break
+        if line.startswith("READY "):
+            return proc, json.loads(line[len("READY "):])
+    proc.kill()
+    raise Failure("target did not report READY: %s" % proc.stderr.read())
+
+
+def dump(binary, pid, *flags):
+    result = subprocess.run([binary, "dump", "--pid", str(pid)] + list(flags), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, universal_newlines=True, timeout=30)
+    check(result.returncode == 0, "dump exited %d: %s" % (result.returncode, result.stderr))
+    return result.stdout
+
+
+def version_of(python):
+    out = subprocess.check_output([python, "-c", "import sys; print('%d %d' % sys.version_info[:2])"])
+    return tuple(int(x) for x in out.split())
+
+
+def test_gc(binary, python):
+    if version_of(python) < (3, 7):
+        print("SKIP: the GC's collecting flag is a static of gcmodule.c before 3.7; not read")
+        return SKIP
+    proc, ready = start_target(python)
+    try:
+        pid, collector, main = ready["pid"], ready["collector_native_id"], ready["main_native_id"]
+        seen_json = seen_text = False
+        for _ in range(ATTEMPTS):
+            doc = json.loads(dump(binary, pid, "--json"))
+            for thread in doc["threads"]:
+                if not thread["collecting_garbage"]:
+                    continue
+                check(thread["native_id"] != main, "the sleeping main thread is marked collecting")
+                check(thread["holds_gil"], "a thread without the GIL is marked collecting")
+                check(thread["native_id"] == collector, "thread %s marked collecting, the collector is %s"
+                      % (thread["native_id"], collector))
+                check(thread["frames"] and thread["frames"][0]["function"] == "collect_loop",
+                      "the collecting thread is not in collect_loop: %s" % thread["frames"][:1])
+                seen_json = True
+            text = dump(binary, pid)
+            for m in re.finditer(r"^Thread (\d+) \(([a-z+]+)\)", text, re.M):
+                if "+gc" in m.group(2):
+                    check(int(m.group(1)) == collector, "text: thread %s marked gc" % m.group(1))
+                    check("+gil" in m.group(2), "text: gc without gil: %s" % m.group(0))
+                    seen_text = True
+            if seen_json and seen_text:
+                break
+        check(seen_json, "no JSON dump in %d showed the collector collecting" % ATTEMPTS)
+        check(seen_text, "no text dump in %d showed +gc" % ATTEMPTS)
+        check(proc.poll() is None, "the target died during the dumps")
+    finally:
+        proc.kill()
+        proc.wait()
+    return 0
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--binary", required=True)
+    parser.add_argument("case", choices=["gc"])
+    parser.add_argument("python")
+    args = parser.parse_args()
+    if not os.access(args.python, os.X_OK):
+        print("SKIP: interpreter %s is not installed" % args.python)
+        return SKIP
+    try:
+        rc = test_gc(args.binary, args.python)
+    except Failure as failure:
+        print("FAIL: %s" % failure)
+        return 1
+    if rc == 0:
+        print("PASS: %s with %s" % (args.case, args.python))
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
