@@ -37,8 +37,9 @@ def check(cond, message):
         raise Failure(message)
 
 
-def start_target(python):
-    proc = subprocess.Popen([python, TARGET, "60"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+def start_target(python, target=TARGET):
+    """Starts `target` under `python` for 60 s; returns it and its READY document."""
+    proc = subprocess.Popen([python, target, "60"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             universal_newlines=True)
     deadline = time.time() + READY_TIMEOUT
     while time.time() < deadline:

@@ -19,49 +19,15 @@ import argparse
 import json
 import os
 import re
-import select
 import subprocess
 import sys
-import time
+
+from test_locals import Failure, check, dump, start_target
 
 SKIP = 77
 HERE = os.path.dirname(os.path.abspath(__file__))
 TARGET = os.path.normpath(os.path.join(HERE, "..", "targets", "gc_target.py"))
-READY_TIMEOUT = 30.0
 ATTEMPTS = 40  # dumps; the collector is inside a collection most of the time
-
-
-class Failure(Exception):
-    pass
-
-
-def check(cond, message):
-    if not cond:
-        raise Failure(message)
-
-
-def start_target(python):
-    proc = subprocess.Popen([python, TARGET, "60"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            universal_newlines=True)
-    deadline = time.time() + READY_TIMEOUT
-    while time.time() < deadline:
-        ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.time()))
-        if not ready:
-            break
-        line = proc.stdout.readline()
-        if not line:
-            break
-        if line.startswith("READY "):
-            return proc, json.loads(line[len("READY "):])
-    proc.kill()
-    raise Failure("target did not report READY: %s" % proc.stderr.read())
-
-
-def dump(binary, pid, *flags):
-    result = subprocess.run([binary, "dump", "--pid", str(pid)] + list(flags), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, universal_newlines=True, timeout=30)
-    check(result.returncode == 0, "dump exited %d: %s" % (result.returncode, result.stderr))
-    return result.stdout
 
 
 def version_of(python):
@@ -73,7 +39,7 @@ def test_gc(binary, python):
     if version_of(python) < (3, 7):
         print("SKIP: the GC's collecting flag is a static of gcmodule.c before 3.7; not read")
         return SKIP
-    proc, ready = start_target(python)
+    proc, ready = start_target(python, TARGET)
     try:
         pid, collector, main = ready["pid"], ready["collector_native_id"], ready["main_native_id"]
         seen_json = seen_text = False
