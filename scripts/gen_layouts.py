@@ -186,6 +186,10 @@ def probe_for(major: int, minor: int) -> Probe:
         add("runtime_interpreters_head", "offsetof(_PyRuntimeState, interpreters.head)")
         add("gil_locked", "offsetof(struct _gil_runtime_state, locked)")
         add("gil_last_holder", "offsetof(struct _gil_runtime_state, last_holder)")
+        add("gil_cond", "offsetof(struct _gil_runtime_state, cond)")
+        add("gil_cond_size", "sizeof(((struct _gil_runtime_state *)0)->cond)")
+        add("gil_mutex", "offsetof(struct _gil_runtime_state, mutex)")
+        add("gil_mutex_size", "sizeof(((struct _gil_runtime_state *)0)->mutex)")
     if (3, 7) <= v <= (3, 11):
         add("runtime_gilstate_tstate_current", "offsetof(_PyRuntimeState, gilstate.tstate_current)")
         add("runtime_ceval_gil", "offsetof(_PyRuntimeState, ceval.gil)")

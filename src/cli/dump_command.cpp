@@ -30,6 +30,7 @@ int runDump(const DumpArgs& args) {
     SnapshotOptions options;
     options.pause = !args.nonblocking;
     options.localsLevel = args.locals;
+    options.gilWaiters = true;
     const ProcessSnapshot snapshot = process->snapshot(options);
     DumpFormatOptions format;
     format.fullFilenames = args.fullFilenames;

@@ -47,6 +47,7 @@ std::string displayFilename(const PyFrame& frame, const DumpFormatOptions& optio
 std::string stateOf(const ThreadStack& thread) {
     std::string state = thread.active ? "active" : "idle";
     if (thread.holdsGil) state += "+gil";
+    if (thread.waitingForGil) state += "+gilwait";
     if (thread.collectingGarbage) state += "+gc";
     return state;
 }
@@ -101,6 +102,7 @@ std::string formatDumpJson(const ProcessSnapshot& snapshot, const DumpFormatOpti
                            {"name", thread.name ? json(*thread.name) : json(nullptr)},
                            {"active", thread.active},
                            {"holds_gil", thread.holdsGil},
+                           {"waiting_for_gil", thread.waitingForGil},
                            {"collecting_garbage", thread.collectingGarbage},
                            {"frames", std::move(frames)},
                            {"truncated", thread.truncated},

@@ -164,6 +164,10 @@ PyLayout layout_3_7() {
     layout.runtime_gc_collecting = 632;
     layout.gil_locked = 16;
     layout.gil_last_holder = 8;
+    layout.gil_cond = 32;
+    layout.gil_cond_size = 48;
+    layout.gil_mutex = 80;
+    layout.gil_mutex_size = 40;
     layout.interp_size = 2568;
     layout.interp_next = 0;
     layout.interp_tstate_head = 8;
@@ -247,6 +251,10 @@ PyLayout layout_3_8() {
     layout.runtime_gc_collecting = 544;
     layout.gil_locked = 16;
     layout.gil_last_holder = 8;
+    layout.gil_cond = 32;
+    layout.gil_cond_size = 48;
+    layout.gil_mutex = 80;
+    layout.gil_mutex_size = 40;
     layout.interp_size = 2720;
     layout.interp_next = 0;
     layout.interp_tstate_head = 8;
@@ -329,6 +337,10 @@ PyLayout layout_3_9() {
     layout.runtime_ceval_gil = 352;
     layout.gil_locked = 16;
     layout.gil_last_holder = 8;
+    layout.gil_cond = 32;
+    layout.gil_cond_size = 48;
+    layout.gil_mutex = 80;
+    layout.gil_mutex_size = 40;
     layout.interp_size = 5656;
     layout.interp_next = 0;
     layout.interp_tstate_head = 8;
@@ -412,6 +424,10 @@ PyLayout layout_3_10() {
     layout.runtime_ceval_gil = 352;
     layout.gil_locked = 16;
     layout.gil_last_holder = 8;
+    layout.gil_cond = 32;
+    layout.gil_cond_size = 48;
+    layout.gil_mutex = 80;
+    layout.gil_mutex_size = 40;
     layout.interp_size = 113528;
     layout.interp_next = 0;
     layout.interp_tstate_head = 8;
@@ -495,6 +511,10 @@ PyLayout layout_3_11() {
     layout.runtime_ceval_gil = 360;
     layout.gil_locked = 16;
     layout.gil_last_holder = 8;
+    layout.gil_cond = 32;
+    layout.gil_cond_size = 48;
+    layout.gil_mutex = 80;
+    layout.gil_mutex_size = 40;
     layout.interp_size = 107752;
     layout.interp_next = 0;
     layout.interp_tstate_head = 16;
@@ -604,6 +624,10 @@ PyLayout layout_3_12() {
     layout.runtime_interpreters_head = 40;
     layout.gil_locked = 16;
     layout.gil_last_holder = 8;
+    layout.gil_cond = 32;
+    layout.gil_cond_size = 48;
+    layout.gil_mutex = 80;
+    layout.gil_mutex_size = 40;
     layout.interp_size = 383552;
     layout.interp_next = 0;
     layout.interp_tstate_head = 72;
@@ -715,6 +739,10 @@ PyLayout layout_3_13() {
     layout.runtime_debug_offsets = 0;
     layout.gil_locked = 16;
     layout.gil_last_holder = 8;
+    layout.gil_cond = 32;
+    layout.gil_cond_size = 48;
+    layout.gil_mutex = 80;
+    layout.gil_mutex_size = 40;
     layout.interp_size = 194968;
     layout.interp_next = 7264;
     layout.interp_tstate_head = 7344;

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "pyspy/common/error.h"
+#include "pyspy/process/futex_wait.h"
 #include "pyspy/process/prefetched_memory.h"
 #include "pyspy/process/process.h"
 #include "pyspy/process/ptrace.h"
@@ -141,6 +142,13 @@ std::uint64_t PythonProcess::gilHolder() const {
         if (!locked.ok() || locked.value() == 0) return 0;
         return readPointer(speculative_, at(gil, l.gil_last_holder)).valueOr(0);
     }
+    return 0;
+}
+
+std::uint64_t PythonProcess::gilAddress() const {
+    const PyLayout& l = target_.layout;
+    if (l.runtime_ceval_gil != kAbsent && target_.runtime != 0) return at(target_.runtime, l.runtime_ceval_gil);
+    if (l.interp_ceval_gil != kAbsent) return readPointer(speculative_, at(target_.interpreter, l.interp_ceval_gil)).valueOr(0);
     return 0;
 }
 
@@ -320,6 +328,16 @@ ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
         if (auto stat = threadStats_.read(tid); stat.ok()) running[tid] = stat.value().running();
     }
 
+    // A thread waiting for the GIL sleeps in futex(2) on the GIL's condition variable or
+    // mutex; read where each sleeping thread waits now, as a pause would interrupt it.
+    std::unordered_map<pid_t, std::uint64_t> futexWaits;
+    if (options.gilWaiters && target_.layout.gil_cond != kAbsent) {
+        for (const auto& [tid, isRunning] : running) {
+            if (isRunning) continue;
+            if (auto wait = futexWaitAddress(pid_, tid); wait.ok() && wait.value()) futexWaits[tid] = *wait.value();
+        }
+    }
+
     std::optional<ThreadPause> pause;
     const auto pauseStart = std::chrono::steady_clock::now();
     if (options.pause) {
@@ -356,6 +374,14 @@ ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
     resolveNativeIds(states.value(), tids);
     const std::uint64_t holder = gilHolder();
     const bool collecting = holder != 0 && gcCollecting();
+    const std::uint64_t gil = futexWaits.empty() ? 0 : gilAddress();
+    const auto onGil = [&](std::uint64_t address) {
+        const PyLayout& l = target_.layout;
+        const auto within = [&](std::int64_t offset, std::int64_t size) {
+            return address >= at(gil, offset) && address < at(gil, offset + size);
+        };
+        return gil != 0 && (within(l.gil_cond, l.gil_cond_size) || within(l.gil_mutex, l.gil_mutex_size));
+    };
     speculative_.setRecording(false);  // a names lookup is rare and large: not worth replaying
     auto names = options.threadNames ? threadNames() : std::unordered_map<std::uint64_t, std::string>{};
     speculative_.setRecording(true);
@@ -367,6 +393,9 @@ ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
         thread.holdsGil = holder != 0 && holder == state.address;
         thread.collectingGarbage = collecting && thread.holdsGil;
         if (state.nativeId) {
+            if (auto wait = futexWaits.find(*state.nativeId); wait != futexWaits.end()) {
+                thread.waitingForGil = !thread.holdsGil && onGil(wait->second);
+            }
             auto it = running.find(*state.nativeId);
             if (it == running.end()) relistThreads_ = true;  // a new thread: list the tasks again next time
             thread.active = it != running.end() && it->second;

@@ -33,6 +33,11 @@ struct PyLayout {
     // --- struct _gil_runtime_state (3.7+) ---------------------------------------
     std::int64_t gil_locked = kAbsent;       // locked (int, atomic)
     std::int64_t gil_last_holder = kAbsent;  // last_holder (PyThreadState*, atomic)
+    // cond and mutex (pthread), where a thread that waits to take the GIL sleeps.
+    std::int64_t gil_cond = kAbsent;
+    std::int64_t gil_cond_size = kAbsent;
+    std::int64_t gil_mutex = kAbsent;
+    std::int64_t gil_mutex_size = kAbsent;
 
     // --- PyInterpreterState -----------------------------------------------------
     std::int64_t interp_size = kAbsent;

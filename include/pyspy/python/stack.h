@@ -53,6 +53,7 @@ struct ThreadStack {
     std::optional<std::string> name;    // threading.Thread name, when found
     bool active = false;                // the OS thread was running (not sleeping or waiting)
     bool holdsGil = false;
+    bool waitingForGil = false;         // asleep on the GIL's condition variable or mutex (3.7+, dump)
     bool collectingGarbage = false;     // the GC was collecting and this thread held the GIL (3.7+)
     std::vector<PyFrame> frames;        // innermost first
     bool truncated = false;             // the depth bound cut the stack
