@@ -186,11 +186,19 @@ def probe_for(major: int, minor: int) -> Probe:
         add("runtime_interpreters_head", "offsetof(_PyRuntimeState, interpreters.head)")
         add("gil_locked", "offsetof(struct _gil_runtime_state, locked)")
         add("gil_last_holder", "offsetof(struct _gil_runtime_state, last_holder)")
+        add("gil_cond", "offsetof(struct _gil_runtime_state, cond)")
+        add("gil_cond_size", "sizeof(((struct _gil_runtime_state *)0)->cond)")
+        add("gil_mutex", "offsetof(struct _gil_runtime_state, mutex)")
+        add("gil_mutex_size", "sizeof(((struct _gil_runtime_state *)0)->mutex)")
     if (3, 7) <= v <= (3, 11):
         add("runtime_gilstate_tstate_current", "offsetof(_PyRuntimeState, gilstate.tstate_current)")
         add("runtime_ceval_gil", "offsetof(_PyRuntimeState, ceval.gil)")
     if v >= (3, 13):
         add("runtime_debug_offsets", "offsetof(_PyRuntimeState, debug_offsets)")
+    if (3, 7) <= v <= (3, 8):
+        add("runtime_gc_collecting", "offsetof(_PyRuntimeState, gc.collecting)")
+    if v >= (3, 9):
+        add("interp_gc_collecting", "offsetof(PyInterpreterState, gc.collecting)")
 
     # --- PyInterpreterState ---------------------------------------------------------------
     add("interp_size", "sizeof(PyInterpreterState)")
@@ -274,6 +282,9 @@ def probe_for(major: int, minor: int) -> Probe:
         add("code_localspluskinds", "offsetof(PyCodeObject, co_localspluskinds)")
         add("code_code_adaptive", "offsetof(PyCodeObject, co_code_adaptive)")
         add("code_firsttraceable", "offsetof(PyCodeObject, _co_firsttraceable)")
+        add("co_fast_local", "CO_FAST_LOCAL")
+        add("co_fast_cell", "CO_FAST_CELL")
+        add("co_fast_free", "CO_FAST_FREE")
 
     # --- objects and types -------------------------------------------------------------------------
     add("object_type", "offsetof(PyObject, ob_type)")
@@ -282,6 +293,7 @@ def probe_for(major: int, minor: int) -> Probe:
     add("type_basicsize", "offsetof(PyTypeObject, tp_basicsize)")
     add("type_dictoffset", "offsetof(PyTypeObject, tp_dictoffset)")
     add("type_flags", "offsetof(PyTypeObject, tp_flags)")
+    add("tpflags_heaptype", "Py_TPFLAGS_HEAPTYPE")
     if v >= (3, 6):
         add("heaptype_cached_keys", "offsetof(PyHeapTypeObject, ht_cached_keys)")
     if v >= (3, 11):
@@ -354,6 +366,13 @@ def probe_for(major: int, minor: int) -> Probe:
     add("float_fval", "offsetof(PyFloatObject, ob_fval)")
     add("tuple_item", "offsetof(PyTupleObject, ob_item)")
     add("list_item", "offsetof(PyListObject, ob_item)")
+    add("set_used", "offsetof(PySetObject, used)")
+    add("set_mask", "offsetof(PySetObject, mask)")
+    add("set_table", "offsetof(PySetObject, table)")
+    add("setentry_size", "sizeof(setentry)")
+    add("setentry_key", "offsetof(setentry, key)")
+    add("setentry_hash", "offsetof(setentry, hash)")
+    add("cell_ref", "offsetof(PyCellObject, ob_ref)")
 
     # --- dict -----------------------------------------------------------------------------------------------
     add("dict_used", "offsetof(PyDictObject, ma_used)")

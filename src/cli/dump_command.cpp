@@ -19,6 +19,7 @@ struct DumpArgs {
     bool fullFilenames = false;
     double timeout = 10.0;
     bool scanOnly = false;
+    int locals = 0;  // how many times -l was given
 };
 
 int runDump(const DumpArgs& args) {
@@ -28,9 +29,12 @@ int runDump(const DumpArgs& args) {
     auto process = PythonProcess::attach(args.pid, locate);
     SnapshotOptions options;
     options.pause = !args.nonblocking;
+    options.localsLevel = args.locals;
+    options.gilWaiters = true;
     const ProcessSnapshot snapshot = process->snapshot(options);
     DumpFormatOptions format;
     format.fullFilenames = args.fullFilenames;
+    format.locals = args.locals > 0;
     const std::string out = args.json ? formatDumpJson(snapshot, format) : formatDumpText(snapshot, format);
     std::fwrite(out.data(), 1, out.size(), stdout);
     std::fflush(stdout);
@@ -46,6 +50,8 @@ Command addDumpCommand(CLI::App& app) {
     cmd->add_flag("-j,--json", args->json, "Print one JSON document (schema: docs/dump-json.md)");
     cmd->add_flag("-n,--nonblocking", args->nonblocking,
                   "Do not pause the target while reading (faster for it, may give torn stacks)");
+    cmd->add_flag("-l,--locals", args->locals,
+                  "Show each frame's arguments and local variables (repeat, -ll, for longer values)");
     cmd->add_flag("--full-filenames", args->fullFilenames, "Show full paths instead of short names");
     cmd->add_option("--timeout", args->timeout, "Give up after this many seconds (exit code 8)")
         ->capture_default_str();

@@ -47,6 +47,8 @@ std::string displayFilename(const PyFrame& frame, const DumpFormatOptions& optio
 std::string stateOf(const ThreadStack& thread) {
     std::string state = thread.active ? "active" : "idle";
     if (thread.holdsGil) state += "+gil";
+    if (thread.waitingForGil) state += "+gilwait";
+    if (thread.collectingGarbage) state += "+gc";
     return state;
 }
 
@@ -65,6 +67,12 @@ std::string formatDumpText(const ProcessSnapshot& snapshot, const DumpFormatOpti
             const std::string line = frame.line ? std::to_string(*frame.line) : std::string("?");
             out += fmt::format("    {} ({}:{})\n", terminalSafe(frame.function()),
                                terminalSafe(displayFilename(frame, options)), line);
+            for (const auto& local : frame.locals) {
+                out += fmt::format("        {} = {}\n", terminalSafe(local.name), terminalSafe(local.repr));
+            }
+            if (frame.localsError) {
+                out += fmt::format("        [error reading locals: {}]\n", terminalSafe(*frame.localsError));
+            }
         }
         if (thread.truncated) out += "    ... (stack truncated)\n";
         if (thread.error) out += fmt::format("    [error reading stack: {}]\n", terminalSafe(*thread.error));
@@ -78,15 +86,24 @@ std::string formatDumpJson(const ProcessSnapshot& snapshot, const DumpFormatOpti
     for (const auto& thread : snapshot.threads) {
         json frames = json::array();
         for (const auto& frame : thread.frames) {
-            frames.push_back({{"function", frame.function()},
-                              {"filename", displayFilename(frame, options)},
-                              {"line", frame.line ? json(*frame.line) : json(nullptr)}});
+            json entry = {{"function", frame.function()},
+                          {"filename", displayFilename(frame, options)},
+                          {"line", frame.line ? json(*frame.line) : json(nullptr)}};
+            if (options.locals) {
+                json locals = json::array();
+                for (const auto& local : frame.locals) locals.push_back({{"name", local.name}, {"repr", local.repr}});
+                entry["locals"] = std::move(locals);
+                entry["locals_error"] = frame.localsError ? json(*frame.localsError) : json(nullptr);
+            }
+            frames.push_back(std::move(entry));
         }
         threads.push_back({{"thread_id", thread.threadId},
                            {"native_id", thread.nativeId ? json(*thread.nativeId) : json(nullptr)},
                            {"name", thread.name ? json(*thread.name) : json(nullptr)},
                            {"active", thread.active},
                            {"holds_gil", thread.holdsGil},
+                           {"waiting_for_gil", thread.waitingForGil},
+                           {"collecting_garbage", thread.collectingGarbage},
                            {"frames", std::move(frames)},
                            {"truncated", thread.truncated},
                            {"error", thread.error ? json(*thread.error) : json(nullptr)}});

@@ -132,7 +132,7 @@ Result<std::vector<FrameWalker::RawFrame>> FrameWalker::collect(std::uint64_t fr
         PYSPY_TRY(auto code, block.pointer(l.frame_code));
         PYSPY_TRY(auto back, block.pointer(l.frame_back));
         bool skip = false;
-        RawFrame entry{code, -1, false};
+        RawFrame entry{code, -1, false, address};
         if (interpreterFrames) {
             if (l.frame_owner != kAbsent && l.owner_cstack != kAbsent) {
                 PYSPY_TRY(auto owner, block.field<std::int8_t>(l.frame_owner));
@@ -242,7 +242,12 @@ Result<FrameChain> FrameWalker::walk(std::uint64_t frame, FrameChain* partial) c
             continue;
         }
         const int offset = static_cast<int>(std::min<std::int64_t>(raw[i].byteOffset, 1 << 30));
-        chain.frames.push_back(PyFrame{info.value(), codes_.lineFor(raw[i].code, *info.value(), offset)});
+        PyFrame frame;
+        frame.code = info.value();
+        frame.line = codes_.lineFor(raw[i].code, *info.value(), offset);
+        frame.address = raw[i].address;
+        frame.codeAddress = raw[i].code;
+        chain.frames.push_back(std::move(frame));
     }
     return chain;
 }

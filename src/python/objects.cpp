@@ -287,7 +287,43 @@ Result<std::int64_t> ObjectReader::readInt(std::uint64_t object) const {
     return readLongDigits(object);
 }
 
-Result<std::int64_t> ObjectReader::readLongDigits(std::uint64_t object) const {
+Result<std::string> ObjectReader::readIntDecimal(std::uint64_t object, std::size_t maxDigits) const {
+    auto small = readInt(object);
+    if (small.ok()) return std::to_string(small.value());
+    // Too big for 64 bits (or not an int at all): only a long has digits to convert.
+    PYSPY_TRY(auto type, typeOf(object));
+    PYSPY_TRY(bool isLong, layout_.major == 2 ? typeIs(type, types_.long2, kLongSubclass)
+                                              : typeIs(type, types_.integer, kLongSubclass));
+    if (!isLong) return small.err();
+    bool negative = false;
+    PYSPY_TRY(auto digits, longDigits(object, maxDigits, negative));
+    // Schoolbook conversion to base 10^9: repeatedly divide the digit array by 10^9.
+    constexpr std::uint32_t kChunk = 1000000000;
+    const int bits = layout_.long_digit_bits;
+    std::vector<std::uint32_t> chunks;  // least significant first
+    while (!digits.empty()) {
+        std::uint64_t remainder = 0;
+        for (std::size_t i = digits.size(); i-- > 0;) {
+            const std::uint64_t current = (remainder << bits) | digits[i];
+            digits[i] = static_cast<std::uint32_t>(current / kChunk);
+            remainder = current % kChunk;
+        }
+        chunks.push_back(static_cast<std::uint32_t>(remainder));
+        while (!digits.empty() && digits.back() == 0) digits.pop_back();
+    }
+    std::string out = negative ? "-" : "";
+    if (chunks.empty()) return std::string("0");
+    out += std::to_string(chunks.back());
+    for (std::size_t i = chunks.size() - 1; i-- > 0;) {
+        const std::string part = std::to_string(chunks[i]);
+        out.append(9 - part.size(), '0');
+        out += part;
+    }
+    return out;
+}
+
+Result<std::vector<std::uint32_t>> ObjectReader::longDigits(std::uint64_t object, std::size_t maxDigits,
+                                                            bool& negative) const {
     const PyLayout& l = layout_;
     PYSPY_CHECK(need({l.long_digit}, "no int layout"));
     const int bits = l.long_digit_bits;
@@ -295,13 +331,13 @@ Result<std::int64_t> ObjectReader::readLongDigits(std::uint64_t object) const {
     if (bits <= 0 || bits > 32 || (digitSize != 2 && digitSize != 4)) {
         return Err{ReadError{ReadErrorKind::Unsupported, object, "no int digit size"}};
     }
-    bool negative = false;
+    negative = false;
     std::uint64_t ndigits = 0;
     if (has(l.long_lv_tag)) {  // 3.12+: lv_tag = ndigits << 3 | sign (0 positive, 1 zero, 2 negative)
         PYSPY_TRY(auto tag, readValue<std::uint64_t>(memory_, at(object, l.long_lv_tag)));
         const unsigned sign = tag & 3u;
         if (sign == 3) return Err{invalid("bad int sign", object)};
-        if (sign == 1) return std::int64_t{0};
+        if (sign == 1) return std::vector<std::uint32_t>{};
         negative = sign == 2;
         ndigits = tag >> 3;
     } else {  // ob_size: the number of digits, negative for a negative value
@@ -310,23 +346,31 @@ Result<std::int64_t> ObjectReader::readLongDigits(std::uint64_t object) const {
         negative = size < 0;
         ndigits = negative ? 0 - static_cast<std::uint64_t>(size) : static_cast<std::uint64_t>(size);
     }
-    if (ndigits == 0) return std::int64_t{0};
-    const std::uint64_t maxDigits = (64 + static_cast<std::uint64_t>(bits) - 1) / static_cast<std::uint64_t>(bits);
-    if (ndigits > maxDigits) return Err{invalid("int does not fit in 64 bits", object)};
+    if (ndigits > maxDigits) return Err{invalid("int too big", object)};
     PYSPY_TRY(auto raw, readBytes(memory_, at(object, l.long_digit), ndigits * static_cast<std::size_t>(digitSize)));
-    std::uint64_t magnitude = 0;
-    for (std::size_t i = ndigits; i-- > 0;) {  // most significant digit last in memory
-        std::uint32_t digit = 0;
+    std::vector<std::uint32_t> digits(ndigits);  // least significant first, as in memory
+    for (std::size_t i = 0; i < ndigits; ++i) {
         if (digitSize == 2) {
             std::uint16_t d;
             std::memcpy(&d, raw.data() + i * 2, 2);
-            digit = d;
+            digits[i] = d;
         } else {
-            std::memcpy(&digit, raw.data() + i * 4, 4);
+            std::memcpy(&digits[i], raw.data() + i * 4, 4);
         }
-        if (bits < 32 && (digit >> bits) != 0) return Err{invalid("bad int digit", object)};
+        if (bits < 32 && (digits[i] >> bits) != 0) return Err{invalid("bad int digit", object)};
+    }
+    return digits;
+}
+
+Result<std::int64_t> ObjectReader::readLongDigits(std::uint64_t object) const {
+    const int bits = layout_.long_digit_bits;
+    const std::size_t maxDigits = bits > 0 ? static_cast<std::size_t>((64 + bits - 1) / bits) : 0;
+    bool negative = false;
+    PYSPY_TRY(auto digits, longDigits(object, maxDigits, negative));
+    std::uint64_t magnitude = 0;
+    for (std::size_t i = digits.size(); i-- > 0;) {  // most significant digit last in memory
         if ((magnitude >> (64 - bits)) != 0) return Err{invalid("int does not fit in 64 bits", object)};
-        magnitude = (magnitude << bits) | digit;
+        magnitude = (magnitude << bits) | digits[i];
     }
     constexpr std::uint64_t kMinMagnitude = std::uint64_t{1} << 63;
     if (negative) {

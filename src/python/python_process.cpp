@@ -8,9 +8,11 @@
 #include <fmt/format.h>
 
 #include "pyspy/common/error.h"
+#include "pyspy/process/futex_wait.h"
 #include "pyspy/process/prefetched_memory.h"
 #include "pyspy/process/process.h"
 #include "pyspy/process/ptrace.h"
+#include "pyspy/python/locals.h"
 
 namespace pyspy {
 
@@ -143,6 +145,27 @@ std::uint64_t PythonProcess::gilHolder() const {
     return 0;
 }
 
+std::uint64_t PythonProcess::gilAddress() const {
+    const PyLayout& l = target_.layout;
+    if (l.runtime_ceval_gil != kAbsent && target_.runtime != 0) return at(target_.runtime, l.runtime_ceval_gil);
+    if (l.interp_ceval_gil != kAbsent) return readPointer(speculative_, at(target_.interpreter, l.interp_ceval_gil)).valueOr(0);
+    return 0;
+}
+
+bool PythonProcess::gcCollecting() const {
+    // The GC runs in the thread that holds the GIL, with `collecting` set for the whole
+    // collection: in _PyRuntime (3.7-3.8) or in the interpreter (3.9+).
+    const PyLayout& l = target_.layout;
+    std::uint64_t flag = 0;
+    if (l.runtime_gc_collecting != kAbsent && target_.runtime != 0) {
+        flag = at(target_.runtime, l.runtime_gc_collecting);
+    } else if (l.interp_gc_collecting != kAbsent && target_.interpreter != 0) {
+        flag = at(target_.interpreter, l.interp_gc_collecting);
+    }
+    if (flag == 0) return false;
+    return readValue<std::int32_t>(speculative_, flag).valueOr(0) != 0;
+}
+
 std::unordered_map<std::uint64_t, std::string> PythonProcess::threadNames() const {
     // sys.modules["threading"]._active: {ident: Thread}; Thread._name (2.7: _Thread__name).
     std::unordered_map<std::uint64_t, std::string> names;
@@ -272,6 +295,21 @@ Result<FrameChain> PythonProcess::walkThread(const ThreadStateInfo& state, const
     return walker.walk(state.frame, &partial);
 }
 
+void PythonProcess::readLocals(std::vector<PyFrame>& frames, int level) {
+    // Values are read once, for dump: not worth replaying on a later snapshot.
+    speculative_.setRecording(false);
+    const ReprLimits limits = ReprLimits::forLevel(level);
+    for (auto& frame : frames) {
+        auto locals = readFrameLocals(reader_, frame.address, frame.codeAddress, limits);
+        if (locals.ok()) {
+            frame.locals = std::move(locals.value());
+        } else {
+            frame.localsError = locals.error().describe();
+        }
+    }
+    speculative_.setRecording(true);
+}
+
 ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
     ProcessSnapshot snap;
     snap.pid = pid_;
@@ -288,6 +326,16 @@ ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
     std::unordered_map<pid_t, bool> running;
     for (pid_t tid : tids) {
         if (auto stat = threadStats_.read(tid); stat.ok()) running[tid] = stat.value().running();
+    }
+
+    // A thread waiting for the GIL sleeps in futex(2) on the GIL's condition variable or
+    // mutex; read where each sleeping thread waits now, as a pause would interrupt it.
+    std::unordered_map<pid_t, std::uint64_t> futexWaits;
+    if (options.gilWaiters && target_.layout.gil_cond != kAbsent) {
+        for (const auto& [tid, isRunning] : running) {
+            if (isRunning) continue;
+            if (auto wait = futexWaitAddress(pid_, tid); wait.ok() && wait.value()) futexWaits[tid] = *wait.value();
+        }
     }
 
     std::optional<ThreadPause> pause;
@@ -324,6 +372,15 @@ ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
     }
     resolveNativeIds(states.value(), tids);
     const std::uint64_t holder = gilHolder();
+    const bool collecting = holder != 0 && gcCollecting();
+    const std::uint64_t gil = futexWaits.empty() ? 0 : gilAddress();
+    const auto onGil = [&](std::uint64_t address) {
+        const PyLayout& l = target_.layout;
+        const auto within = [&](std::int64_t offset, std::int64_t size) {
+            return address >= at(gil, offset) && address < at(gil, offset + size);
+        };
+        return gil != 0 && (within(l.gil_cond, l.gil_cond_size) || within(l.gil_mutex, l.gil_mutex_size));
+    };
     speculative_.setRecording(false);  // a names lookup is rare and large: not worth replaying
     auto names = options.threadNames ? threadNames() : std::unordered_map<std::uint64_t, std::string>{};
     speculative_.setRecording(true);
@@ -333,7 +390,11 @@ ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
         thread.threadId = state.threadId;
         thread.nativeId = state.nativeId;
         thread.holdsGil = holder != 0 && holder == state.address;
+        thread.collectingGarbage = collecting && thread.holdsGil;
         if (state.nativeId) {
+            if (auto wait = futexWaits.find(*state.nativeId); wait != futexWaits.end()) {
+                thread.waitingForGil = !thread.holdsGil && onGil(wait->second);
+            }
             auto it = running.find(*state.nativeId);
             if (it == running.end()) relistThreads_ = true;  // a new thread: list the tasks again next time
             thread.active = it != running.end() && it->second;
@@ -350,6 +411,7 @@ ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
             thread.frames = std::move(partial.frames);
             thread.error = chain.error().describe();
         }
+        if (options.localsLevel > 0) readLocals(thread.frames, options.localsLevel);
         snap.threads.push_back(std::move(thread));
     }
     if (pause) {

@@ -144,7 +144,7 @@ def run_dump(binary, pid, *flags, timeout=30, preexec=None, env=None):
 
 # --- parsing the two output formats --------------------------------------------------
 
-THREAD_RE = re.compile(r'^Thread (\S+) \((active|idle)(\+gil)?\)(?:: "(.*)")?$')
+THREAD_RE = re.compile(r'^Thread (\S+) \((active|idle)(\+gil)?(?:\+gilwait)?(?:\+gc)?\)(?:: "(.*)")?$')
 FRAME_RE = re.compile(r"^    (.+) \((.+):(\d+|\?)\)$")
 
 

@@ -10,6 +10,7 @@ namespace pyspy {
 
 struct DumpFormatOptions {
     bool fullFilenames = false;  // otherwise shortened: see shortFilename
+    bool locals = false;         // JSON: each frame gets "locals" and "locals_error" (text prints whatever was read)
 };
 
 std::string formatDumpText(const ProcessSnapshot& snapshot, const DumpFormatOptions& options);

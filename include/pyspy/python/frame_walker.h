@@ -84,6 +84,7 @@ class FrameWalker {
         std::uint64_t code = 0;
         std::int64_t byteOffset = -1;  // offset of the current instruction in the bytecode, -1 = not started
         bool generator = false;        // owned by a generator/coroutine (3.11+)
+        std::uint64_t address = 0;     // the frame itself
     };
     Result<std::vector<RawFrame>> collect(std::uint64_t frame, bool& truncated) const;
     // One content fingerprint per code header (see CodeCache), read in one batch.

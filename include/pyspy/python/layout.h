@@ -28,10 +28,16 @@ struct PyLayout {
     std::int64_t runtime_gilstate_tstate_current = kAbsent;  // gilstate.tstate_current (3.7-3.11)
     std::int64_t runtime_ceval_gil = kAbsent;                // ceval.gil, inline struct (3.7-3.11)
     std::int64_t runtime_debug_offsets = kAbsent;            // debug_offsets, _Py_DebugOffsets (3.13+)
+    std::int64_t runtime_gc_collecting = kAbsent;            // gc.collecting, int (3.7-3.8)
 
     // --- struct _gil_runtime_state (3.7+) ---------------------------------------
     std::int64_t gil_locked = kAbsent;       // locked (int, atomic)
     std::int64_t gil_last_holder = kAbsent;  // last_holder (PyThreadState*, atomic)
+    // cond and mutex (pthread), where a thread that waits to take the GIL sleeps.
+    std::int64_t gil_cond = kAbsent;
+    std::int64_t gil_cond_size = kAbsent;
+    std::int64_t gil_mutex = kAbsent;
+    std::int64_t gil_mutex_size = kAbsent;
 
     // --- PyInterpreterState -----------------------------------------------------
     std::int64_t interp_size = kAbsent;
@@ -40,6 +46,7 @@ struct PyLayout {
     std::int64_t interp_modules = kAbsent;      // modules (<=3.11), imports.modules (3.12+)
     std::int64_t interp_ceval_gil = kAbsent;    // ceval.gil, pointer to _gil_runtime_state (3.12+)
     std::int64_t interp_gil = kAbsent;          // _gil, the interpreter's own inline _gil_runtime_state (3.12+)
+    std::int64_t interp_gc_collecting = kAbsent;  // gc.collecting, int (3.9+)
 
     // --- PyThreadState ----------------------------------------------------------
     std::int64_t tstate_size = kAbsent;
@@ -98,6 +105,10 @@ struct PyLayout {
     std::int64_t code_localspluskinds = kAbsent; // co_localspluskinds (3.11+)
     std::int64_t code_code_adaptive = kAbsent;   // co_code_adaptive (3.11+), bytecode inline
     std::int64_t code_firsttraceable = kAbsent;  // _co_firsttraceable (3.11+), int
+    // Kind bits of co_localspluskinds (3.11+): CO_FAST_LOCAL, CO_FAST_CELL, CO_FAST_FREE.
+    std::int64_t co_fast_local = kAbsent;
+    std::int64_t co_fast_cell = kAbsent;
+    std::int64_t co_fast_free = kAbsent;
 
     // --- PyObject / PyVarObject / PyTypeObject -----------------------------------
     std::int64_t object_type = kAbsent;   // ob_type
@@ -107,6 +118,7 @@ struct PyLayout {
     std::int64_t type_dictoffset = kAbsent; // tp_dictoffset
     std::int64_t type_flags = kAbsent;      // tp_flags (unsigned long)
     std::int64_t heaptype_cached_keys = kAbsent;  // PyHeapTypeObject.ht_cached_keys (3.6+)
+    std::uint64_t tpflags_heaptype = 0;           // Py_TPFLAGS_HEAPTYPE: a class made at run time, not a builtin
     std::uint64_t tpflags_managed_dict = 0;       // Py_TPFLAGS_MANAGED_DICT (3.11+), else 0
     std::uint64_t tpflags_inline_values = 0;      // Py_TPFLAGS_INLINE_VALUES (3.13+), else 0
     std::int64_t managed_dict_offset = kAbsent;   // offset of the managed dict pointer from the object (negative; 3.11+)
@@ -144,6 +156,14 @@ struct PyLayout {
     std::int64_t float_fval = kAbsent;
     std::int64_t tuple_item = kAbsent;  // ob_item
     std::int64_t list_item = kAbsent;   // ob_item (PyObject**)
+    // PySetObject: used, mask, table of setentry {key, hash}
+    std::int64_t set_used = kAbsent;
+    std::int64_t set_mask = kAbsent;
+    std::int64_t set_table = kAbsent;
+    std::int64_t setentry_size = kAbsent;
+    std::int64_t setentry_key = kAbsent;
+    std::int64_t setentry_hash = kAbsent;  // -1 marks a deleted (dummy) entry
+    std::int64_t cell_ref = kAbsent;  // PyCellObject.ob_ref
 
     // --- dict ---------------------------------------------------------------------
     std::int64_t dict_used = kAbsent;    // ma_used

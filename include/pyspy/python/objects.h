@@ -44,6 +44,8 @@ class ObjectReader {
 
     const PyLayout& layout() const { return layout_; }
     const TypeAddresses& types() const { return types_; }
+    const ProcessMemory& memory() const { return memory_; }
+    const ObjectLimits& limits() const { return limits_; }
 
     Result<std::uint64_t> typeOf(std::uint64_t object) const;  // ob_type
     Result<std::string> typeName(std::uint64_t object) const;  // tp_name of ob_type
@@ -55,6 +57,9 @@ class ObjectReader {
 
     // An int (any size that fits in 64 bits signed); bigger values are an Invalid error.
     Result<std::int64_t> readInt(std::uint64_t object) const;
+    // An int of any size in decimal, if it has at most `maxDigits` internal digits
+    // (30 or 15 bits each); bigger ones are an Invalid error.
+    Result<std::string> readIntDecimal(std::uint64_t object, std::size_t maxDigits) const;
 
     // The (key, value) object pointers of a dict, in storage order, at most maxDictEntries.
     Result<std::vector<std::pair<std::uint64_t, std::uint64_t>>> dictItems(std::uint64_t dict) const;
@@ -76,6 +81,8 @@ class ObjectReader {
     Result<std::string> readUnicode3(std::uint64_t object) const;
     Result<std::string> readUnicode2(std::uint64_t object) const;
     Result<std::int64_t> readLongDigits(std::uint64_t object) const;
+    // The digits of a long, least significant first, and its sign; at most maxDigits.
+    Result<std::vector<std::uint32_t>> longDigits(std::uint64_t object, std::size_t maxDigits, bool& negative) const;
     // 3.6+: the (key, value) pairs of a keys object; `values` is the split values array or 0.
     Result<Items> keysItems(std::uint64_t keys, std::uint64_t values) const;
     Result<Items> dictItems27(std::uint64_t dict) const;

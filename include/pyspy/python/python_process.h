@@ -24,6 +24,8 @@ struct SnapshotOptions {
     bool pause = true;         // stop all threads while reading (consistent, costs the target a pause)
     bool threadNames = true;   // look up threading.Thread names
     std::size_t maxThreads = 4096;
+    bool gilWaiters = false;   // mark threads asleep on the GIL (3.7+; one /proc read per sleeping thread)
+    int localsLevel = 0;       // > 0: read each frame's locals (PyFrame::locals) with ReprLimits::forLevel
     WalkLimits limits;
 };
 
@@ -59,10 +61,13 @@ class PythonProcess {
     Result<std::vector<ThreadStateInfo>> readThreadStates(std::size_t maxThreads) const;
     Result<ThreadStateInfo> readThreadState(std::uint64_t address) const;
     std::uint64_t gilHolder() const;  // the PyThreadState* holding the GIL, or 0
+    bool gcCollecting() const;
+    std::uint64_t gilAddress() const;  // the _gil_runtime_state in use (3.7+), or 0        // the GC's `collecting` flag is set (3.7+; false when unknown)
     std::unordered_map<std::uint64_t, std::string> threadNames() const;
     void resolveNativeIds(std::vector<ThreadStateInfo>& states, const std::vector<pid_t>& tids);
     Result<FrameChain> walkThread(const ThreadStateInfo& state, const WalkLimits& limits, FrameChain& partial);
-    bool stacksReadable();  // some thread with a frame walks to at least one frame
+    bool stacksReadable();
+    void readLocals(std::vector<PyFrame>& frames, int level);  // fills PyFrame::locals / localsError  // some thread with a frame walks to at least one frame
 
     pid_t pid_;
     ProcessHandle handle_;

@@ -27,9 +27,21 @@ struct CodeInfo {
     std::optional<int> lineForOffset(int byteOffset) const;
 };
 
+// One argument or local variable of a frame, with a short repr of its value
+// (dump --locals; see locals.h).
+struct LocalVariable {
+    std::string name;
+    std::string repr;
+};
+
 struct PyFrame {
     std::shared_ptr<const CodeInfo> code;
     std::optional<int> line;
+    std::uint64_t address = 0;      // the frame in the target (PyFrameObject* or _PyInterpreterFrame*)
+    std::uint64_t codeAddress = 0;  // its code object
+    // Filled only when locals were asked for (SnapshotOptions::localsLevel).
+    std::vector<LocalVariable> locals;
+    std::optional<std::string> localsError;  // reading the locals failed; `locals` has what was read
 
     const std::string& function() const { return code->qualname; }
     const std::string& filename() const { return code->filename; }
@@ -41,6 +53,8 @@ struct ThreadStack {
     std::optional<std::string> name;    // threading.Thread name, when found
     bool active = false;                // the OS thread was running (not sleeping or waiting)
     bool holdsGil = false;
+    bool waitingForGil = false;         // asleep on the GIL's condition variable or mutex (3.7+, dump)
+    bool collectingGarbage = false;     // the GC was collecting and this thread held the GIL (3.7+)
     std::vector<PyFrame> frames;        // innermost first
     bool truncated = false;             // the depth bound cut the stack
     std::optional<std::string> error;   // the walk failed part-way; frames holds what was read

@@ -35,15 +35,15 @@ ProcessSnapshot sampleSnapshot() {
     main.threadId = 0x7f0000001000;
     main.nativeId = 4242;
     main.name = "MainThread";
-    main.frames = {{code("Server.wait", "/srv/app.py"), 40}, {code("<module>", "/srv/app.py"), 52}};
+    main.frames = {{code("Server.wait", "/srv/app.py"), 40, 0, 0, {}, {}}, {code("<module>", "/srv/app.py"), 52, 0, 0, {}, {}}};
     ThreadStack worker;
     worker.threadId = 0x7f0000002000;
     worker.nativeId = 4250;
     worker.name = "worker \x1b[31m<&\">";  // hostile: an escape sequence and markup
     worker.active = true;
     worker.holdsGil = true;
-    worker.frames = {{code("compute", "/usr/lib/python3.12/site-packages/lib/calc.py"), std::nullopt},
-                     {code("run", "/usr/lib/python3.12/threading.py"), 1010}};
+    worker.frames = {{code("compute", "/usr/lib/python3.12/site-packages/lib/calc.py"), std::nullopt, 0, 0, {}, {}},
+                     {code("run", "/usr/lib/python3.12/threading.py"), 1010, 0, 0, {}, {}}};
     worker.truncated = true;
     ThreadStack unknown;
     unknown.threadId = 0x7f0000003000;
@@ -98,4 +98,31 @@ TEST_CASE("shortFilename keeps what identifies a file", "[output]") {
     CHECK(shortFilename("/root/.pyenv/versions/3.11.7/lib/python3.11/json/decoder.py") == "json/decoder.py");
     CHECK(shortFilename("/srv/app/main.py") == "main.py");
     CHECK(shortFilename("<string>") == "<string>");
+}
+
+TEST_CASE("dump shows locals under their frame, and the gc mark", "[output]") {
+    ProcessSnapshot snap = sampleSnapshot();
+    snap.threads[1].collectingGarbage = true;
+    PyFrame& frame = snap.threads[1].frames[0];
+    frame.locals = {{"count", "3"}, {"label", "'\x1b[31m'"}};
+    PyFrame& outer = snap.threads[1].frames[1];
+    outer.localsError = "bad address at 0x10";
+
+    const std::string text = formatDumpText(snap, DumpFormatOptions{});
+    CHECK(text.find("(active+gil+gc): \"worker") != std::string::npos);
+    CHECK(text.find("calc.py:?)\n        count = 3\n        label = '\\x1b[31m'\n") != std::string::npos);
+    CHECK(text.find("        [error reading locals: bad address at 0x10]\n") != std::string::npos);
+
+    CHECK(nlohmann::json::parse(formatDumpJson(snap, DumpFormatOptions{}))["threads"][1]["frames"][0].count("locals") ==
+          0);
+    DumpFormatOptions withLocals;
+    withLocals.locals = true;
+    auto doc = nlohmann::json::parse(formatDumpJson(snap, withLocals));
+    const auto& worker = doc["threads"][1];
+    CHECK(worker["collecting_garbage"] == true);
+    CHECK(worker["frames"][0]["locals"] ==
+          nlohmann::json::parse(R"([{"name": "count", "repr": "3"}, {"name": "label", "repr": "'\u001b[31m'"}])"));
+    CHECK(worker["frames"][0]["locals_error"].is_null());
+    CHECK(worker["frames"][1]["locals"].empty());
+    CHECK(worker["frames"][1]["locals_error"] == "bad address at 0x10");
 }
