@@ -110,6 +110,10 @@ int runRecord(const RecordArgs& args) {
             interrupted = true;
         }
         const auto now = std::chrono::steady_clock::now();
+        // Past -d no new child is started (each sampler also ends by itself by then).
+        if (args.duration > 0 && std::chrono::duration<double>(now - started).count() >= args.duration) {
+            recording.stop();
+        }
         if (tty && now - lastProgress >= std::chrono::milliseconds(200)) {
             lastProgress = now;
             const double elapsed = std::chrono::duration<double>(now - started).count();

@@ -19,6 +19,7 @@ import json
 import os
 import re
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -47,6 +48,17 @@ def read_line(proc, prefix, timeout):
     raise Failure("no %s line from the target within %.0f s" % (prefix, timeout))
 
 
+def is_ours(pid):
+    """Whether pid still runs the target or its sleep (not a reuse of the pid)."""
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            argv = f.read().split(b"\0")
+    except OSError:
+        return False
+    return argv[0].endswith(b"sleep") or any(a.endswith(b"process_tree_target.py") for a in argv) or \
+        any(b"multiprocessing" in a for a in argv)
+
+
 class Target(object):
     def __init__(self, python, *args):
         self.proc = subprocess.Popen([python, TARGET] + [str(a) for a in args], stdout=subprocess.PIPE,
@@ -59,9 +71,18 @@ class Target(object):
             raise
 
     def close(self):
+        """Kills the target and the descendants it reported, so none spins on."""
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
+        ready = getattr(self, "ready", {})
+        for key in ("children", "workers", "sleep", "child"):
+            for pid in ready.get(key, []) if isinstance(ready.get(key), list) else [ready.get(key)]:
+                if pid and is_ours(pid):
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except OSError:
+                        pass
 
 
 def run(binary, args, timeout=60):
