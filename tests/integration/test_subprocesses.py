@@ -8,7 +8,9 @@ Run by ctest (tests/integration/CMakeLists.txt) with the system python3:
 CASE: pool-fork, pool-spawn (record -s of a multiprocessing.Pool(3): the parent and
 three worker pids, each with pool_task), delayed (a child started after profiling
 began), orphan (a child whose parent exits, and the grandchild it starts afterwards),
-sleep (a non-Python child: one note, no failure), dump (dump -s: each process once).
+sleep (a non-Python child: one note, no failure), dump (dump -s: each process once),
+formats (process-thread names in speedscope and chrometrace, process frames in the
+flame graph).
 The target is tests/targets/process_tree_target.py.
 
 Exit code 0 = passed, 1 = failed, 77 = skipped (interpreter not installed, or no spawn
@@ -220,7 +222,38 @@ def test_dump(binary, python, tmp):
     check(sorted(jpids) == sorted(pids), "JSON dumped %r, text %r" % (jpids, pids))
 
 
+def test_formats(binary, python, tmp):
+    """Speedscope: a profile per process-thread named with its pid; chrometrace: thread
+    names with the pid; flamegraph: a `process PID: ...` frame per Python process."""
+    target = Target(python, "tree", 8)
+    outputs = {}
+    try:
+        pids = [target.pid] + target.ready["children"]
+        for fmt in ("speedscope", "chrometrace", "flamegraph"):
+            path = os.path.join(tmp, "profile." + fmt)
+            rc, _, err = run(binary, ["record", "-s", "-f", fmt, "-o", path, "--pid", str(target.pid), "-d", "1.5"])
+            check(rc == 0, "record -s -f %s exited with %d: %s" % (fmt, rc, err))
+            with open(path, encoding="utf-8") as f:
+                outputs[fmt] = f.read()
+    finally:
+        target.close()
+    names = [p["name"] for p in json.loads(outputs["speedscope"])["profiles"]]
+    log("speedscope profiles: %r" % names)
+    for pid in pids:
+        check(any(n.startswith("process %d Thread %d " % (pid, pid)) for n in names),
+              "no speedscope profile for the main thread of process %d: %r" % (pid, names))
+    trace = json.loads(outputs["chrometrace"])
+    thread_names = [e["args"]["name"] for e in trace["traceEvents"] if e.get("name") == "thread_name"]
+    for pid in pids:
+        check(any(n.startswith("pid %d: " % pid) for n in thread_names),
+              "no chrometrace thread named for process %d: %r" % (pid, thread_names))
+    for pid in pids:
+        check("process %d: " % pid in outputs["flamegraph"], "no process %d frame in the flame graph" % pid)
+    check("process %d: " % target.ready["sleep"] not in outputs["flamegraph"], "the sleep process is in the flame graph")
+
+
 TESTS = {
+    "formats": test_formats,
     "pool-fork": lambda b, p, t: test_pool(b, p, t, "fork"),
     "pool-spawn": lambda b, p, t: test_pool(b, p, t, "spawn"),
     "delayed": test_delayed,
