@@ -11,6 +11,12 @@
 
 namespace pyspy {
 
+namespace {
+
+constexpr std::chrono::milliseconds kChildAttachRetry{20};
+
+}  // namespace
+
 TreeRecording::TreeRecording(PythonProcess& root, const SamplerOptions& options, bool keepTimeline,
                              bool subprocesses, Notify warn, Notify note)
     : options_(options),
@@ -64,11 +70,13 @@ void TreeRecording::runChild(Recording& recording) {
     // loading libpython and initializing. A short first wait lets an exec that follows
     // the fork at once (spawn, subprocess) happen before the first look.
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(kChildAttachSeconds);
-    auto delay = std::chrono::milliseconds(20);
+    // Retries every kChildAttachRetry: a child is usually ready tens of ms after its
+    // exec, and every retry of the 1 s is time its samples are missed.
+    auto delay = std::chrono::milliseconds(10);
     std::string whyNot;
     while (!stop_.load()) {
         std::this_thread::sleep_for(delay);
-        delay = std::min(delay * 2, std::chrono::milliseconds(100));
+        delay = kChildAttachRetry;
         if (recording.handle.exited()) break;  // gone before it could be read: nothing to note
         try {
             recording.owned = PythonProcess::attach(recording.pid);

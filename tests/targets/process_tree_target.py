@@ -7,7 +7,8 @@
 #                         in parent_work(); READY {"pid", "workers": [3 pids]}; at the
 #                         end prints "DONE <json>" with the pids that ran tasks.
 #   delayed DELAY SECONDS parent_work() for SECONDS; after DELAY starts a Python child
-#                         running child_work(); READY {"pid"}; DONE {"child"}.
+#                         running child_work(); READY {"pid"}; DONE {"child", "started":
+#                         the time.time() just before the child was started}.
 #   orphan SECONDS FACTS  starts a child running child_work() for SECONDS, then exits
 #                         after 1.5 s; the child, orphaned, starts a grandchild running
 #                         grandchild_work() and writes {"child", "grandchild"} to FACTS.
@@ -84,8 +85,9 @@ def run_pool(method, seconds):
 def run_delayed(delay, seconds):
     ready({"pid": os.getpid()})
     parent_work(delay)
+    started = time.time()
     child = start_self("child", seconds)
-    sys.stdout.write("DONE " + json.dumps({"child": child.pid}) + "\n")
+    sys.stdout.write("DONE " + json.dumps({"child": child.pid, "started": started}) + "\n")
     sys.stdout.flush()
     parent_work(seconds)
     child.wait()
