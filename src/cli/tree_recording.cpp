@@ -17,8 +17,8 @@ constexpr std::chrono::milliseconds kChildAttachRetry{20};
 
 }  // namespace
 
-TreeRecording::TreeRecording(PythonProcess& root, const SamplerOptions& options, bool keepTimeline,
-                             bool subprocesses, Notify warn, Notify note)
+TreeRecording::TreeRecording(PythonProcess& root, const SamplerOptions& options, bool keepTimeline, bool subprocesses,
+                             Notify warn, Notify note)
     : options_(options),
       keepTimeline_(keepTimeline),
       subprocesses_(subprocesses),
@@ -99,8 +99,7 @@ void TreeRecording::runChild(Recording& recording) {
         recording.process = recording.owned.get();
         SamplerOptions options = options_;
         if (options.durationSeconds) {
-            const double elapsed =
-                std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+            const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
             options.durationSeconds = std::max(0.0, *options.durationSeconds - elapsed);
         }
         sample(recording, options);
@@ -172,7 +171,9 @@ const SamplerStats& TreeRecording::rootStats() const {
     return root.stats;
 }
 
-std::exception_ptr TreeRecording::rootFailure() const { return recordings_.front()->failure; }
+std::exception_ptr TreeRecording::rootFailure() const {
+    return recordings_.front()->failure;
+}
 
 bool TreeRecording::timelineTruncated() const {
     return std::any_of(recordings_.begin(), recordings_.end(),

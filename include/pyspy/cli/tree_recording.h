@@ -39,8 +39,8 @@ class TreeRecording {
     using Notify = std::function<void(const std::string&)>;
 
     // `warn` and `note` may be called from any sampler thread (the caller serializes).
-    TreeRecording(PythonProcess& root, const SamplerOptions& options, bool keepTimeline, bool subprocesses,
-                  Notify warn, Notify note);
+    TreeRecording(PythonProcess& root, const SamplerOptions& options, bool keepTimeline, bool subprocesses, Notify warn,
+                  Notify note);
     ~TreeRecording();  // stops and joins whatever still runs
     TreeRecording(const TreeRecording&) = delete;
     TreeRecording& operator=(const TreeRecording&) = delete;
@@ -52,9 +52,9 @@ class TreeRecording {
     bool poll();
     void join();
 
-    std::uint64_t ticksSoFar() const;   // summed over processes
+    std::uint64_t ticksSoFar() const;  // summed over processes
     std::uint64_t errorsSoFar() const;
-    double lagSoFar() const;            // the worst
+    double lagSoFar() const;  // the worst
     std::size_t processCount() const { return recordings_.size(); }
 
     // After join(): the root's stats and failure (a thrown error or SamplerStats::failure),

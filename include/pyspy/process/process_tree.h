@@ -25,9 +25,9 @@ namespace pyspy {
 
 struct TreeMember {
     pid_t pid = 0;
-    pid_t parent = 0;                   // the parent when first seen (0 for the root)
-    unsigned long long startTime = 0;   // with pid, the process's identity
-    std::vector<pid_t> chain;           // root ... parent, pid: how it hangs under the root
+    pid_t parent = 0;                  // the parent when first seen (0 for the root)
+    unsigned long long startTime = 0;  // with pid, the process's identity
+    std::vector<pid_t> chain;          // root ... parent, pid: how it hangs under the root
 };
 
 class ProcessTree {
