@@ -69,10 +69,15 @@ void TreeRecording::runChild(Recording& recording) {
     // Attach once the child is Python: right after a fork it may still be exec'ing, then
     // loading libpython and initializing. A short first wait lets an exec that follows
     // the fork at once (spawn, subprocess) happen before the first look.
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(kChildAttachSeconds);
+    // A python executable may just be slow to start (a loaded machine): it gets longer.
+    const bool pythonNamed = readExecutablePath(recording.pid).find("python") != std::string::npos;
+    const auto deadline = std::chrono::steady_clock::now() +
+                          std::chrono::duration<double>(pythonNamed ? kPythonAttachSeconds : kChildAttachSeconds);
     // Retries every kChildAttachRetry: a child is usually ready tens of ms after its
     // exec, and every retry of the 1 s is time its samples are missed.
-    auto delay = std::chrono::milliseconds(10);
+    // The first wait is longer: a child that execs after a fork (Python 2.7's subprocess
+    // runs Python code in between) must not be read before its exec.
+    auto delay = std::chrono::milliseconds(50);
     std::string whyNot;
     while (!stop_.load()) {
         std::this_thread::sleep_for(delay);
@@ -85,8 +90,8 @@ void TreeRecording::runChild(Recording& recording) {
             break;
         } catch (const FatalError& e) {
             whyNot = e.what();
-            const bool starting = e.kind() == ErrorKind::NotPython || e.kind() == ErrorKind::TargetExited ||
-                                  e.kind() == ErrorKind::NoSuchProcess || e.kind() == ErrorKind::UnsupportedVersion;
+            // A starting interpreter is a moving target: anything but a refusal may clear up.
+            const bool starting = e.kind() != ErrorKind::PermissionDenied;
             if (!starting || std::chrono::steady_clock::now() >= deadline) {
                 if (!recording.handle.exited()) {
                     note_(fmt::format("skipping process {} ({}): {}", recording.pid, command, whyNot));

@@ -6,7 +6,8 @@
 //
 // A new child is pinned by a pidfd (ProcessHandle) as soon as it is seen, then its own
 // thread attaches to it (retrying while it is still exec'ing or loading its
-// interpreter, up to kChildAttachSeconds); a child that is not Python by then gets one
+// interpreter, up to kChildAttachSeconds, or kPythonAttachSeconds when its executable is
+// named python); a child that is not Python by then gets one
 // note and is left alone.
 #pragma once
 
@@ -35,6 +36,7 @@ class TreeRecording {
   public:
     static constexpr std::size_t kMaxSampledProcesses = 64;
     static constexpr double kChildAttachSeconds = 1.0;
+    static constexpr double kPythonAttachSeconds = 5.0;  // when its executable's path says python
 
     using Notify = std::function<void(const std::string&)>;
 
