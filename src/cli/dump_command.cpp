@@ -1,11 +1,17 @@
 // `pyspy-cpp dump`: one consistent snapshot of every thread, as text or JSON.
+#include <algorithm>
 #include <cstdio>
+#include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
+#include <fmt/format.h>
 
 #include "pyspy/cli/cli_common.h"
 #include "pyspy/cli/commands.h"
 #include "pyspy/output/dump.h"
+#include "pyspy/process/process_handle.h"
+#include "pyspy/process/process_tree.h"
 #include "pyspy/python/python_process.h"
 
 namespace pyspy {
@@ -20,22 +26,83 @@ struct DumpArgs {
     double timeout = 10.0;
     bool scanOnly = false;
     int locals = 0;  // how many times -l was given
+    bool subprocesses = false;
 };
+
+std::string dumpOne(PythonProcess& process, const DumpArgs& args) {
+    SnapshotOptions options;
+    options.pause = !args.nonblocking;
+    options.localsLevel = args.locals;
+    options.gilWaiters = true;
+    const ProcessSnapshot snapshot = process.snapshot(options);
+    DumpFormatOptions format;
+    format.fullFilenames = args.fullFilenames;
+    format.locals = args.locals > 0;
+    return args.json ? formatDumpJson(snapshot, format) : formatDumpText(snapshot, format);
+}
+
+std::string chainText(const std::vector<pid_t>& chain, const char* separator) {
+    std::string text;
+    for (const pid_t pid : chain) text += (text.empty() ? "" : separator) + std::to_string(pid);
+    return text;
+}
+
+// dump -s: the target, then each descendant once, depth first (a process right after
+// its parent), each headed by its chain of parents. Text: a "== process ... ==" line
+// before each dump; JSON: {"processes": [{"pid", "chain", "dump"}, ...]}. A descendant
+// that is not Python, or that exits meanwhile, gets a note on stderr and is skipped.
+int runDumpTree(const DumpArgs& args, const LocateOptions& locate) {
+    ProcessTree tree(args.pid);
+    auto root = PythonProcess::attach(args.pid, locate);  // the root must be Python: errors as without -s
+    tree.scan();
+    std::vector<TreeMember> members = tree.members();
+    std::stable_sort(members.begin(), members.end(),
+                     [](const TreeMember& a, const TreeMember& b) { return a.chain < b.chain; });
+    std::string out = args.json ? "{\"processes\": [" : "";
+    bool first = true;
+    for (const TreeMember& member : members) {
+        std::string dump;
+        try {
+            if (member.pid == args.pid) {
+                dump = dumpOne(*root, args);
+            } else {
+                ProcessHandle handle(member.pid);
+                auto process = PythonProcess::attach(member.pid, locate);
+                dump = dumpOne(*process, args);
+                if (handle.exited()) throw FatalError(ErrorKind::TargetExited, "it exited while being read");
+            }
+        } catch (const FatalError& e) {
+            if (member.pid == args.pid) throw;
+            std::fprintf(stderr, "%s: note: skipping process %d (%s): %s\n", kProgram, member.pid,
+                         readCommandLine(member.pid).c_str(), e.what());
+            continue;
+        }
+        if (args.json) {
+            out += fmt::format("{}\n{{\"pid\": {}, \"chain\": [{}], \"dump\": {}}}", first ? "" : ",", member.pid,
+                               chainText(member.chain, ", "), dump);
+        } else {
+            out += fmt::format("{}== process {} (chain {}) ==\n{}", first ? "" : "\n", member.pid,
+                               chainText(member.chain, " > "), dump);
+        }
+        first = false;
+    }
+    if (args.json) out += "\n]}\n";
+    if (tree.overBound()) {
+        std::fprintf(stderr, "%s: note: the tree has more than %zu processes; the rest were not dumped\n", kProgram,
+                     ProcessTree::kMaxTreeMembers);
+    }
+    std::fwrite(out.data(), 1, out.size(), stdout);
+    std::fflush(stdout);
+    return 0;
+}
 
 int runDump(const DumpArgs& args) {
     Watchdog watchdog(args.timeout);
     LocateOptions locate;
     locate.ignoreSymbols = args.scanOnly;
+    if (args.subprocesses) return runDumpTree(args, locate);
     auto process = PythonProcess::attach(args.pid, locate);
-    SnapshotOptions options;
-    options.pause = !args.nonblocking;
-    options.localsLevel = args.locals;
-    options.gilWaiters = true;
-    const ProcessSnapshot snapshot = process->snapshot(options);
-    DumpFormatOptions format;
-    format.fullFilenames = args.fullFilenames;
-    format.locals = args.locals > 0;
-    const std::string out = args.json ? formatDumpJson(snapshot, format) : formatDumpText(snapshot, format);
+    const std::string out = dumpOne(*process, args);
     std::fwrite(out.data(), 1, out.size(), stdout);
     std::fflush(stdout);
     return 0;
@@ -55,6 +122,8 @@ Command addDumpCommand(CLI::App& app) {
     cmd->add_flag("--full-filenames", args->fullFilenames, "Show full paths instead of short names");
     cmd->add_option("--timeout", args->timeout, "Give up after this many seconds (exit code 8)")
         ->capture_default_str();
+    cmd->add_flag("-s,--subprocesses", args->subprocesses,
+                  "Also dump every Python descendant, each once, under its chain of parents");
     cmd->add_flag("--scan-only", args->scanOnly, "Find the interpreter without symbols (as for stripped builds)")
         ->group("");
     return Command{cmd, [args] { return runDump(*args); }};

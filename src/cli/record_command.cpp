@@ -7,7 +7,9 @@
 // sampler has finished: a wait from another thread could steal ptrace stops.
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <ctime>
 #include <exception>
@@ -21,6 +23,7 @@
 #include "pyspy/cli/cli_common.h"
 #include "pyspy/cli/commands.h"
 #include "pyspy/cli/spawn.h"
+#include "pyspy/cli/tree_recording.h"
 #include "pyspy/output/profile_writer.h"
 #include "pyspy/sampling/sampler.h"
 
@@ -35,7 +38,11 @@ struct RecordArgs : SamplingArgs {
     bool threads = false;
     bool function = false;
     bool nolineno = false;
+    bool subprocesses = false;
 };
+
+// How often `record -s` looks for new children: the issue asks for 100 ms at most.
+constexpr std::chrono::milliseconds kTreeScanInterval{50};
 
 std::string baseName(const std::string& path) {
     const auto slash = path.rfind('/');
@@ -79,52 +86,54 @@ int runRecord(const RecordArgs& args) {
     options.aggregateByFunction = args.function;
     options.lineNumbers = !args.nolineno;
 
-    ProfileBuilder builder(options, needsTimeline(format));
-    Sampler sampler(*process, options);
     const bool tty = ::isatty(STDERR_FILENO) != 0;
     std::mutex stderrMutex;
-    const auto warn = [&](const std::string& message) {
+    const auto say = [&](const char* what, const std::string& message) {
         std::lock_guard lock(stderrMutex);
-        std::fprintf(stderr, "%s%s: warning: %s\n", tty ? "\r\033[K" : "", kProgram, message.c_str());
+        std::fprintf(stderr, "%s%s: %s: %s\n", tty ? "\r\033[K" : "", kProgram, what, message.c_str());
     };
+    TreeRecording recording(
+        *process, options, needsTimeline(format), args.subprocesses,
+        [&](const std::string& message) { say("warning", message); },
+        [&](const std::string& message) { say("note", message); });
+    recording.start();
 
-    std::atomic<bool> stop{false};
-    std::atomic<bool> done{false};
-    SamplerStats stats;
-    std::exception_ptr failure;
-    std::thread samplerThread([&] {
-        try {
-            stats = sampler.run(builder, stop, warn);
-        } catch (...) {
-            failure = std::current_exception();
-        }
-        done.store(true);
-    });
-
+    // The main thread waits for signals and, with -s, scans for new children every
+    // kTreeScanInterval (so a child is picked up within about that time).
+    const auto wait = args.subprocesses ? kTreeScanInterval : std::chrono::milliseconds(200);
     const auto started = std::chrono::steady_clock::now();
+    auto lastProgress = started - std::chrono::seconds(1);
     bool interrupted = false;
-    while (!done.load()) {
-        if (signals.wait(std::chrono::milliseconds(200)) != 0) {
-            stop.store(true);
+    while (recording.poll()) {
+        if (signals.wait(wait) != 0) {
+            recording.stop();
             interrupted = true;
         }
-        if (tty && !done.load()) {
-            const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-            const auto ticks = sampler.ticksSoFar();
-            const auto errors = sampler.errorsSoFar();
+        const auto now = std::chrono::steady_clock::now();
+        // Past -d no new child is started (each sampler also ends by itself by then).
+        if (args.duration > 0 && std::chrono::duration<double>(now - started).count() >= args.duration) {
+            recording.stop();
+        }
+        if (tty && now - lastProgress >= std::chrono::milliseconds(200)) {
+            lastProgress = now;
+            const double elapsed = std::chrono::duration<double>(now - started).count();
+            const std::string processes =
+                args.subprocesses ? fmt::format(", {} processes", recording.processCount()) : std::string();
             std::lock_guard lock(stderrMutex);
-            std::fprintf(stderr, "\r\033[K%s: %.1f s, %llu samples, %llu errors, lag %.1f ms%s", kProgram, elapsed,
-                         static_cast<unsigned long long>(ticks), static_cast<unsigned long long>(errors),
-                         sampler.lagSoFar() * 1000, interrupted ? " (stopping)" : " (Ctrl-C to stop)");
+            std::fprintf(stderr, "\r\033[K%s: %.1f s, %llu samples, %llu errors, lag %.1f ms%s%s", kProgram, elapsed,
+                         static_cast<unsigned long long>(recording.ticksSoFar()),
+                         static_cast<unsigned long long>(recording.errorsSoFar()), recording.lagSoFar() * 1000,
+                         processes.c_str(), interrupted ? " (stopping)" : " (Ctrl-C to stop)");
             std::fflush(stderr);
         }
     }
-    samplerThread.join();
-    if (!failure && stats.failure) failure = stats.failure;  // after some samples: keep them, then report
+    recording.join();
+    const SamplerStats& stats = recording.rootStats();
+    std::exception_ptr failure = recording.rootFailure();  // after some samples: keep them, then report
     if (tty) std::fputs("\r\033[K", stderr);
 
     if (failure && stats.ticks == 0) std::rethrow_exception(failure);
-    RecordedProfile profile = builder.finish(sampler, stats, *process);
+    RecordedProfile profile = recording.finish();
     ExportOptions exportOptions;
     exportOptions.showThreads = args.threads;
     exportOptions.fullFilenames = args.fullFilenames;
@@ -136,21 +145,27 @@ int runRecord(const RecordArgs& args) {
                              ? 100.0 * static_cast<double>(profile.errors) /
                                    static_cast<double>(profile.samples + profile.errors)
                              : 0.0;
-    std::string why = interrupted ? "stopped" : stats.targetExited ? "the target exited" : "done";
-    std::fprintf(stderr, "%s: %s after %.1f s: %llu samples, %llu errors (%.1f%%); wrote %s to %s\n", kProgram,
-                 why.c_str(), stats.elapsedSeconds, static_cast<unsigned long long>(profile.samples),
+    std::string why = interrupted              ? "stopped"
+                      : !stats.targetExited    ? "done"
+                      : args.subprocesses      ? "the process tree exited"
+                                               : "the target exited";
+    const std::string processes =
+        args.subprocesses ? fmt::format(" from {} processes", recording.sampledProcesses()) : std::string();
+    std::fprintf(stderr, "%s: %s after %.1f s: %llu samples%s, %llu errors (%.1f%%); wrote %s to %s\n", kProgram,
+                 why.c_str(), std::max(stats.elapsedSeconds, profile.duration),
+                 static_cast<unsigned long long>(profile.samples), processes.c_str(),
                  static_cast<unsigned long long>(profile.errors), share, formatName(format), outputPath.c_str());
-    if (stats.pausedSeconds > 0 && profile.samples > 0) {
+    if (stats.pausedSeconds > 0 && stats.ticks > 0) {
         // What the target paid for consistent stacks: say it, so nobody has to guess.
         std::fprintf(stderr, "%s: the target was paused %.0f us per sample, %.2f%% of the time (--nonblocking: never)\n",
-                     kProgram, 1e6 * stats.pausedSeconds / static_cast<double>(profile.samples),
+                     kProgram, 1e6 * stats.pausedSeconds / static_cast<double>(stats.ticks),
                      stats.elapsedSeconds > 0 ? 100.0 * stats.pausedSeconds / stats.elapsedSeconds : 0.0);
     }
     if (profile.trie.totalSamples() == 0 && profile.samples > 0 && !args.idle) {
         std::fprintf(stderr, "%s: no thread was active while sampling; use --idle to include idle threads\n",
                      kProgram);
     }
-    if (builder.timelineTruncated()) {
+    if (recording.timelineTruncated()) {
         std::fprintf(stderr, "%s: warning: the timeline was cut at its size bound; totals are complete\n", kProgram);
     }
     if (failure) std::rethrow_exception(failure);
@@ -178,6 +193,8 @@ Command addRecordCommand(CLI::App& app) {
     cmd->add_flag("-t,--threads", args->threads, "A root frame per thread (id and name)");
     cmd->add_flag("-F,--function", args->function, "Aggregate by function, not by line");
     cmd->add_flag("--nolineno", args->nolineno, "No line numbers");
+    cmd->add_flag("-s,--subprocesses", args->subprocesses,
+                  "Also profile every Python descendant of the target (a root frame per process)");
     return Command{cmd, [args] { return runRecord(*args); }};
 }
 

@@ -195,6 +195,32 @@ std::string readExecutablePath(pid_t pid) {
     return std::string(buffer, static_cast<std::size_t>(n));
 }
 
+std::optional<ProcessStatus> readProcessStatus(pid_t pid) {
+    std::string text;
+    if (!readProcFile(procPath(pid, "/stat"), 4096, text)) return std::nullopt;
+    const auto stat = parseStat(text);
+    if (!stat) return std::nullopt;
+    // After "(COMM) ": state is field 3, ppid field 4, starttime field 22.
+    std::string_view rest = std::string_view(text).substr(text.rfind(')') + 2);
+    ProcessStatus status;
+    status.pid = stat->tid;
+    status.state = stat->state;
+    for (int field = 3; field <= 22 && !rest.empty(); ++field) {
+        const std::size_t space = rest.find(' ');
+        const std::string_view token = rest.substr(0, space);
+        if (field == 4) std::from_chars(token.data(), token.data() + token.size(), status.parent);
+        if (field == 22) {
+            if (std::from_chars(token.data(), token.data() + token.size(), status.startTime).ec != std::errc()) {
+                return std::nullopt;
+            }
+            return status;
+        }
+        if (space == std::string_view::npos) break;
+        rest.remove_prefix(space + 1);
+    }
+    return std::nullopt;
+}
+
 std::vector<pid_t> listThreads(pid_t pid) { return TaskDirectory(pid).list(); }
 
 TaskDirectory::TaskDirectory(pid_t pid)

@@ -29,6 +29,16 @@ bool processAlive(pid_t pid);  // exists and is not a zombie
 std::string readCommandLine(pid_t pid);  // arguments joined by spaces; bounded length
 std::string readExecutablePath(pid_t pid);  // the /proc/PID/exe link target, or ""
 
+// A process's place in the process tree, from /proc/PID/stat. (pid, startTime) names
+// one process for the life of the system: a reused pid has a later start time.
+struct ProcessStatus {
+    pid_t pid = 0;
+    pid_t parent = 0;              // ppid: init or a subreaper once the parent has exited
+    char state = '?';
+    unsigned long long startTime = 0;  // clock ticks after boot (field 22)
+};
+std::optional<ProcessStatus> readProcessStatus(pid_t pid);  // nullopt: gone or unreadable
+
 std::vector<pid_t> listThreads(pid_t pid);  // from /proc/PID/task, main thread first
 Result<ThreadStat> readThreadStat(pid_t pid, pid_t tid);
 

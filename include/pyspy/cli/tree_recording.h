@@ -1,0 +1,101 @@
+// TreeRecording: `record`'s samplers. Without -s, one Sampler on one thread for the
+// target. With -s/--subprocesses, also one Sampler thread per Python descendant
+// (ProcessTree, scanned by poll() from the main thread): each process is sampled
+// independently, so a slow or dying child never stalls the others. At most
+// kMaxSampledProcesses processes are sampled; later ones get a note and are skipped.
+//
+// A new child is pinned by a pidfd (ProcessHandle) as soon as it is seen, then its own
+// thread attaches to it (retrying while it is still exec'ing or loading its
+// interpreter, up to kChildAttachSeconds, or kPythonAttachSeconds when its executable is
+// named python); a child that is not Python by then gets one
+// note and is left alone.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "pyspy/process/process_handle.h"
+#include "pyspy/process/process_tree.h"
+#include "pyspy/python/python_process.h"
+#include "pyspy/sampling/profile.h"
+#include "pyspy/sampling/sampler.h"
+
+namespace pyspy {
+
+class TreeRecording {
+  public:
+    static constexpr std::size_t kMaxSampledProcesses = 64;
+    static constexpr double kChildAttachSeconds = 1.0;
+    static constexpr double kPythonAttachSeconds = 5.0;  // when its executable's path says python
+
+    using Notify = std::function<void(const std::string&)>;
+
+    // `warn` and `note` may be called from any sampler thread (the caller serializes).
+    TreeRecording(PythonProcess& root, const SamplerOptions& options, bool keepTimeline, bool subprocesses, Notify warn,
+                  Notify note);
+    ~TreeRecording();  // stops and joins whatever still runs
+    TreeRecording(const TreeRecording&) = delete;
+    TreeRecording& operator=(const TreeRecording&) = delete;
+
+    void start();
+    void stop() { stop_.store(true); }
+    // With -s: scans the tree and starts samplers for new children. Returns whether any
+    // sampler is still running (or starting).
+    bool poll();
+    void join();
+
+    std::uint64_t ticksSoFar() const;  // summed over processes
+    std::uint64_t errorsSoFar() const;
+    double lagSoFar() const;  // the worst
+    std::size_t processCount() const { return recordings_.size(); }
+
+    // After join(): the root's stats and failure (a thrown error or SamplerStats::failure),
+    // and the profile (merged, with a process frame per process, under -s).
+    const SamplerStats& rootStats() const;
+    std::exception_ptr rootFailure() const;
+    bool timelineTruncated() const;
+    std::size_t sampledProcesses() const;  // processes with at least one tick
+    RecordedProfile finish();
+
+  private:
+    struct Recording {
+        pid_t pid = 0;
+        ProcessHandle handle;
+        std::unique_ptr<PythonProcess> owned;  // children: attached on their own thread
+        PythonProcess* process = nullptr;
+        std::unique_ptr<ProfileBuilder> builder;
+        std::unique_ptr<Sampler> sampler;
+        std::atomic<Sampler*> live{nullptr};
+        SamplerStats stats;
+        std::exception_ptr failure;
+        std::atomic<bool> done{false};
+        std::thread thread;
+    };
+
+    void runRoot(Recording& recording);
+    void runChild(Recording& recording);
+    void sample(Recording& recording, const SamplerOptions& options);
+
+    SamplerOptions options_;
+    bool keepTimeline_;
+    bool subprocesses_;
+    Notify warn_, note_;
+    std::atomic<bool> stop_{false};
+    std::optional<ProcessTree> tree_;
+    std::chrono::steady_clock::time_point started_;
+    std::vector<std::unique_ptr<Recording>> recordings_;  // root first
+    bool notedBound_ = false;
+    SamplerStats rootStats_;
+};
+
+}  // namespace pyspy
