@@ -1,7 +1,8 @@
 """What an integration driver needs around its checks: Failure/Skip, check(), log(),
 and driver_main(), which parses `--binary BINARY CASE PYTHON`, skips (exit 77, printing
 "SKIP: why") when PYTHON is not installed, and runs the case in a temporary directory.
-New drivers import it; older ones still carry their own copies."""
+test_faults, test_record and the newer drivers import it; test_dump and test_top still
+carry their own copies."""
 
 import argparse
 import os

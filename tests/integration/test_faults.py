@@ -37,7 +37,7 @@ import threading
 import time
 import xml.dom.minidom
 
-SKIP = 77
+from driver_common import SKIP, Failure, Skip, check, log
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 TARGETS = os.path.join(ROOT, "tests", "targets")
@@ -51,22 +51,6 @@ FRAME_NO_LINE = re.compile(r"^(.*) \((.*)\)$")
 SUMMARY = re.compile(r"(\d+) samples, (\d+) errors")
 
 
-class Failure(Exception):
-    pass
-
-
-class Skip(Exception):
-    pass
-
-
-def check(cond, message):
-    if not cond:
-        raise Failure(message)
-
-
-def log(message):
-    sys.stdout.write(message + "\n")
-    sys.stdout.flush()
 
 
 # --- processes ---------------------------------------------------------------------

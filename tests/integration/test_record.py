@@ -25,25 +25,11 @@ import tempfile
 import time
 import xml.dom.minidom
 
-SKIP = 77
+from driver_common import SKIP, Failure, check, log
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 TARGET = os.path.join(ROOT, "tests", "targets", "cpu_split_target.py")
 COLLAPSED_LINE = re.compile(r"^(.+) (\d+)$")
-
-
-class Failure(Exception):
-    pass
-
-
-def check(cond, message):
-    if not cond:
-        raise Failure(message)
-
-
-def log(message):
-    sys.stdout.write(message + "\n")
-    sys.stdout.flush()
 
 
 class Target(object):
