@@ -42,7 +42,7 @@ std::unique_ptr<PythonProcess> PythonProcess::attach(pid_t pid, const LocateOpti
     const bool scanned = target.foundByScan;
     auto process = std::make_unique<PythonProcess>(pid, std::move(memory), std::move(target), std::move(handle));
     if (scanned && !process->stacksReadable()) {
-        if (process->handle_.exited()) throwGone(pid);
+        if (process->gone()) throwGone(pid);
         throw FatalError(ErrorKind::NotPython,
                          fmt::format("process {}: the interpreter found by scanning has no readable stack", pid));
     }
@@ -60,6 +60,13 @@ bool PythonProcess::stacksReadable() {
         if (chain.ok() && !chain.value().frames.empty()) return true;
     }
     return false;
+}
+
+bool PythonProcess::gone(const ReadError* error) const {
+    // An exiting process loses its memory before its pidfd says so: a read that found
+    // no process (ESRCH) already means it is going. A pid with no live process behind it
+    // cannot be ours either; the pidfd alone sees a pid given to another process.
+    return (error != nullptr && error->kind == ReadErrorKind::ProcessGone) || handle_.exited() || !processAlive(pid_);
 }
 
 PythonProcess::PythonProcess(pid_t pid, std::unique_ptr<ProcessMemory> memory, PythonTarget target,
@@ -322,7 +329,7 @@ ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
     // OS thread states first: once paused, every thread reads as stopped.
     const std::vector<pid_t> tids = threadStats_.threads(relistThreads_);
     relistThreads_ = false;
-    if (tids.empty() && handle_.exited()) throwGone(pid_);
+    if (tids.empty() && gone()) throwGone(pid_);
     std::unordered_map<pid_t, bool> running;
     for (pid_t tid : tids) {
         if (auto stat = threadStats_.read(tid); stat.ok()) running[tid] = stat.value().running();
@@ -342,7 +349,7 @@ ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
     if (options.pause) {
         auto paused = ThreadPause::pauseAll(pid_);
         if (!paused.ok()) {
-            if (handle_.exited()) throwGone(pid_);  // a dying process refuses ptrace too
+            if (gone(&paused.error())) throwGone(pid_);  // a dying process refuses ptrace too
             if (paused.error().kind == ReadErrorKind::Permission) {
                 throw FatalError(ErrorKind::PermissionDenied,
                                  fmt::format("cannot pause process {} with ptrace: run as the same user or root, grant "
@@ -350,7 +357,7 @@ ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
                                              "--nonblocking",
                                              pid_));
             }
-            if (handle_.exited()) throwGone(pid_);
+            if (gone(&paused.error())) throwGone(pid_);
             throw FatalError(ErrorKind::Internal,
                              fmt::format("cannot pause process {}: {}", pid_, paused.error().describe()));
         }
@@ -366,7 +373,7 @@ ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
     } endSpeculation{speculative_};
     auto states = readThreadStates(options.maxThreads);
     if (!states.ok()) {
-        if (handle_.exited()) throwGone(pid_);
+        if (gone(&states.error())) throwGone(pid_);
         throw FatalError(ErrorKind::Internal,
                          fmt::format("cannot read the thread list of process {}: {}", pid_, states.error().describe()));
     }
@@ -420,8 +427,10 @@ ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
         snap.pausedSeconds = std::chrono::duration<double>(released - stoppedAt).count();
     }
     // Gone at any point while we read? Then some reads may have been of a process that
-    // was given its pid since: drop them all.
-    if (handle_.exited()) throwGone(pid_);
+    // was given its pid since: drop them all. A failed walk may also mean it is exiting.
+    const bool anyError = std::any_of(snap.threads.begin(), snap.threads.end(),
+                                      [](const ThreadStack& t) { return t.error.has_value(); });
+    if (handle_.exited() || (anyError && gone())) throwGone(pid_);
     return snap;
 }
 

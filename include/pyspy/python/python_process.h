@@ -66,8 +66,9 @@ class PythonProcess {
     std::unordered_map<std::uint64_t, std::string> threadNames() const;
     void resolveNativeIds(std::vector<ThreadStateInfo>& states, const std::vector<pid_t>& tids);
     Result<FrameChain> walkThread(const ThreadStateInfo& state, const WalkLimits& limits, FrameChain& partial);
-    bool stacksReadable();
-    void readLocals(std::vector<PyFrame>& frames, int level);  // fills PyFrame::locals / localsError  // some thread with a frame walks to at least one frame
+    bool stacksReadable();  // some thread with a frame walks to at least one frame
+    bool gone(const ReadError* error = nullptr) const;  // the target has exited or is exiting (see .cpp)
+    void readLocals(std::vector<PyFrame>& frames, int level);  // fills PyFrame::locals / localsError
 
     pid_t pid_;
     ProcessHandle handle_;
