@@ -1,8 +1,7 @@
 """What an integration driver needs around its checks: Failure/Skip, check(), log(),
 and driver_main(), which parses `--binary BINARY CASE PYTHON`, skips (exit 77, printing
 "SKIP: why") when PYTHON is not installed, and runs the case in a temporary directory.
-test_faults, test_record and the newer drivers import it; test_dump and test_top still
-carry their own copies."""
+Every driver imports its primitives from here; the newer ones also use driver_main()."""
 
 import argparse
 import os

@@ -27,27 +27,14 @@ import sys
 import tempfile
 import time
 
-SKIP = 77
+from driver_common import SKIP, Failure, check, log
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 TARGET = os.path.normpath(os.path.join(HERE, "..", "targets", "threads_target.py"))
 DUMP_TIME_LIMIT = 2.0  # seconds, wall clock, for one `dump`
 READY_TIMEOUT = 60.0
 EXIT = {"ok": 0, "internal": 1, "usage": 2, "no_such_process": 3, "permission": 4, "not_python": 5,
         "unsupported": 6, "exited": 7, "timeout": 8, "io": 9}
-
-
-class Failure(Exception):
-    pass
-
-
-def check(cond, message):
-    if not cond:
-        raise Failure(message)
-
-
-def log(message):
-    sys.stdout.write(message + "\n")
-    sys.stdout.flush()
 
 
 # --- helpers -----------------------------------------------------------------------

@@ -32,7 +32,8 @@ import sys
 import tempfile
 import time
 
-SKIP = 77
+from driver_common import SKIP, Failure, check, log
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 TARGETS = os.path.normpath(os.path.join(HERE, "..", "targets"))
 TOP_TARGET = os.path.join(TARGETS, "top_target.py")
@@ -40,20 +41,6 @@ GIL_TARGET = os.path.join(TARGETS, "top_gil_target.py")
 READY_TIMEOUT = 60.0
 HOT = "hot_function"
 SCRIPTS = []  # temporary pane scripts, removed at the end
-
-
-class Failure(Exception):
-    pass
-
-
-def check(cond, message):
-    if not cond:
-        raise Failure(message)
-
-
-def log(message):
-    sys.stdout.write(message + "\n")
-    sys.stdout.flush()
 
 
 class Target:
