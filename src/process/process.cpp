@@ -37,7 +37,9 @@ namespace {
 
 constexpr std::size_t kCommandLineLimit = 4096;
 
-std::string procPath(pid_t pid, std::string_view tail) { return "/proc/" + std::to_string(pid) + std::string(tail); }
+std::string procPath(pid_t pid, std::string_view tail) {
+    return "/proc/" + std::to_string(pid) + std::string(tail);
+}
 
 // Reads at most `limit` bytes of a /proc file. On failure returns false with errno set.
 bool readProcFile(const std::string& path, std::size_t limit, std::string& out) {
@@ -82,7 +84,9 @@ char processState(pid_t pid) {
     return stat ? stat->state : 0;
 }
 
-bool isDead(char state) { return state == 'Z' || state == 'X' || state == 'x'; }
+bool isDead(char state) {
+    return state == 'Z' || state == 'X' || state == 'x';
+}
 
 // Tries to read one byte of a readable mapping; returns 0 on success, else the errno
 // that decides the outcome (EFAULT when no mapping could be read for another reason).
@@ -155,9 +159,12 @@ void checkProcessAccessible(pid_t pid) {
     const std::vector<MemoryMapping> mappings = readMaps(pid);  // throws NoSuchProcess / PermissionDenied
     switch (probeOneByte(pid, mappings)) {
         case EACCES:
-        case EPERM: detail::throwPermissionDenied(pid);
-        case ESRCH: throw FatalError(ErrorKind::NoSuchProcess, who + " exited");
-        default: break;  // readable, or no mapping to probe (a kernel thread): nothing more to learn here
+        case EPERM:
+            detail::throwPermissionDenied(pid);
+        case ESRCH:
+            throw FatalError(ErrorKind::NoSuchProcess, who + " exited");
+        default:
+            break;  // readable, or no mapping to probe (a kernel thread): nothing more to learn here
     }
 }
 
@@ -221,7 +228,9 @@ std::optional<ProcessStatus> readProcessStatus(pid_t pid) {
     return std::nullopt;
 }
 
-std::vector<pid_t> listThreads(pid_t pid) { return TaskDirectory(pid).list(); }
+std::vector<pid_t> listThreads(pid_t pid) {
+    return TaskDirectory(pid).list();
+}
 
 TaskDirectory::TaskDirectory(pid_t pid)
     : pid_(pid), fd_(::open(procPath(pid, "/task").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) {}
@@ -290,28 +299,36 @@ const std::vector<pid_t>& ThreadStatReader::threads(bool relist) {
     return threads_;
 }
 
-Result<ThreadStat> ThreadStatReader::read(pid_t tid) {
+Result<ThreadActivity> ThreadStatReader::activity(pid_t tid) {
     auto it = files_.find(tid);
     if (it == files_.end()) {
-        const std::string path = procPath(pid_, "/task/" + std::to_string(tid) + "/stat");
-        FD fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-        if (!fd) {
+        const std::string task = procPath(pid_, "/task/" + std::to_string(tid));
+        ThreadFile file{FD(::open((task + "/syscall").c_str(), O_RDONLY | O_CLOEXEC)), false};
+        if (!file.fd && (errno == EACCES || errno == EPERM)) {
+            file = ThreadFile{FD(::open((task + "/stat").c_str(), O_RDONLY | O_CLOEXEC)), true};
+        }
+        if (!file.fd) {
             const int err = errno;
             if (err == ENOENT || err == ESRCH) return Err{ReadError{ReadErrorKind::ProcessGone, 0, "thread exited"}};
-            if (err == EACCES || err == EPERM) return Err{ReadError{ReadErrorKind::Permission, 0, "cannot read " + path}};
-            return Err{ReadError{ReadErrorKind::Fault, 0, "cannot read " + path + ": " + std::strerror(err)}};
+            if (err == EACCES || err == EPERM)
+                return Err{ReadError{ReadErrorKind::Permission, 0, "cannot read " + task}};
+            return Err{ReadError{ReadErrorKind::Fault, 0, "cannot read " + task + ": " + std::strerror(err)}};
         }
-        it = files_.emplace(tid, std::move(fd)).first;
+        it = files_.emplace(tid, std::move(file)).first;
     }
     char buffer[1024];
-    const ssize_t n = ::pread(it->second.get(), buffer, sizeof buffer - 1, 0);
+    const ssize_t n = ::pread(it->second.fd.get(), buffer, sizeof buffer - 1, 0);
     if (n <= 0) {
         files_.erase(it);  // ESRCH once the thread has exited
         return Err{ReadError{ReadErrorKind::ProcessGone, 0, "thread exited"}};
     }
-    auto stat = parseStat(std::string_view(buffer, static_cast<std::size_t>(n)));
-    if (!stat) return Err{invalid("malformed stat of thread " + std::to_string(tid))};
-    return std::move(*stat);
+    const std::string_view text(buffer, static_cast<std::size_t>(n));
+    if (it->second.isStat) {
+        auto stat = parseStat(text);
+        if (!stat) return Err{invalid("malformed stat of thread " + std::to_string(tid))};
+        return ThreadActivity{stat->running(), std::nullopt};
+    }
+    return parseSyscallActivity(text);
 }
 
 }  // namespace pyspy

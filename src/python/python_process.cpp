@@ -8,7 +8,6 @@
 #include <fmt/format.h>
 
 #include "pyspy/common/error.h"
-#include "pyspy/process/futex_wait.h"
 #include "pyspy/process/prefetched_memory.h"
 #include "pyspy/process/process.h"
 #include "pyspy/process/ptrace.h"
@@ -26,7 +25,9 @@ constexpr std::size_t kStackChunkFirstRead = 16 * 1024;  // CPython's DATA_STACK
 constexpr std::uint64_t kPage = 4096;
 constexpr std::size_t kPthreadScanBytes = 4096;
 
-std::uint64_t at(std::uint64_t base, std::int64_t offset) { return base + static_cast<std::uint64_t>(offset); }
+std::uint64_t at(std::uint64_t base, std::int64_t offset) {
+    return base + static_cast<std::uint64_t>(offset);
+}
 
 [[noreturn]] void throwGone(pid_t pid) {
     throw FatalError(ErrorKind::TargetExited, fmt::format("process {} exited", pid));
@@ -119,8 +120,8 @@ Result<std::vector<PythonProcess::ThreadStateInfo>> PythonProcess::readThreadSta
         // interp->threads.head and interp->next in one read.
         const std::int64_t first = std::min(l.interp_tstate_head, l.interp_next);
         const std::int64_t last = std::max(l.interp_tstate_head, l.interp_next);
-        PYSPY_TRY(auto interpBlock, RemoteBlock::read(speculative_, at(interp, first),
-                                                      static_cast<std::size_t>(last - first + 8)));
+        PYSPY_TRY(auto interpBlock,
+                  RemoteBlock::read(speculative_, at(interp, first), static_cast<std::size_t>(last - first + 8)));
         PYSPY_TRY(auto tstate, interpBlock.pointer(l.interp_tstate_head - first));
         PYSPY_TRY(const std::uint64_t nextInterp, interpBlock.pointer(l.interp_next - first));
         while (tstate != 0 && states.size() < maxThreads) {
@@ -155,7 +156,8 @@ std::uint64_t PythonProcess::gilHolder() const {
 std::uint64_t PythonProcess::gilAddress() const {
     const PyLayout& l = target_.layout;
     if (l.runtime_ceval_gil != kAbsent && target_.runtime != 0) return at(target_.runtime, l.runtime_ceval_gil);
-    if (l.interp_ceval_gil != kAbsent) return readPointer(speculative_, at(target_.interpreter, l.interp_ceval_gil)).valueOr(0);
+    if (l.interp_ceval_gil != kAbsent)
+        return readPointer(speculative_, at(target_.interpreter, l.interp_ceval_gil)).valueOr(0);
     return 0;
 }
 
@@ -209,7 +211,8 @@ void PythonProcess::resolveNativeIds(std::vector<ThreadStateInfo>& states, const
     if (pthreadTidOffset_) {
         // Calibrated: one 4-byte read per thread.
         for (auto& state : states) {
-            auto tid = readValue<std::int32_t>(speculative_, state.threadId + static_cast<std::uint64_t>(*pthreadTidOffset_));
+            auto tid =
+                readValue<std::int32_t>(speculative_, state.threadId + static_cast<std::uint64_t>(*pthreadTidOffset_));
             if (tid.ok() && live.count(tid.value()) != 0) state.nativeId = tid.value();
         }
         return;
@@ -323,26 +326,22 @@ ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
     snap.commandLine = commandLine_;
     snap.pythonVersion = target_.version.toString();
     snap.executable = target_.executable;
-    snap.timestamp =
-        std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+    snap.timestamp = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 
     // OS thread states first: once paused, every thread reads as stopped.
     const std::vector<pid_t> tids = threadStats_.threads(relistThreads_);
     relistThreads_ = false;
     if (tids.empty() && gone()) throwGone(pid_);
+    // One read per thread says whether it runs and, if it sleeps in futex(2), on which
+    // word: a thread waiting for the GIL sleeps on the GIL's condition variable or mutex.
     std::unordered_map<pid_t, bool> running;
-    for (pid_t tid : tids) {
-        if (auto stat = threadStats_.read(tid); stat.ok()) running[tid] = stat.value().running();
-    }
-
-    // A thread waiting for the GIL sleeps in futex(2) on the GIL's condition variable or
-    // mutex; read where each sleeping thread waits now, as a pause would interrupt it.
     std::unordered_map<pid_t, std::uint64_t> futexWaits;
-    if (options.gilWaiters && target_.layout.gil_cond != kAbsent) {
-        for (const auto& [tid, isRunning] : running) {
-            if (isRunning) continue;
-            if (auto wait = futexWaitAddress(pid_, tid); wait.ok() && wait.value()) futexWaits[tid] = *wait.value();
-        }
+    const bool wantWaits = options.gilWaiters && target_.layout.gil_cond != kAbsent;
+    for (pid_t tid : tids) {
+        auto activity = threadStats_.activity(tid);
+        if (!activity.ok()) continue;
+        running[tid] = activity.value().running;
+        if (wantWaits && activity.value().futexWord) futexWaits[tid] = *activity.value().futexWord;
     }
 
     std::optional<ThreadPause> pause;
@@ -428,8 +427,8 @@ ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
     }
     // Gone at any point while we read? Then some reads may have been of a process that
     // was given its pid since: drop them all. A failed walk may also mean it is exiting.
-    const bool anyError = std::any_of(snap.threads.begin(), snap.threads.end(),
-                                      [](const ThreadStack& t) { return t.error.has_value(); });
+    const bool anyError =
+        std::any_of(snap.threads.begin(), snap.threads.end(), [](const ThreadStack& t) { return t.error.has_value(); });
     if (handle_.exited() || (anyError && gone())) throwGone(pid_);
     return snap;
 }

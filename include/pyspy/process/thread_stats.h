@@ -5,7 +5,12 @@
 //
 // ThreadStatReader: the OS state of a process's threads, read many times a second at
 // a low cost. The task directory is listed again only every `relistInterval` (or when
-// asked), and each thread's stat file stays open, so a read is one pread(2).
+// asked), and each thread's file stays open, so a read is one pread(2). The file is
+// /proc/PID/task/TID/syscall, not stat: "running" there means exactly stat's state R
+// (TASK_RUNNING), a sleeping thread shows the system call it sleeps in (the futex word
+// of a GIL wait), and the kernel makes it in ~2 us against ~10 us for stat, which
+// formats fifty fields (measured: 1.8 vs 9.6 us per pread on the 2-vCPU test VM).
+// Where syscall cannot be read (it needs ptrace access), stat serves for the state.
 #pragma once
 
 #include <sys/types.h>
@@ -17,6 +22,7 @@
 #include "pyspy/common/fd.h"
 #include "pyspy/common/result.h"
 #include "pyspy/process/process.h"
+#include "pyspy/process/thread_activity.h"
 
 namespace pyspy {
 
@@ -38,8 +44,8 @@ class ThreadStatReader {
 
     // The thread ids, main thread first; listed again when stale or when `relist`.
     const std::vector<pid_t>& threads(bool relist = false);
-    // The stat of one thread (need not be in threads()). ProcessGone when it exited.
-    Result<ThreadStat> read(pid_t tid);
+    // The activity of one thread (need not be in threads()). ProcessGone when it exited.
+    Result<ThreadActivity> activity(pid_t tid);
 
   private:
     pid_t pid_;
@@ -48,7 +54,11 @@ class ThreadStatReader {
     std::chrono::steady_clock::time_point listedAt_{};
     bool listed_ = false;
     std::vector<pid_t> threads_;
-    std::unordered_map<pid_t, FD> files_;
+    struct ThreadFile {
+        FD fd;
+        bool isStat = false;  // the stat fallback, not the syscall file
+    };
+    std::unordered_map<pid_t, ThreadFile> files_;
 };
 
 }  // namespace pyspy

@@ -1,7 +1,9 @@
 #include <catch2/catch.hpp>
 
+#include <sys/syscall.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstring>
 #include <thread>
 
@@ -90,22 +92,25 @@ TEST_CASE("SpeculativeMemory does not replay large reads", "[speculative]") {
 
 TEST_CASE("ThreadStatReader reads the states of this process's threads repeatedly", "[process]") {
     std::atomic<bool> stop{false};
+    std::atomic<pid_t> spinnerTid{0};
     std::thread spinner([&] {
+        spinnerTid = static_cast<pid_t>(::syscall(SYS_gettid));
         while (!stop.load()) {
         }
     });
+    while (spinnerTid == 0) std::this_thread::yield();
     ThreadStatReader reader(::getpid());
     const auto tids = reader.threads(true);
     REQUIRE(tids.size() >= 2);
     CHECK(tids.front() == ::getpid());
     for (int round = 0; round < 3; ++round) {
         for (pid_t tid : tids) {
-            auto stat = reader.read(tid);
-            REQUIRE(stat.ok());
-            CHECK(stat.value().tid == tid);
+            auto activity = reader.activity(tid);
+            REQUIRE(activity.ok());
+            if (tid == spinnerTid) CHECK(activity.value().running);
         }
     }
     stop = true;
     spinner.join();
-    CHECK_FALSE(reader.read(999999999).ok());
+    CHECK_FALSE(reader.activity(999999999).ok());
 }
