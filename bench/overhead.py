@@ -10,7 +10,10 @@ throughput mode (it prints how many loop iterations it did each second) and meas
     both per second of wall time (what a user sees, but on a shared or virtual machine
     swamped by scheduling noise) and per second of the target's own CPU time (what the
     profiler costs a running target: caches, memory bus, page-table locks);
-  - the profiler's own CPU time (user+sys, from wait4) as a share of one core;
+  - the profiler's own CPU time as a share of one core: in steady state (the sum of
+    /proc/PID/task/*/schedstat run times of pyspy-cpp, nanoseconds, from 1 s after its
+    start to the end of the measured phase: what a long recording costs), and over the
+    whole run from wait4 (user+sys, including start-up: attach, symbols, ~10 ms);
   - in blocking mode, the share of time the target was stopped (record's own account:
     from before the first PTRACE_SEIZE to the last PTRACE_DETACH of each sample), the
     direct, noise-free part of the blocking slowdown.
@@ -55,6 +58,18 @@ def rates(target, seconds):
     return wall[1:], cpu[1:]  # the first may straddle the phase change
 
 
+def profiler_cpu_ns(pid):
+    """CPU time of all threads of `pid` so far, in ns (schedstat: finer than stat's ticks)."""
+    total = 0
+    for task in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/schedstat" % (pid, task)) as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass  # a thread that ended between the listing and the read
+    return total
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=8)
@@ -64,7 +79,7 @@ def main():
     args = parser.parse_args()
     print("| Python | alone (it/s of CPU) | blocking: target held stopped | blocking: slowdown per CPU-s "
           "| --nonblocking: slowdown per CPU-s | blocking: slowdown per wall-s | --nonblocking: slowdown per wall-s "
-          "| profiler CPU blocking | profiler CPU --nonblocking |")
+          "| profiler CPU blocking (steady; whole run) | profiler CPU --nonblocking (steady; whole run) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for label, python in interpreters():
         if args.only and label != args.only:
@@ -78,16 +93,21 @@ def main():
             alone_cpu = []
             slowdowns = {}  # (mode, "wall" | "cpu") -> per-round slowdowns
             cpu_shares = {(): [], ("--nonblocking",): []}
+            steady_shares = {(): [], ("--nonblocking",): []}
             paused = []
             for _ in range(args.rounds):
                 for extra in ([], ["--nonblocking"]):
                     before_wall, before_cpu = rates(target, args.seconds)
                     alone_cpu += before_cpu
-                    argv = [args.binary, "record", "--pid", str(target.pid), "-r", "100", "-d", str(args.seconds),
-                            "-f", "raw", "-o", "/tmp/pyspy-overhead.txt"] + extra
+                    argv = [args.binary, "record", "--pid", str(target.pid), "-r", "100", "-d",
+                            str(args.seconds + 1.5), "-f", "raw", "-o", "/tmp/pyspy-overhead.txt"] + extra
                     start = time.time()
                     prof = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                    rates(target, 1.0)  # start-up: not part of the steady-state figures
+                    steady_start, steady_ns = time.time(), profiler_cpu_ns(prof.pid)
                     with_wall, with_cpu = rates(target, args.seconds)
+                    steady_ns = profiler_cpu_ns(prof.pid) - steady_ns
+                    steady_shares[tuple(extra)].append(100.0 * steady_ns / 1e9 / (time.time() - steady_start))
                     err = prof.stderr.read().decode(errors="replace")
                     _, status, usage = os.wait4(prof.pid, 0)
                     m = re.search(r"paused (\d+) us per sample, ([0-9.]+)% of the time", err)
@@ -105,7 +125,8 @@ def main():
                      pct(slowdowns[((), "cpu")]), pct(slowdowns[(("--nonblocking",), "cpu")]),
                      pct(slowdowns[((), "wall")]), pct(slowdowns[(("--nonblocking",), "wall")])]
             for key in ((), ("--nonblocking",)):
-                cells.append("%.2f%%" % statistics.median(cpu_shares[key]))
+                cells.append("%.2f%%; %.2f%%" % (statistics.median(steady_shares[key]),
+                                                 statistics.median(cpu_shares[key])))
             print("| " + " | ".join(cells) + " |")
             sys.stdout.flush()
         finally:

@@ -253,19 +253,24 @@ ReadError pauseError(ReadErrorKind kind, pid_t pid, const std::string& what) {
 }  // namespace
 
 Result<ThreadPause> ThreadPause::pauseAll(pid_t pid, std::chrono::milliseconds timeout) {
+    if (pid <= 0) {
+        retryAbandoned();
+        return Err{pauseError(ReadErrorKind::ProcessGone, pid, "no such process")};
+    }
+    const TaskDirectory tasks(pid);
+    return pauseAll(tasks, {}, timeout);
+}
+
+Result<ThreadPause> ThreadPause::pauseAll(const TaskDirectory& tasks, std::vector<pid_t> recent,
+                                          std::chrono::milliseconds timeout) {
     retryAbandoned();
+    const pid_t pid = tasks.pid();
     if (pid <= 0) return Err{pauseError(ReadErrorKind::ProcessGone, pid, "no such process")};
     const auto deadline = Clock::now() + timeout;
-    // A sampler pauses the same process many times a second: keep its task directory open.
-    // A directory opened for an earlier process that had this pid lists nothing: open afresh.
-    thread_local std::optional<TaskDirectory> cachedTasks;
-    std::vector<pid_t> listed;
-    if (cachedTasks && cachedTasks->pid() == pid) listed = cachedTasks->list();
-    if (listed.empty()) {
-        cachedTasks.emplace(pid);
-        listed = cachedTasks->list();
-    }
-    const TaskDirectory& tasks = *cachedTasks;
+    // A recent list is only a guess: at least one listing taken during this pause must
+    // show nothing new, and every tracee must be in it (see below).
+    const bool listedFirst = recent.empty();
+    std::vector<pid_t> listed = listedFirst ? tasks.list() : std::move(recent);
     std::vector<Tracee> tracees;
     std::vector<pid_t> skipped;  // zombie threads: listed by /proc but never able to stop
     const auto fail = [&tracees](ReadError error) {
@@ -318,7 +323,7 @@ Result<ThreadPause> ThreadPause::pauseAll(pid_t pid, std::chrono::milliseconds t
                                "PTRACE_INTERRUPT of thread " + std::to_string(tid) + ": " + std::strerror(err)));
             }
         }
-        converged = !added;
+        converged = !added && (round > 0 || listedFirst);
         if (added && !waitForStops(tracees, deadline, &firstStop)) {
             return fail(pauseError(
                 ReadErrorKind::Fault, pid,
@@ -326,6 +331,13 @@ Result<ThreadPause> ThreadPause::pauseAll(pid_t pid, std::chrono::milliseconds t
         }
     }
     if (!converged) return fail(pauseError(ReadErrorKind::Fault, pid, "threads kept appearing"));
+    // A tid from a stale list that the process's own directory no longer shows belongs
+    // to no thread of it (or, after a pid wrap, to another process): let it go.
+    std::erase_if(tracees, [&listed](const Tracee& tracee) {
+        if (std::ranges::find(listed, tracee.tid) != listed.end()) return false;
+        detachThread(tracee.tid);
+        return true;
+    });
     if (tracees.empty() && !refused.empty() && !tasks.list().empty()) {
         // Not one thread could be seized: that is a refusal, not threads exiting.
         return fail(pauseError(ReadErrorKind::Permission, pid,

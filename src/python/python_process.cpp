@@ -346,7 +346,7 @@ ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
 
     std::optional<ThreadPause> pause;
     if (options.pause) {
-        auto paused = ThreadPause::pauseAll(pid_);
+        auto paused = ThreadPause::pauseAll(threadStats_.tasks(), tids);
         if (!paused.ok()) {
             if (gone(&paused.error())) throwGone(pid_);  // a dying process refuses ptrace too
             if (paused.error().kind == ReadErrorKind::Permission) {

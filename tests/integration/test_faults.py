@@ -579,6 +579,28 @@ def spawn_busy(python, function, want_pid=None):
     return proc
 
 
+def tracer_of(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("TracerPid:"):
+                return int(line.split()[1])
+    return 0
+
+
+def stop_outside_pause(prof, target_pid):
+    """SIGSTOPs pyspy-cpp at a moment when it holds no thread of the target: stopped
+    mid-pause, it would keep the target traced, and a traced process that is killed
+    cannot be reaped by its parent until its tracer runs again."""
+    for _ in range(100):
+        prof.send_signal(signal.SIGSTOP)
+        time.sleep(0.2)  # every thread of pyspy-cpp has stopped
+        if tracer_of(target_pid) == 0:
+            return
+        prof.send_signal(signal.SIGCONT)
+        time.sleep(0.01)
+    raise Failure("pyspy-cpp was mid-pause each of 100 times it was stopped")
+
+
 def test_pid_reuse(binary, python, tmp):
     """record --pid X samples process A; A dies and a new process B (same interpreter,
     same address layout, another function) is given the pid X while pyspy-cpp is
@@ -600,11 +622,8 @@ def test_pid_reuse(binary, python, tmp):
             time.sleep(1.5)
             if prof.poll() is not None:
                 raise Failure("record %s ended early: %r" % (mode, prof.communicate()[1]))
-            prof.send_signal(signal.SIGSTOP)
+            stop_outside_pause(prof, first.pid)
             try:
-                # Wait for every thread of pyspy-cpp to stop (a blocking sample in flight
-                # finishes its pause first only if it was not stopped mid-way: either is fine).
-                time.sleep(0.2)
                 first.kill()
                 first.wait()  # reaped: the pid is free
                 for _ in range(20):

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "pyspy/common/result.h"
+#include "pyspy/process/thread_stats.h"
 
 namespace pyspy {
 
@@ -18,6 +19,12 @@ class ThreadPause {
     // Pauses all threads of `pid`, including threads created while pausing.
     // Fails with ProcessGone / Permission errors; never leaves a thread stopped.
     static Result<ThreadPause> pauseAll(pid_t pid, std::chrono::milliseconds timeout = std::chrono::milliseconds(2000));
+    // The same for the process of `tasks`, kept open by a caller that pauses it often.
+    // `recent`: a recent listing of its threads (may be stale: a thread in it that has
+    // exited is skipped, and the directory is listed again to find new ones); empty
+    // means list first. Saves one directory listing per pause.
+    static Result<ThreadPause> pauseAll(const TaskDirectory& tasks, std::vector<pid_t> recent,
+                                        std::chrono::milliseconds timeout = std::chrono::milliseconds(2000));
 
     ThreadPause(ThreadPause&& other) noexcept;
     ThreadPause& operator=(ThreadPause&& other) noexcept;

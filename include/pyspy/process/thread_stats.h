@@ -44,6 +44,8 @@ class ThreadStatReader {
 
     // The thread ids, main thread first; listed again when stale or when `relist`.
     const std::vector<pid_t>& threads(bool relist = false);
+    // The process's task directory (open since construction: pins the process).
+    const TaskDirectory& tasks() const { return tasks_; }
     // The activity of one thread (need not be in threads()). ProcessGone when it exited.
     Result<ThreadActivity> activity(pid_t tid);
 
