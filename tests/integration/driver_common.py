@@ -30,6 +30,15 @@ def log(message):
     sys.stdout.flush()
 
 
+def tracer_of(pid):
+    """The TracerPid of a process (0: not traced)."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("TracerPid:"):
+                return int(line.split()[1])
+    return 0
+
+
 def driver_main(tests, tmp_prefix):
     """tests: {case name: function(binary, python, tmp)}. Returns the exit code."""
     parser = argparse.ArgumentParser()

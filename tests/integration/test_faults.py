@@ -37,7 +37,7 @@ import threading
 import time
 import xml.dom.minidom
 
-from driver_common import SKIP, Failure, Skip, check, log
+from driver_common import SKIP, Failure, Skip, check, log, tracer_of
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 TARGETS = os.path.join(ROOT, "tests", "targets")
@@ -114,14 +114,6 @@ def check_error(result, code, what, pattern=None):
     if pattern:
         check(re.search(pattern, err), "%s: the message %r does not match %r" % (what, err.strip(), pattern))
     log("ok   %s: exit %d: %s" % (what, got, err.strip()))
-
-
-def tracer_of(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("TracerPid:"):
-                return int(line.split()[1])
-    return 0
 
 
 def stopped_threads(pid):
@@ -577,14 +569,6 @@ def spawn_busy(python, function, want_pid=None):
         proc.kill()
         raise Failure("%s did not start: %r %r" % (function, line, proc.communicate()[1][-500:]))
     return proc
-
-
-def tracer_of(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("TracerPid:"):
-                return int(line.split()[1])
-    return 0
 
 
 def stop_outside_pause(prof, target_pid):

@@ -25,7 +25,7 @@ import tempfile
 import time
 import xml.dom.minidom
 
-from driver_common import SKIP, Failure, check, log
+from driver_common import SKIP, Failure, check, log, tracer_of
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 TARGET = os.path.join(ROOT, "tests", "targets", "cpu_split_target.py")
@@ -147,14 +147,6 @@ def thread_states(pid):
         with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
             states[int(tid)] = f.read().rsplit(")", 1)[1].split()[0]
     return states
-
-
-def tracer_of(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("TracerPid:"):
-                return int(line.split()[1])
-    return 0
 
 
 def test_lifecycle(binary, python, tmp):
