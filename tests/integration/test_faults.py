@@ -21,7 +21,6 @@ Exit code 0 = passed, 1 = failed, 77 = skipped (interpreter, chromium, root or s
 missing: always said on stdout as "SKIP: ...").
 """
 
-import argparse
 import gzip
 import json
 import os
@@ -37,7 +36,7 @@ import threading
 import time
 import xml.dom.minidom
 
-from driver_common import SKIP, Failure, Skip, check, log, tracer_of
+from driver_common import SKIP, Failure, Skip, check, driver_main, log, tracer_of
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 TARGETS = os.path.join(ROOT, "tests", "targets")
@@ -878,34 +877,5 @@ TESTS = {
 NEEDS_PYTHON = set(TESTS) - {"pids"}
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--binary", required=True)
-    parser.add_argument("test", choices=sorted(TESTS))
-    parser.add_argument("python", nargs="?")
-    args = parser.parse_args()
-    binary = os.path.abspath(args.binary)
-    if args.test in NEEDS_PYTHON:
-        if not args.python:
-            parser.error("%s needs an interpreter" % args.test)
-        if not (os.path.isfile(args.python) and os.access(args.python, os.X_OK)):
-            log("SKIP: interpreter %s is not installed" % args.python)
-            return SKIP
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # ctest's timeout: still clean up
-    tmp = tempfile.mkdtemp(prefix="pyspy-faults-")
-    try:
-        TESTS[args.test](binary, args.python, tmp)
-    except Skip as e:
-        log("SKIP: %s" % e)
-        return SKIP
-    except Failure as e:
-        log("FAIL: %s" % e)
-        return 1
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    log("ok")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(driver_main(TESTS, "pyspy-faults-", needs_python=NEEDS_PYTHON))

@@ -13,7 +13,6 @@ show. Then checks, for that frame, that `dump -l` (text), `dump -l --json` and
 interpreter is not installed).
 """
 
-import argparse
 import json
 import os
 import re
@@ -22,19 +21,11 @@ import subprocess
 import sys
 import time
 
-SKIP = 77
+from driver_common import Failure, check, driver_main
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 TARGET = os.path.normpath(os.path.join(HERE, "..", "targets", "locals_target.py"))
 READY_TIMEOUT = 30.0
-
-
-class Failure(Exception):
-    pass
-
-
-def check(cond, message):
-    if not cond:
-        raise Failure(message)
 
 
 def start_target(python, target=TARGET):
@@ -96,7 +87,7 @@ def holder_locals_text(text, function):
     raise Failure("no frame %s in the text dump:\n%s" % (function, text))
 
 
-def run(binary, python):
+def run(binary, python, tmp):
     proc, ready = start_target(python)
     try:
         pid, function, expected = ready["pid"], ready["function"], ready["locals"]
@@ -123,22 +114,5 @@ def run(binary, python):
         proc.wait()
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--binary", required=True)
-    parser.add_argument("python")
-    args = parser.parse_args()
-    if not os.access(args.python, os.X_OK):
-        print("SKIP: interpreter %s is not installed" % args.python)
-        return SKIP
-    try:
-        run(args.binary, args.python)
-    except Failure as failure:
-        print("FAIL: %s" % failure)
-        return 1
-    print("PASS: dump --locals with %s" % args.python)
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(driver_main(run, "pyspy-locals-"))

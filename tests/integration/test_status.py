@@ -21,16 +21,15 @@ thread, or a thread without the GIL. Exit code 0 = passed, 1 = failed, 77 = skip
 be read: 2.7 and 3.6).
 """
 
-import argparse
 import json
 import os
 import re
 import subprocess
 import sys
 
-from test_locals import Failure, check, dump, start_target
+from driver_common import Failure, Skip, check, driver_main
+from test_locals import dump, start_target
 
-SKIP = 77
 HERE = os.path.dirname(os.path.abspath(__file__))
 TARGET = os.path.normpath(os.path.join(HERE, "..", "targets", "gc_target.py"))
 GIL_TARGET = os.path.normpath(os.path.join(HERE, "..", "targets", "gil_target.py"))
@@ -42,97 +41,86 @@ def version_of(python):
     return tuple(int(x) for x in out.split())
 
 
-def test_gc(binary, python):
+def dump_until_marked(binary, pid, what, json_check, text_check):
+    """Dumps `pid` (JSON, then text) up to ATTEMPTS times, until both forms have shown
+    the mark. json_check(thread) -> whether this JSON thread counts as a sighting (it
+    raises Failure on a wrong mark); text_check(native_id, state) likewise for a text
+    "Thread N (state)" line."""
+    seen_json = seen_text = False
+    for _ in range(ATTEMPTS):
+        doc = json.loads(dump(binary, pid, "--json"))
+        for thread in doc["threads"]:
+            seen_json = json_check(thread) or seen_json
+        for m in re.finditer(r"^Thread (\d+) \(([a-z+]+)\)", dump(binary, pid), re.M):
+            seen_text = text_check(int(m.group(1)), m.group(2)) or seen_text
+        if seen_json and seen_text:
+            return
+    check(seen_json, "no JSON dump in %d showed %s" % (ATTEMPTS, what))
+    check(seen_text, "no text dump in %d showed %s" % (ATTEMPTS, what))
+
+
+def test_gc(binary, python, tmp):
     if version_of(python) < (3, 7):
-        print("SKIP: the GC's collecting flag is a static of gcmodule.c before 3.7; not read")
-        return SKIP
+        raise Skip("the GC's collecting flag is a static of gcmodule.c before 3.7; not read")
     proc, ready = start_target(python, TARGET)
     try:
         pid, collector, main = ready["pid"], ready["collector_native_id"], ready["main_native_id"]
-        seen_json = seen_text = False
-        for _ in range(ATTEMPTS):
-            doc = json.loads(dump(binary, pid, "--json"))
-            for thread in doc["threads"]:
-                if not thread["collecting_garbage"]:
-                    continue
-                check(thread["native_id"] != main, "the sleeping main thread is marked collecting")
-                check(thread["holds_gil"], "a thread without the GIL is marked collecting")
-                check(thread["native_id"] == collector, "thread %s marked collecting, the collector is %s"
-                      % (thread["native_id"], collector))
-                check(thread["frames"] and thread["frames"][0]["function"] == "collect_loop",
-                      "the collecting thread is not in collect_loop: %s" % thread["frames"][:1])
-                seen_json = True
-            text = dump(binary, pid)
-            for m in re.finditer(r"^Thread (\d+) \(([a-z+]+)\)", text, re.M):
-                if "+gc" in m.group(2):
-                    check(int(m.group(1)) == collector, "text: thread %s marked gc" % m.group(1))
-                    check("+gil" in m.group(2), "text: gc without gil: %s" % m.group(0))
-                    seen_text = True
-            if seen_json and seen_text:
-                break
-        check(seen_json, "no JSON dump in %d showed the collector collecting" % ATTEMPTS)
-        check(seen_text, "no text dump in %d showed +gc" % ATTEMPTS)
+
+        def json_check(thread):
+            if not thread["collecting_garbage"]:
+                return False
+            check(thread["native_id"] != main, "the sleeping main thread is marked collecting")
+            check(thread["holds_gil"], "a thread without the GIL is marked collecting")
+            check(thread["native_id"] == collector, "thread %s marked collecting, the collector is %s"
+                  % (thread["native_id"], collector))
+            check(thread["frames"] and thread["frames"][0]["function"] == "collect_loop",
+                  "the collecting thread is not in collect_loop: %s" % thread["frames"][:1])
+            return True
+
+        def text_check(native_id, state):
+            if "+gc" not in state:
+                return False
+            check(native_id == collector, "text: thread %s marked gc" % native_id)
+            check("+gil" in state, "text: gc without gil: %s" % state)
+            return True
+
+        dump_until_marked(binary, pid, "the collector collecting (+gc)", json_check, text_check)
         check(proc.poll() is None, "the target died during the dumps")
     finally:
         proc.kill()
         proc.wait()
-    return 0
 
 
-def test_gilwait(binary, python):
+def test_gilwait(binary, python, tmp):
     if version_of(python) < (3, 7):
-        print("SKIP: the GIL is a static of ceval_gil.h before 3.7; waiting for it is not detected")
-        return SKIP
+        raise Skip("the GIL is a static of ceval_gil.h before 3.7; waiting for it is not detected")
     proc, ready = start_target(python, GIL_TARGET)
     try:
         pid, spinners, main = ready["pid"], set(ready["spinner_native_ids"]), ready["main_native_id"]
         blocker = ready["blocker_native_id"]
-        seen_json = seen_text = False
-        for _ in range(ATTEMPTS):
-            doc = json.loads(dump(binary, pid, "--json"))
-            for thread in doc["threads"]:
-                if not thread["waiting_for_gil"]:
-                    continue
-                check(not thread["holds_gil"], "a thread holding the GIL is marked waiting for it")
-                check(thread["native_id"] != blocker, "the blocker, asleep in read(2), is marked waiting")
-                check(thread["native_id"] in spinners | {main}, "thread %s (unknown) marked waiting"
-                      % thread["native_id"])
-                seen_json = seen_json or thread["native_id"] in spinners
-            text = dump(binary, pid)
-            for m in re.finditer(r"^Thread (\d+) \(([a-z+]+)\)", text, re.M):
-                if "+gilwait" in m.group(2):
-                    check(int(m.group(1)) in spinners | {main}, "text: thread %s marked gilwait" % m.group(1))
-                    check("+gil+" not in m.group(2) + "+", "text: gilwait with gil: %s" % m.group(0))
-                    seen_text = True
-            if seen_json and seen_text:
-                break
-        check(seen_json, "no JSON dump in %d showed a spinner waiting for the GIL" % ATTEMPTS)
-        check(seen_text, "no text dump in %d showed +gilwait" % ATTEMPTS)
+
+        def json_check(thread):
+            if not thread["waiting_for_gil"]:
+                return False
+            check(not thread["holds_gil"], "a thread holding the GIL is marked waiting for it")
+            check(thread["native_id"] != blocker, "the blocker, asleep in read(2), is marked waiting")
+            check(thread["native_id"] in spinners | {main}, "thread %s (unknown) marked waiting"
+                  % thread["native_id"])
+            return thread["native_id"] in spinners
+
+        def text_check(native_id, state):
+            if "+gilwait" not in state:
+                return False
+            check(native_id in spinners | {main}, "text: thread %s marked gilwait" % native_id)
+            check("+gil+" not in state + "+", "text: gilwait with gil: %s" % state)
+            return True
+
+        dump_until_marked(binary, pid, "a spinner waiting for the GIL (+gilwait)", json_check, text_check)
         check(proc.poll() is None, "the target died during the dumps")
     finally:
         proc.kill()
         proc.wait()
-    return 0
-
-
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--binary", required=True)
-    parser.add_argument("case", choices=["gc", "gilwait"])
-    parser.add_argument("python")
-    args = parser.parse_args()
-    if not os.access(args.python, os.X_OK):
-        print("SKIP: interpreter %s is not installed" % args.python)
-        return SKIP
-    try:
-        rc = (test_gc if args.case == "gc" else test_gilwait)(args.binary, args.python)
-    except Failure as failure:
-        print("FAIL: %s" % failure)
-        return 1
-    if rc == 0:
-        print("PASS: %s with %s" % (args.case, args.python))
-    return rc
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(driver_main({"gc": test_gc, "gilwait": test_gilwait}, "pyspy-status-"))
