@@ -68,7 +68,18 @@ bool isGroupLeader(pid_t tid) {
 // waitpid(tid, __WALL | WNOHANG) for a tracee, except that the exit of a thread-group
 // leader is only peeked at, never reaped: its real parent (maybe this process, for
 // `record -- PROGRAM`) must still collect its exit status. Returns like waitpid.
+// A stop of `tid` to report, consumed: WSTOPPED without WEXITED can never reap an exit.
+bool takeStop(pid_t tid, int& status) {
+    siginfo_t info{};
+    if (::waitid(P_PID, static_cast<id_t>(tid), &info, WSTOPPED | __WALL | WNOHANG) != 0 || info.si_pid == 0) {
+        return false;
+    }
+    status = (info.si_status << 8) | 0x7f;  // as waitpid encodes a stop (event << 16 included)
+    return true;
+}
+
 pid_t waitTracee(pid_t tid, int& status) {
+    if (takeStop(tid, status)) return tid;  // the usual answer, in one call
     siginfo_t info{};
     if (::waitid(P_PID, static_cast<id_t>(tid), &info, WEXITED | __WALL | WNOHANG | WNOWAIT) != 0) return -1;
     if (info.si_pid == 0) return 0;
@@ -140,15 +151,19 @@ class WaitAlarm {
     bool ok_ = false;
 };
 
+enum class Blocked { Unable, Woken, Exited };
+
 // Sleeps until `tid` has a state change to report (a stop or its exit; it is not
-// consumed) or the deadline passes. Returns false if it cannot block (no alarm).
-bool blockUntilReportable(pid_t tid, Clock::time_point deadline) {
+// consumed) or the deadline passes. Unable: it cannot block (no alarm).
+Blocked blockUntilReportable(pid_t tid, Clock::time_point deadline) {
     WaitAlarm* alarm = WaitAlarm::forThisThread();
-    if (alarm == nullptr || !alarm->arm(deadline - Clock::now())) return false;
+    if (alarm == nullptr || !alarm->arm(deadline - Clock::now())) return Blocked::Unable;
     siginfo_t info{};
-    ::waitid(P_PID, static_cast<id_t>(tid), &info, WEXITED | WSTOPPED | __WALL | WNOWAIT);
+    const int r = ::waitid(P_PID, static_cast<id_t>(tid), &info, WEXITED | WSTOPPED | __WALL | WNOWAIT);
     alarm->disarm();
-    return true;
+    const bool exited = r == 0 && info.si_pid != 0 &&
+                        (info.si_code == CLD_EXITED || info.si_code == CLD_KILLED || info.si_code == CLD_DUMPED);
+    return exited || (r != 0 && errno == ECHILD) ? Blocked::Exited : Blocked::Woken;
 }
 
 // Collects the ptrace stops of every tracee not yet stopped, until all have stopped
@@ -163,6 +178,9 @@ bool waitForStops(std::vector<Tracee>& tracees, Clock::time_point deadline,
     // without a wait alarm does it poll, then sleep with backoff.
     const auto spinUntil = Clock::now() + kSpinBeforeSleep;
     auto backoff = std::chrono::microseconds(50);
+    // While blocking works, a pass only takes stops (one call per thread); exits are
+    // looked for once a blocking wait has reported one, or on every pass without it.
+    bool checkExits = false;
     for (;;) {
         bool pending = false;
         bool progressed = false;
@@ -170,7 +188,7 @@ bool waitForStops(std::vector<Tracee>& tracees, Clock::time_point deadline,
         for (auto& tracee : tracees) {
             if (tracee.stopped || tracee.tid == 0) continue;
             int status = 0;
-            const pid_t r = waitTracee(tracee.tid, status);
+            const pid_t r = takeStop(tracee.tid, status) ? tracee.tid : checkExits ? waitTracee(tracee.tid, status) : 0;
             if (r == 0 || (r < 0 && errno == EINTR)) {
                 pending = true;
                 if (firstPending == 0) firstPending = tracee.tid;
@@ -192,9 +210,22 @@ bool waitForStops(std::vector<Tracee>& tracees, Clock::time_point deadline,
         }
         std::erase_if(tracees, [](const Tracee& t) { return t.tid == 0; });
         if (!pending) return true;
-        if (Clock::now() >= deadline) return false;
+        if (Clock::now() >= deadline) {
+            if (checkExits) return false;
+            checkExits = true;  // one last pass that also sees exits
+            continue;
+        }
         if (progressed || firstPending == 0) continue;
-        if (blockUntilReportable(firstPending, deadline)) continue;
+        switch (blockUntilReportable(firstPending, deadline)) {
+            case Blocked::Woken:
+                continue;
+            case Blocked::Exited:
+                checkExits = true;
+                continue;
+            case Blocked::Unable:
+                checkExits = true;
+                break;
+        }
         if (Clock::now() < spinUntil) continue;  // poll again: each waitid is a microsecond
         std::this_thread::sleep_for(backoff);
         backoff = std::min(backoff * 2, std::chrono::microseconds(2000));
