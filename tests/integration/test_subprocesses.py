@@ -302,8 +302,10 @@ def check_pool_processes(rows, parent, workers, what, min_cpu):
 
 
 # Four CPU-bound processes (three workers and the parent waiting in parent_work) share
-# this machine's cores with whatever else runs: a worker gets well under one core.
-MIN_WORKER_CPU = 10.0
+# this machine's cores with whatever else runs: a worker gets well under one core (13-18%
+# each measured on 2 cores next to a compiler and another test run), while an idle
+# process shows 0-1%.
+MIN_WORKER_CPU = 5.0
 
 
 def test_top(binary, python, tmp):
