@@ -143,6 +143,9 @@ def test_pool(binary, python, tmp, method):
         n = samples_in(stacks, pid, "pool_task")
         check(n > 0, "no pool_task sample from worker %d; pids in the profile: %s" % (pid, sorted(stacks)))
     check("error:" not in err, "record -s printed an error: %s" % err)
+    # Blocking mode: the pause summary covers every process.
+    check(re.search(r"the targets were paused \d+ us per sample \(mean over [4-9] processes\), at most [0-9.]+% of "
+                    r"the time \(process \d+\)", err), "no pause summary over the processes: %s" % err)
 
 
 def test_delayed(binary, python, tmp):
