@@ -218,7 +218,7 @@ RecordedProfile TreeRecording::finish() {
     std::vector<RecordedProfile> profiles;
     for (auto& r : recordings_) {
         // The root always (it heads the profile); a child only once it was sampled.
-        if (!r->builder || (r != recordings_.front() && r->stats.ticks == 0)) continue;
+        if (!r->builder || !r->sampler || (r != recordings_.front() && r->stats.ticks == 0)) continue;
         profiles.push_back(r->builder->finish(*r->sampler, r->stats, *r->process));
     }
     return mergeProcessProfiles(std::move(profiles));

@@ -1,5 +1,5 @@
-// TreeRecording: the samplers of `record` and `top`. Without -s, one Sampler on one thread for the
-// target. With -s/--subprocesses, also one Sampler thread per Python descendant
+// TreeRecording: the samplers of `record` and `top`. Without -s, one Sampler on one
+// thread for the target. With -s/--subprocesses, also one Sampler thread per Python descendant
 // (ProcessTree, scanned by poll() from the main thread): each process is sampled
 // independently, so a slow or dying child never stalls the others. At most
 // kMaxSampledProcesses processes are sampled; each later one gets a note naming it and
