@@ -8,7 +8,7 @@ Run by ctest (tests/integration/CMakeLists.txt) with the system python3:
 CASE: pool-fork, pool-spawn (record -s of a multiprocessing.Pool(3): the parent and
 three worker pids, each with pool_task), delayed (a child started after profiling
 began), orphan (a child whose parent exits, and the grandchild it starts afterwards),
-sleep (a non-Python child: one note, no failure), dump (dump -s: each process once),
+sleep (a non-Python child: one note, no failure, in record -s and top -s), dump (dump -s: each process once),
 formats (process-thread names in speedscope and chrometrace, process frames in the
 flame graph), top (`top -s` without a terminal: the per-process table of a Pool(3) lists
 the parent and the three workers once each, the workers busy; pool_task in the function
@@ -183,11 +183,19 @@ def test_orphan(binary, python, tmp):
 
 
 def test_sleep(binary, python, tmp):
-    target = Target(python, "sleep", 6)
+    target = Target(python, "sleep", 8)
     try:
         stacks, err = record_raw(binary, tmp, ["--pid", str(target.pid), "-d", "2.5"])
+        # top -s likewise: one note, and the sleep process is not in the per-process table.
+        rc, top_out, top_err = run(binary, ["top", "-s", "--iterations", "1", "--delay", "1", "--pid", str(target.pid)])
+        target_status = target.proc.poll()  # None: still running, as it should be
     finally:
         target.close()
+    check(rc == 0, "top -s exited with %d (the target's status: %r): %s" % (rc, target_status, top_err))
+    top_notes = [line for line in top_err.splitlines() if "note:" in line and str(target.ready["sleep"]) in line]
+    check(len(top_notes) == 1, "top -s: expected one note about the sleep process, got %r" % top_err)
+    top_pids = [r["pid"] for r in process_rows(top_out.split("\n"))]
+    check(top_pids == [target.pid], "top -s: per-process rows %r, expected only the parent %d" % (top_pids, target.pid))
     sleeper = target.ready["sleep"]
     notes = [line for line in err.splitlines() if "note:" in line and str(sleeper) in line]
     log("notes: %r" % notes)
