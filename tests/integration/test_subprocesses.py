@@ -187,14 +187,15 @@ def test_sleep(binary, python, tmp):
     try:
         stacks, err = record_raw(binary, tmp, ["--pid", str(target.pid), "-d", "2.5"])
         # top -s likewise: one note, and the sleep process is not in the per-process table.
-        rc, top_out, top_err = run(binary, ["top", "-s", "--iterations", "1", "--delay", "1", "--pid", str(target.pid)])
+        # Two refreshes: the note comes once the child's attach gives up, after 1 s.
+        rc, top_out, top_err = run(binary, ["top", "-s", "--iterations", "2", "--delay", "1", "--pid", str(target.pid)])
         target_status = target.proc.poll()  # None: still running, as it should be
     finally:
         target.close()
     check(rc == 0, "top -s exited with %d (the target's status: %r): %s" % (rc, target_status, top_err))
     top_notes = [line for line in top_err.splitlines() if "note:" in line and str(target.ready["sleep"]) in line]
     check(len(top_notes) == 1, "top -s: expected one note about the sleep process, got %r" % top_err)
-    top_pids = [r["pid"] for r in process_rows(top_out.split("\n"))]
+    top_pids = [r["pid"] for r in process_rows(text_snapshots(top_out)[-1])]
     check(top_pids == [target.pid], "top -s: per-process rows %r, expected only the parent %d" % (top_pids, target.pid))
     sleeper = target.ready["sleep"]
     notes = [line for line in err.splitlines() if "note:" in line and str(sleeper) in line]
