@@ -72,6 +72,37 @@ std::string defaultOutputName(const RecordArgs& args, ProfileFormat format) {
     return fmt::format("{}-{}.{}", name, stamp, defaultExtension(format));
 }
 
+// What the targets paid for consistent stacks: say it, so nobody has to guess. Under
+// -s: the mean pause per sample over every process's samples, and the largest share of
+// its time any one process was paused (which one).
+void printPauseSummary(const std::vector<TreeRecording::ProcessStats>& processes, bool subprocesses) {
+    double paused = 0;
+    std::uint64_t ticks = 0;
+    double worstShare = 0;
+    pid_t worst = 0;
+    for (const auto& [pid, stats] : processes) {
+        paused += stats.pausedSeconds;
+        ticks += stats.ticks;
+        const double share = stats.elapsedSeconds > 0 ? stats.pausedSeconds / stats.elapsedSeconds : 0.0;
+        if (worst == 0 || share > worstShare) {
+            worstShare = share;
+            worst = pid;
+        }
+    }
+    if (paused <= 0 || ticks == 0) return;
+    const double perSample = 1e6 * paused / static_cast<double>(ticks);
+    if (!subprocesses) {
+        std::fprintf(stderr,
+                     "%s: the target was paused %.0f us per sample, %.2f%% of the time (--nonblocking: never)\n",
+                     kProgram, perSample, 100.0 * worstShare);
+        return;
+    }
+    std::fprintf(stderr,
+                 "%s: the targets were paused %.0f us per sample (mean over %zu processes), at most %.2f%% of the time "
+                 "(process %d) (--nonblocking: never)\n",
+                 kProgram, perSample, processes.size(), 100.0 * worstShare, static_cast<int>(worst));
+}
+
 int runRecord(const RecordArgs& args) {
     const ProfileFormat format = *parseProfileFormat(args.format);
     const std::string outputPath = args.output.empty() ? defaultOutputName(args, format) : args.output;
@@ -155,12 +186,7 @@ int runRecord(const RecordArgs& args) {
                  why.c_str(), std::max(stats.elapsedSeconds, profile.duration),
                  static_cast<unsigned long long>(profile.samples), processes.c_str(),
                  static_cast<unsigned long long>(profile.errors), share, formatName(format), outputPath.c_str());
-    if (stats.pausedSeconds > 0 && stats.ticks > 0) {
-        // What the target paid for consistent stacks: say it, so nobody has to guess.
-        std::fprintf(stderr, "%s: the target was paused %.0f us per sample, %.2f%% of the time (--nonblocking: never)\n",
-                     kProgram, 1e6 * stats.pausedSeconds / static_cast<double>(stats.ticks),
-                     stats.elapsedSeconds > 0 ? 100.0 * stats.pausedSeconds / stats.elapsedSeconds : 0.0);
-    }
+    printPauseSummary(recording.processStats(), args.subprocesses);
     if (profile.trie.totalSamples() == 0 && profile.samples > 0 && !args.idle) {
         std::fprintf(stderr, "%s: no thread was active while sampling; use --idle to include idle threads\n",
                      kProgram);

@@ -1,13 +1,14 @@
 // `pyspy-cpp top`: a live, top-like view of where a Python process spends its time.
 //
-// Threads: as in `record`, the sampler runs on its own thread (which owns every ptrace
-// pause) and feeds a TopAggregator; the main thread owns the terminal: it draws a
-// snapshot of the aggregator every --delay seconds, reads keys, and takes SIGINT and
-// SIGTERM synchronously (StopSignals blocks them in every thread). The terminal is
-// given back by TerminalScreen's destructor on every way out.
+// Threads: as in `record` (TreeRecording), each sampled process has a sampler thread
+// (which owns its ptrace pauses) feeding one TopAggregator; the main thread owns the
+// terminal: it draws a snapshot of the aggregator every --delay seconds, reads keys,
+// with -s scans the process tree (TreeRecording::poll, every 50 ms at most), and takes
+// SIGINT and SIGTERM synchronously (StopSignals blocks them in every thread). The
+// terminal is given back by TerminalScreen's destructor on every way out.
 //
 // Without a terminal on stdout (or stdin) it prints one plain-text snapshot per
-// refresh instead, like `top -b`.
+// refresh instead, like `top -b`; with -s each snapshot ends with the per-process table.
 #include <unistd.h>
 
 #include <atomic>
@@ -24,6 +25,8 @@
 #include "pyspy/cli/cli_common.h"
 #include "pyspy/cli/commands.h"
 #include "pyspy/cli/spawn.h"
+#include "pyspy/cli/tree_recording.h"
+#include "pyspy/process/process.h"
 #include "pyspy/sampling/sampler.h"
 #include "pyspy/ui/terminal.h"
 #include "pyspy/ui/top_model.h"
@@ -39,48 +42,39 @@ using Clock = std::chrono::steady_clock;
 struct TopArgs : SamplingArgs {
     double delay = 1.0;
     int iterations = 0;
+    bool subprocesses = false;
+};
+
+// The longest wait between two looks at the process tree under -s: new children are
+// then picked up within 100 ms (as in record).
+constexpr std::chrono::milliseconds kTreeScanInterval{50};
+
+double steadySeconds() {
+    return std::chrono::duration<double>(Clock::now().time_since_epoch()).count();
+}
+
+std::optional<double> processCpuSeconds(pid_t pid) {
+    if (const auto status = readProcessStatus(pid)) return status->cpuSeconds;
+    return std::nullopt;
+}
+
+// Feeds one process's samples to the shared aggregator under its process index.
+class ProcessSink : public SampleSink {
+  public:
+    ProcessSink(TopAggregator& aggregator, std::uint32_t process) : aggregator_(aggregator), process_(process) {}
+    void onSample(const Sample& sample, const FrameTable& frames, const std::vector<ProfiledThread>& threads) override {
+        aggregator_.onProcessSample(process_, sample, frames, threads);
+    }
+    std::uint32_t process() const { return process_; }
+
+  private:
+    TopAggregator& aggregator_;
+    std::uint32_t process_;
 };
 
 std::chrono::milliseconds millis(double seconds) {
     return std::chrono::milliseconds(static_cast<long long>(seconds * 1000));
 }
-
-// The sampler on its own thread; stops and joins when destroyed.
-class SamplerThread {
-  public:
-    SamplerThread(Sampler& sampler, SampleSink& sink, std::function<void(const std::string&)> warn)
-        : sampler_(sampler) {
-        thread_ = std::thread([this, &sink, warn = std::move(warn)] {
-            try {
-                stats_ = sampler_.run(sink, stop_, warn);
-                if (stats_.failure) failure_ = stats_.failure;
-            } catch (...) {
-                failure_ = std::current_exception();
-            }
-            done_.store(true);
-        });
-    }
-    ~SamplerThread() { join(); }
-    SamplerThread(const SamplerThread&) = delete;
-    SamplerThread& operator=(const SamplerThread&) = delete;
-
-    bool done() const { return done_.load(); }
-    void join() {
-        stop_.store(true);
-        if (thread_.joinable()) thread_.join();
-    }
-    // After join() or done(): how it ended.
-    const SamplerStats& stats() const { return stats_; }
-    std::exception_ptr failure() const { return failure_; }
-
-  private:
-    Sampler& sampler_;
-    std::atomic<bool> stop_{false};
-    std::atomic<bool> done_{false};
-    SamplerStats stats_;
-    std::exception_ptr failure_;
-    std::thread thread_;
-};
 
 // The sampler's one-off warning (falling behind), shown in the status line for a while.
 struct Warning {
@@ -88,9 +82,9 @@ struct Warning {
     std::mutex mutex;
     std::string text;
     Clock::time_point when;
-    void set(const std::string& message) {
+    void set(const std::string& message, const char* kind = "warning: ") {
         std::lock_guard lock(mutex);
-        text = "warning: " + message;
+        text = kind + message;
         when = Clock::now();
     }
     std::string get() {
@@ -103,18 +97,30 @@ struct TopSession {
     const TopArgs& args;
     StopSignals& signals;
     TopAggregator& aggregator;
-    Sampler& sampler;
-    SamplerThread& worker;
+    TreeRecording& recording;
     Warning& warning;
     TopHeader header;
     Clock::time_point started = Clock::now();
+    TopCpuMeter cpu;
 
     void refreshHeader() {
-        header.samples = sampler.ticksSoFar();
-        header.errors = sampler.errorsSoFar();
+        header.samples = recording.ticksSoFar();
+        header.errors = recording.errorsSoFar();
         header.elapsedSeconds = std::chrono::duration<double>(Clock::now() - started).count();
     }
-    std::string exitedMessage() const { return fmt::format("Process {} exited", header.pid); }
+    // Whether every sampler has ended (the target exited; with -s, the whole tree); with
+    // -s it also starts samplers for the children that appeared since the last call.
+    bool ended() { return !recording.poll(); }
+    // A snapshot that ends the interval, with the processes' CPU shares measured.
+    TopSnapshot nextSnapshot() {
+        TopSnapshot snapshot = aggregator.snapshot(true);
+        cpu.measure(snapshot, steadySeconds(), processCpuSeconds);
+        return snapshot;
+    }
+    std::string exitedMessage() const {
+        return args.subprocesses ? fmt::format("Process {} and its descendants exited", header.pid)
+                                 : fmt::format("Process {} exited", header.pid);
+    }
     std::string samplerWarning() { return warning.get(); }
 };
 
@@ -126,22 +132,22 @@ void runText(TopSession& s) {
     auto next = Clock::now() + millis(s.args.delay);
     for (int iteration = 0; s.args.iterations <= 0 || iteration < s.args.iterations;) {
         const auto now = Clock::now();
-        if (s.worker.done()) {
-            if (s.worker.failure()) return;
+        if (s.ended()) {
+            if (s.recording.rootFailure()) return;
             std::printf("%s\n", s.exitedMessage().c_str());
             std::fflush(stdout);
             return;
         }
         if (now < next) {
-            const auto wait = std::min(std::chrono::duration_cast<std::chrono::milliseconds>(next - now) +
-                                           std::chrono::milliseconds(1),
-                                       std::chrono::milliseconds(100));
+            const auto wait = std::min(
+                std::chrono::duration_cast<std::chrono::milliseconds>(next - now) + std::chrono::milliseconds(1),
+                kTreeScanInterval);
             if (s.signals.wait(wait) != 0) return;
             continue;
         }
         next += millis(s.args.delay);
         if (next < now) next = now + millis(s.args.delay);
-        const TopSnapshot snapshot = s.aggregator.snapshot(true);
+        const TopSnapshot snapshot = s.nextSnapshot();
         s.refreshHeader();
         s.header.status = s.samplerWarning();
         std::string out;
@@ -149,6 +155,14 @@ void runText(TopSession& s) {
             if (line.text.empty() && line.style != TopStyle::Status) continue;
             out += line.text;
             out += '\n';
+        }
+        if (s.args.subprocesses) {
+            // Without a terminal there is no P key: the per-process table follows.
+            out += "Processes:\n";
+            for (const TopLine& line : renderTopProcesses(snapshot, view, render)) {
+                out += line.text;
+                out += '\n';
+            }
         }
         out += '\n';
         std::fwrite(out.data(), 1, out.size(), stdout);
@@ -198,8 +212,8 @@ void runTerminal(TopSession& s, TerminalScreen& screen) {
             if (redraw) draw();
         }
         if (exited) continue;
-        if (s.worker.done()) {
-            if (s.worker.failure()) return;
+        if (s.ended()) {
+            if (s.recording.rootFailure()) return;
             exited = true;
             state.help = false;
             draw();
@@ -209,7 +223,7 @@ void runTerminal(TopSession& s, TerminalScreen& screen) {
         if (now >= next) {
             next += millis(s.args.delay);
             if (next < now) next = now + millis(s.args.delay);
-            TopSnapshot snapshot = s.aggregator.snapshot(true);
+            TopSnapshot snapshot = s.nextSnapshot();
             // An interval without a tick (the target just died, or the machine is
             // overloaded) keeps the last one on screen rather than an empty table.
             if (snapshot.interval.ticks == 0) snapshot.interval = shown.interval;
@@ -231,7 +245,6 @@ int runTop(const TopArgs& args) {
     options.aggregateByFunction = false;
 
     TopAggregator aggregator(options);
-    Sampler sampler(*process, options);
     TopHeader header;
     header.pid = process->pid();
     header.commandLine = process->commandLine();
@@ -241,19 +254,43 @@ int runTop(const TopArgs& args) {
     // The screen opens before the sampler thread starts and closes after it is joined.
     std::unique_ptr<TerminalScreen> screen = TerminalScreen::open();
     Warning warning;
-    SamplerThread worker(sampler, aggregator, [&warning](const std::string& message) { warning.set(message); });
-    TopSession session{args, signals, aggregator, sampler, worker, warning, header};
+    std::mutex stderrMutex;
+    // Notes (a child that is not Python) go to the status line on a terminal, else to stderr.
+    const auto note = [&](const std::string& message) {
+        if (screen) {
+            warning.set(message, "note: ");
+        } else {
+            std::lock_guard lock(stderrMutex);
+            std::fprintf(stderr, "%s: note: %s\n", kProgram, message.c_str());
+        }
+    };
+    TreeRecording::ProcessSinks sinks;
+    sinks.open = [&aggregator](PythonProcess& p) -> std::unique_ptr<SampleSink> {
+        const double now = steadySeconds();
+        const std::uint32_t index =
+            aggregator.addProcess(p.pid(), p.commandLine(), processCpuSeconds(p.pid()).value_or(0), now);
+        return std::make_unique<ProcessSink>(aggregator, index);
+    };
+    sinks.ended = [&aggregator](SampleSink& sink) {
+        aggregator.processEnded(static_cast<ProcessSink&>(sink).process());
+    };
+    TreeRecording recording(
+        *process, options, args.subprocesses, sinks, [&warning](const std::string& message) { warning.set(message); },
+        note);
+    recording.start();
+    TopSession session{args, signals, aggregator, recording, warning, header, Clock::now(), {}};
     if (screen) {
         runTerminal(session, *screen);
     } else {
         runText(session);
     }
-    worker.join();
+    recording.stop();
+    recording.join();
     screen.reset();  // the terminal is back before anything is printed below
-    if (worker.failure()) std::rethrow_exception(worker.failure());
+    if (recording.rootFailure()) std::rethrow_exception(recording.rootFailure());
     if (program) {
         // A program we started ends with us: Ctrl-C it, and kill it if that is ignored.
-        if (!worker.stats().targetExited) {
+        if (!recording.rootStats().targetExited) {
             ::kill(program->pid(), SIGINT);
             for (int i = 0; i < 60; ++i) {
                 if (auto status = program->poll()) return *status;
@@ -277,6 +314,8 @@ Command addTopCommand(CLI::App& app) {
         ->capture_default_str();
     cmd->add_option("--iterations", args->iterations, "End after this many refreshes (default: until q)")
         ->check(CLI::NonNegativeNumber);
+    cmd->add_flag("-s,--subprocesses", args->subprocesses,
+                  "Also sample every Python descendant of the target (key P: one row per process)");
     return Command{cmd, [args] { return runTop(*args); }};
 }
 

@@ -31,6 +31,12 @@ TreeRecording::TreeRecording(PythonProcess& root, const SamplerOptions& options,
     if (subprocesses_) tree_.emplace(root.pid());
 }
 
+TreeRecording::TreeRecording(PythonProcess& root, const SamplerOptions& options, bool subprocesses, ProcessSinks sinks,
+                             Notify warn, Notify note)
+    : TreeRecording(root, options, false, subprocesses, std::move(warn), std::move(note)) {
+    sinks_ = std::move(sinks);
+}
+
 TreeRecording::~TreeRecording() {
     stop();
     join();
@@ -44,19 +50,27 @@ void TreeRecording::start() {
 }
 
 void TreeRecording::sample(Recording& recording, const SamplerOptions& options) {
-    recording.builder = std::make_unique<ProfileBuilder>(options, keepTimeline_);
-    recording.sampler = std::make_unique<Sampler>(*recording.process, options);
-    recording.live.store(recording.sampler.get());
+    SampleSink* sink = nullptr;
     try {
+        if (sinks_) {
+            recording.sink = sinks_->open(*recording.process);
+            sink = recording.sink.get();
+        } else {
+            recording.builder = std::make_unique<ProfileBuilder>(options, keepTimeline_);
+            sink = recording.builder.get();
+        }
+        recording.sampler = std::make_unique<Sampler>(*recording.process, options);
+        recording.live.store(recording.sampler.get());
         // Under -s, say which process a warning is about.
         const Notify warn = !subprocesses_ ? warn_ : [this, pid = recording.pid](const std::string& message) {
             warn_(fmt::format("process {}: {}", pid, message));
         };
-        recording.stats = recording.sampler->run(*recording.builder, stop_, warn);
+        recording.stats = recording.sampler->run(*sink, stop_, warn);
     } catch (...) {
         recording.failure = std::current_exception();
     }
     if (!recording.failure && recording.stats.failure) recording.failure = recording.stats.failure;
+    if (sinks_ && recording.sink && sinks_->ended) sinks_->ended(*recording.sink);
 }
 
 void TreeRecording::runRoot(Recording& recording) {
@@ -123,11 +137,9 @@ bool TreeRecording::poll() {
     if (subprocesses_ && !stop_.load()) {
         for (const TreeMember& member : tree_->scan()) {
             if (recordings_.size() >= kMaxSampledProcesses) {
-                if (!notedBound_) {
-                    notedBound_ = true;
-                    note_(fmt::format("more than {} processes in the tree: process {} and later ones are not sampled",
-                                      kMaxSampledProcesses, member.pid));
-                }
+                // Each one named (scan() reports a member once): none is dropped silently.
+                note_(fmt::format("process {} ({}) is not sampled: more than {} processes in the tree", member.pid,
+                                  readCommandLine(member.pid), kMaxSampledProcesses));
                 continue;
             }
             auto recording = std::make_unique<Recording>();
@@ -190,6 +202,14 @@ std::size_t TreeRecording::sampledProcesses() const {
         std::count_if(recordings_.begin(), recordings_.end(), [](const auto& r) { return r->stats.ticks > 0; }));
 }
 
+std::vector<TreeRecording::ProcessStats> TreeRecording::processStats() const {
+    std::vector<ProcessStats> stats;
+    for (const auto& r : recordings_) {
+        if (r->stats.ticks > 0) stats.push_back(ProcessStats{r->pid, r->stats});
+    }
+    return stats;
+}
+
 RecordedProfile TreeRecording::finish() {
     if (!subprocesses_) {
         Recording& root = *recordings_.front();
@@ -198,7 +218,7 @@ RecordedProfile TreeRecording::finish() {
     std::vector<RecordedProfile> profiles;
     for (auto& r : recordings_) {
         // The root always (it heads the profile); a child only once it was sampled.
-        if (!r->builder || (r != recordings_.front() && r->stats.ticks == 0)) continue;
+        if (!r->builder || !r->sampler || (r != recordings_.front() && r->stats.ticks == 0)) continue;
         profiles.push_back(r->builder->finish(*r->sampler, r->stats, *r->process));
     }
     return mergeProcessProfiles(std::move(profiles));

@@ -207,15 +207,24 @@ std::optional<ProcessStatus> readProcessStatus(pid_t pid) {
     if (!readProcFile(procPath(pid, "/stat"), 4096, text)) return std::nullopt;
     const auto stat = parseStat(text);
     if (!stat) return std::nullopt;
-    // After "(COMM) ": state is field 3, ppid field 4, starttime field 22.
+    // After "(COMM) ": state is field 3, ppid field 4, utime and stime fields 14 and 15,
+    // starttime field 22.
     std::string_view rest = std::string_view(text).substr(text.rfind(')') + 2);
     ProcessStatus status;
     status.pid = stat->tid;
     status.state = stat->state;
+    unsigned long long cpuTicks = 0;
+    static const double ticksPerSecond = static_cast<double>(::sysconf(_SC_CLK_TCK));
     for (int field = 3; field <= 22 && !rest.empty(); ++field) {
         const std::size_t space = rest.find(' ');
         const std::string_view token = rest.substr(0, space);
         if (field == 4) std::from_chars(token.data(), token.data() + token.size(), status.parent);
+        if (field == 14 || field == 15) {
+            unsigned long long ticks = 0;
+            std::from_chars(token.data(), token.data() + token.size(), ticks);
+            cpuTicks += ticks;
+            if (field == 15 && ticksPerSecond > 0) status.cpuSeconds = static_cast<double>(cpuTicks) / ticksPerSecond;
+        }
         if (field == 22) {
             if (std::from_chars(token.data(), token.data() + token.size(), status.startTime).ec != std::errc()) {
                 return std::nullopt;

@@ -22,46 +22,103 @@ TopAggregator::TopAggregator(const SamplerOptions& options) : options_(options) 
 
 void TopAggregator::onSample(const Sample& sample, const FrameTable& frames,
                              const std::vector<ProfiledThread>& threads) {
+    onProcessSample(0, sample, frames, threads);
+}
+
+std::uint32_t TopAggregator::addProcess(pid_t pid, std::string commandLine, double startCpuSeconds, double startTime) {
     std::lock_guard lock(mutex_);
-    // New frames: copy their keys, and map each to its function.
-    for (std::size_t id = lines_.size(); id < frames.size(); ++id) {
-        const FrameKey& key = frames[static_cast<FrameId>(id)];
+    TopProcess process;
+    process.pid = pid;
+    process.commandLine = std::move(commandLine);
+    process.startCpuSeconds = startCpuSeconds;
+    process.startTime = startTime;
+    processes_.push_back(std::move(process));
+    processStates_.emplace_back();
+    return static_cast<std::uint32_t>(processes_.size() - 1);
+}
+
+void TopAggregator::processEnded(std::uint32_t process) {
+    std::lock_guard lock(mutex_);
+    if (process >= processes_.size()) return;
+    processes_[process].ended = true;
+    liveThreads_ -= processStates_[process].liveThreads;
+    processStates_[process].liveThreads = 0;
+}
+
+std::uint32_t TopAggregator::lineId(const FrameKey& key) {
+    std::string fkey = key.name;
+    fkey.push_back('\0');
+    fkey += key.filename;
+    auto [fit, fadded] = functionIndex_.try_emplace(fkey, static_cast<std::uint32_t>(functions_.size()));
+    if (fadded) functions_.push_back(TopFunction{key.name, key.filename, 0});
+    fkey.push_back('\0');
+    fkey += std::to_string(key.line);
+    auto [lit, ladded] = lineIndex_.try_emplace(std::move(fkey), static_cast<std::uint32_t>(lines_.size()));
+    if (ladded) {
         lines_.push_back(TopFunction{key.name, key.filename, key.line});
-        std::string fkey = key.name;
-        fkey.push_back('\0');
-        fkey += key.filename;
-        auto [it, added] = functionIndex_.try_emplace(std::move(fkey), static_cast<std::uint32_t>(functions_.size()));
-        if (added) functions_.push_back(TopFunction{key.name, key.filename, 0});
-        lineToFunction_.push_back(it->second);
+        lineToFunction_.push_back(fit->second);
+    }
+    return lit->second;
+}
+
+void TopAggregator::onProcessSample(std::uint32_t process, const Sample& sample, const FrameTable& frames,
+                                    const std::vector<ProfiledThread>& threads) {
+    std::lock_guard lock(mutex_);
+    if (process >= processStates_.size()) {  // onSample without addProcess: the one process
+        processes_.resize(process + 1);
+        processStates_.resize(process + 1);
+    }
+    ProcessState& ps = processStates_[process];
+    // New frames of this process: map each to its line (shared by every process).
+    for (std::size_t id = ps.lines.size(); id < frames.size(); ++id) {
+        ps.lines.push_back(lineId(frames[static_cast<FrameId>(id)]));
     }
     seenLine_.resize(lines_.size(), 0);
     seenFunction_.resize(functions_.size(), 0);
     // Threads: new ones, and names learnt since.
     for (std::size_t i = 0; i < threads.size(); ++i) {
-        if (i == threads_.size()) {
+        if (i == ps.threads.size()) {
+            ps.threads.push_back(static_cast<std::uint32_t>(threads_.size()));
             threads_.emplace_back();
+            threads_.back().process = process;
+            threads_.back().pid = processes_[process].pid;
             threadStates_.emplace_back();
         }
-        TopThread& t = threads_[i];
+        TopThread& t = threads_[ps.threads[i]];
         t.threadId = threads[i].threadId;
         if (threads[i].nativeId) t.nativeId = *threads[i].nativeId;
         if (t.name != threads[i].name) t.name = threads[i].name;
     }
-    liveThreads_ = sample.threads.size();
+    liveThreads_ = liveThreads_ - ps.liveThreads + sample.threads.size();
+    ps.liveThreads = sample.threads.size();
 
     for (TopWindow* w : {&interval_, &cumulative_}) {
-        if (w->ticks == 0) w->firstTime = sample.time;
-        w->lastTime = sample.time;
-        ++w->ticks;
+        if (w->processes.size() <= process) w->processes.resize(process + 1);
+        TopProcessCounts& pc = w->processes[process];
+        if (pc.ticks == 0) pc.firstTime = sample.time;
+        pc.lastTime = sample.time;
+        ++pc.ticks;
+        ++w->processTicks;
+        // The window's ticks and clock are those of the process sampled most often.
+        if (pc.ticks > w->ticks) {
+            w->ticks = pc.ticks;
+            w->firstTime = pc.firstTime;
+            w->lastTime = pc.lastTime;
+        }
     }
     bool gil = false;
     for (const ThreadSample& ts : sample.threads) {
         if (ts.holdsGil) gil = true;
-        if (ts.thread >= threadStates_.size()) continue;
+        if (ts.thread >= ps.threads.size()) continue;
+        const std::uint32_t thread = ps.threads[ts.thread];
+        stack_.clear();
+        for (FrameId f : ts.frames) {
+            if (f < ps.lines.size()) stack_.push_back(ps.lines[f]);
+        }
         // The thread's state: running, waiting for the GIL, or idle (see top_model.h).
         bool gilFunction = false;
-        if (!ts.frames.empty() && ts.frames.back() < lineToFunction_.size()) {
-            auto& [gilCount, all] = threadStates_[ts.thread].leafGil[lineToFunction_[ts.frames.back()]];
+        if (!stack_.empty()) {
+            auto& [gilCount, all] = threadStates_[thread].leafGil[lineToFunction_[stack_.back()]];
             ++all;
             if (ts.holdsGil) ++gilCount;
             gilFunction = all >= kGilMinSamples && double(gilCount) >= kGilShare * double(all);
@@ -82,19 +139,20 @@ void TopAggregator::onSample(const Sample& sample, const FrameTable& frames,
         if (!keepThread(ts, options_)) continue;
         for (TopWindow* w : {&interval_, &cumulative_}) {
             ++w->kept;
-            count(*w, ts.thread, ts);
+            count(*w, thread, stack_);
         }
     }
     if (gil) {
-        ++interval_.gilTicks;
-        ++cumulative_.gilTicks;
+        for (TopWindow* w : {&interval_, &cumulative_}) {
+            ++w->gilTicks;
+            ++w->processes[process].gilTicks;
+        }
     }
 }
 
-void TopAggregator::count(TopWindow& window, std::uint32_t thread, const ThreadSample& ts) {
-    if (ts.frames.empty()) return;
-    const FrameId leaf = ts.frames.back();
-    if (leaf >= lines_.size()) return;
+void TopAggregator::count(TopWindow& window, std::uint32_t thread, const std::vector<std::uint32_t>& stack) {
+    if (stack.empty()) return;
+    const std::uint32_t leaf = stack.back();
     ++window.byLine[rowKey(thread, leaf)].own;
     ++window.byFunction[rowKey(thread, lineToFunction_[leaf])].own;
     // Totals: each frame (and function) once per stack, however often it recurses.
@@ -103,8 +161,7 @@ void TopAggregator::count(TopWindow& window, std::uint32_t thread, const ThreadS
         std::fill(seenFunction_.begin(), seenFunction_.end(), 0);
         stamp_ = 1;
     }
-    for (FrameId f : ts.frames) {
-        if (f >= lines_.size()) continue;
+    for (std::uint32_t f : stack) {
         if (seenLine_[f] != stamp_) {
             seenLine_[f] = stamp_;
             ++window.byLine[rowKey(thread, f)].total;
@@ -125,10 +182,31 @@ TopSnapshot TopAggregator::snapshot(bool endInterval) {
     snap.lines = lines_;
     snap.functions = functions_;
     snap.threads = threads_;
+    snap.processes = processes_;
     snap.liveThreads = liveThreads_;
     snap.rateHz = options_.rateHz;
     if (endInterval) interval_ = TopWindow{};
     return snap;
+}
+
+void TopCpuMeter::measure(TopSnapshot& snapshot, double now, const CpuReader& cpuSeconds) {
+    last_.resize(snapshot.processes.size());
+    for (std::size_t i = 0; i < snapshot.processes.size(); ++i) {
+        TopProcess& process = snapshot.processes[i];
+        const std::optional<double> cpu = process.ended ? std::nullopt : cpuSeconds(process.pid);
+        if (!cpu) {
+            last_[i].reset();
+            continue;
+        }
+        // A process added before any reading (onSample alone) starts now.
+        const Reading start =
+            process.startTime > 0 ? Reading{process.startCpuSeconds, process.startTime} : Reading{*cpu, now};
+        const Reading previous = last_[i].value_or(start);
+        if (now > previous.time)
+            process.cpuInterval = std::max(0.0, (*cpu - previous.cpuSeconds) / (now - previous.time));
+        if (now > start.time) process.cpuCumulative = std::max(0.0, (*cpu - start.cpuSeconds) / (now - start.time));
+        last_[i] = Reading{*cpu, now};
+    }
 }
 
 std::string topThreadLabel(const TopThread& thread) {
@@ -146,19 +224,28 @@ std::vector<TopRow> buildTopTable(const TopSnapshot& snapshot, const TopViewOpti
     const double ticks = double(window.ticks);
 
     // Merge threads unless asked not to: key by id alone.
-    std::unordered_map<std::uint64_t, std::pair<TopCounts, TopCounts>> merged;  // window, since start
+    struct Merged {
+        TopCounts window, sinceStart;
+        std::vector<std::uint32_t> processes;  // distinct, in the window
+    };
+    std::unordered_map<std::uint64_t, Merged> merged;
     for (const auto& [key, c] : counts) {
         const std::uint64_t k = view.perThread ? key : (key & 0xffffffffu);
-        auto& m = merged[k].first;
-        m.own += c.own;
-        m.total += c.total;
+        Merged& m = merged[k];
+        m.window.own += c.own;
+        m.window.total += c.total;
+        const auto thread = static_cast<std::uint32_t>(key >> 32);
+        const std::uint32_t process = thread < snapshot.threads.size() ? snapshot.threads[thread].process : 0;
+        if (std::find(m.processes.begin(), m.processes.end(), process) == m.processes.end()) {
+            m.processes.push_back(process);
+        }
     }
     for (const auto& [key, c] : allCounts) {
         const std::uint64_t k = view.perThread ? key : (key & 0xffffffffu);
         auto it = merged.find(k);
         if (it == merged.end()) continue;
-        it->second.second.own += c.own;
-        it->second.second.total += c.total;
+        it->second.sinceStart.own += c.own;
+        it->second.sinceStart.total += c.total;
     }
 
     std::vector<TopRow> rows;
@@ -169,10 +256,12 @@ std::vector<TopRow> buildTopTable(const TopSnapshot& snapshot, const TopViewOpti
         TopRow row;
         row.function = &table[id];
         if (view.perThread) row.thread = static_cast<std::uint32_t>(key >> 32);
-        row.ownPercent = ticks > 0 ? 100.0 * double(c.first.own) / ticks : 0.0;
-        row.totalPercent = ticks > 0 ? 100.0 * double(c.first.total) / ticks : 0.0;
-        row.ownSeconds = double(c.second.own) * perTick;
-        row.totalSeconds = double(c.second.total) * perTick;
+        row.ownPercent = ticks > 0 ? 100.0 * double(c.window.own) / ticks : 0.0;
+        row.totalPercent = ticks > 0 ? 100.0 * double(c.window.total) / ticks : 0.0;
+        row.ownSeconds = double(c.sinceStart.own) * perTick;
+        row.totalSeconds = double(c.sinceStart.total) * perTick;
+        row.processCount = c.processes.size();
+        if (c.processes.size() == 1) row.process = c.processes.front();
         rows.push_back(row);
     }
 
@@ -197,6 +286,37 @@ std::vector<TopRow> buildTopTable(const TopSnapshot& snapshot, const TopViewOpti
         return a.thread.value_or(0) < b.thread.value_or(0);
     };
     std::sort(rows.begin(), rows.end(), before);
+    if (view.reverse) std::reverse(rows.begin(), rows.end());
+    return rows;
+}
+
+}  // namespace pyspy
+
+namespace pyspy {
+
+std::vector<TopProcessRow> buildTopProcessTable(const TopSnapshot& snapshot, const TopViewOptions& view) {
+    const TopWindow& window = view.cumulative ? snapshot.cumulative : snapshot.interval;
+    std::vector<TopProcessRow> rows;
+    rows.reserve(snapshot.processes.size());
+    for (std::size_t i = 0; i < snapshot.processes.size(); ++i) {
+        const TopProcess& process = snapshot.processes[i];
+        TopProcessRow row;
+        row.process = &process;
+        const std::optional<double> cpu = view.cumulative ? process.cpuCumulative : process.cpuInterval;
+        if (cpu) row.cpuPercent = 100.0 * *cpu;
+        if (i < window.processes.size()) {
+            const TopProcessCounts& counts = window.processes[i];
+            row.samples = counts.ticks;
+            row.gilPercent = counts.ticks ? 100.0 * double(counts.gilTicks) / double(counts.ticks) : 0.0;
+        }
+        rows.push_back(row);
+    }
+    std::sort(rows.begin(), rows.end(), [](const TopProcessRow& a, const TopProcessRow& b) {
+        const double ca = a.cpuPercent.value_or(-1), cb = b.cpuPercent.value_or(-1);
+        if (ca != cb) return ca > cb;
+        if (a.samples != b.samples) return a.samples > b.samples;
+        return a.process->pid < b.process->pid;
+    });
     if (view.reverse) std::reverse(rows.begin(), rows.end());
     return rows;
 }

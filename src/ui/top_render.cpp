@@ -13,6 +13,7 @@ namespace {
 
 constexpr std::size_t kGaugeWidth = 20;
 constexpr std::size_t kThreadColumn = 20;
+constexpr std::size_t kProcessColumn = 8;
 
 bool continuation(char c) { return (static_cast<unsigned char>(c) & 0xC0) == 0x80; }
 
@@ -111,8 +112,12 @@ std::vector<TopLine> renderTop(const TopSnapshot& snapshot, const TopHeader& hea
     const double windowSeconds = double(window.ticks) * window.secondsPerTick(snapshot.rateHz);
 
     out.add(fmt::format("Process {}: {}", header.pid, terminalSafe(header.commandLine)), TopStyle::Title);
-    out.add(fmt::format("Python v{} | {} Hz | {} samples, {} errors | {} threads | {:.1f} s", header.pythonVersion,
-                        header.rateHz, header.samples, header.errors, snapshot.liveThreads, header.elapsedSeconds),
+    const bool processes = snapshot.processes.size() > 1;
+    const std::string processCount =
+        processes ? fmt::format(" | {} processes", snapshot.processes.size()) : std::string();
+    out.add(fmt::format("Python v{} | {} Hz | {} samples, {} errors | {} threads{} | {:.1f} s", header.pythonVersion,
+                        header.rateHz, header.samples, header.errors, snapshot.liveThreads, processCount,
+                        header.elapsedSeconds),
             TopStyle::Info);
     const double gil = window.gilShare(), active = window.activeShare();
     // One line, two gauges; the style follows the GIL (contention is what top is for).
@@ -124,11 +129,18 @@ std::vector<TopLine> renderTop(const TopSnapshot& snapshot, const TopHeader& hea
     out.add(fmt::format("Window: {} ({:.1f} s) | sort: {} {} | {} | {} | ? for keys",
                         view.cumulative ? "since start" : "last refresh", windowSeconds, topColumnTitle(view.sort),
                         view.reverse ? "ascending" : "descending", view.lineNumbers ? "by line" : "by function",
-                        view.perThread ? "per thread" : "all threads"),
+                        view.perProcess  ? "per process"
+                        : view.perThread ? "per thread"
+                                         : "all threads"),
             TopStyle::Info);
     out.add(header.status, header.status.empty() ? TopStyle::Info : TopStyle::Status);
+    if (view.perProcess) {
+        for (TopLine& line : renderTopProcesses(snapshot, view, options)) out.add(std::move(line.text), line.style);
+        return out.take();
+    }
 
     std::string head = fmt::format("{:>7} {:>7} {:>8} {:>9}  ", "%Own", "%Total", "OwnTime", "TotalTime");
+    if (processes) head += fmt::format("{:<{}} ", "Process", kProcessColumn);
     if (view.perThread) head += fmt::format("{:<{}} ", "Thread", kThreadColumn);
     const std::size_t prefix = head.size();
     head += view.lineNumbers ? "Function (filename:line)" : "Function (filename)";
@@ -144,6 +156,13 @@ std::vector<TopLine> renderTop(const TopSnapshot& snapshot, const TopHeader& hea
         if (out.full()) break;
         std::string text = fmt::format("{:>6.1f}% {:>6.1f}% {:>8} {:>9}  ", row.ownPercent, row.totalPercent,
                                        formatSeconds(row.ownSeconds), formatSeconds(row.totalSeconds));
+        if (processes) {
+            // Which process: its pid, or how many ran it.
+            const std::string where = row.process && *row.process < snapshot.processes.size()
+                                          ? std::to_string(snapshot.processes[*row.process].pid)
+                                          : fmt::format("{} procs", row.processCount);
+            text += fmt::format("{:<{}} ", where, kProcessColumn);
+        }
         if (row.thread) {
             std::string label = *row.thread < snapshot.threads.size()
                                     ? terminalSafe(topThreadLabel(snapshot.threads[*row.thread]))
@@ -155,6 +174,22 @@ std::vector<TopLine> renderTop(const TopSnapshot& snapshot, const TopHeader& hea
         const std::string filename = options.fullFilenames ? f.filename : shortFilename(f.filename);
         text += fitFunction(terminalSafe(f.name), terminalSafe(filename), view.lineNumbers ? f.line : 0, functionWidth);
         out.add(std::move(text), TopStyle::Row);
+    }
+    return out.take();
+}
+
+std::vector<TopLine> renderTopProcesses(const TopSnapshot& snapshot, const TopViewOptions& view,
+                                        const TopRenderOptions& options) {
+    Lines out(options);
+    out.add(fmt::format("{:>7} {:>7} {:>8} {:>8}  {}", "%CPU", "%GIL", "Samples", "PID", "Command"),
+            TopStyle::TableHeader);
+    for (const TopProcessRow& row : buildTopProcessTable(snapshot, view)) {
+        if (out.full()) break;
+        const std::string cpu = row.cpuPercent ? fmt::format("{:.1f}%", *row.cpuPercent) : std::string("-");
+        const TopProcess& p = *row.process;
+        out.add(fmt::format("{:>7} {:>6.1f}% {:>8} {:>8}  {}{}", cpu, row.gilPercent, row.samples, p.pid,
+                            p.ended ? "(exited) " : "", terminalSafe(p.commandLine)),
+                TopStyle::Row);
     }
     return out.take();
 }
@@ -172,6 +207,7 @@ std::vector<TopLine> renderTopHelp(const TopRenderOptions& options) {
         {"l", "toggle line numbers (off: one row per function)"},
         {"c", "toggle the window: last refresh / since the start"},
         {"t", "toggle the per-thread breakdown"},
+        {"P", "toggle the per-process view (%CPU, %GIL and samples of each process)"},
         {"p", "pause / resume the display (sampling continues)"},
         {"?", "this help (any key returns)"},
         {"q", "quit (also Ctrl-C)"},
@@ -180,7 +216,8 @@ std::vector<TopLine> renderTopHelp(const TopRenderOptions& options) {
     out.add("", TopStyle::Help);
     out.add("GIL: share of samples in which a thread held the GIL. Active: share of thread", TopStyle::Help);
     out.add("samples running. Waiting for the GIL: threads stopped, not holding the GIL, on", TopStyle::Help);
-    out.add("a line where they usually hold it.", TopStyle::Help);
+    out.add("a line where they usually hold it. %CPU (per process): utime + stime from", TopStyle::Help);
+    out.add("/proc/PID/stat over the window; 100% is one core.", TopStyle::Help);
     return out.take();
 }
 

@@ -20,7 +20,8 @@ bool applyTopKey(TopViewState& state, int key) {
         case 'l': case 'L': state.view.lineNumbers = !state.view.lineNumbers; break;
         case 'c': case 'C': state.view.cumulative = !state.view.cumulative; break;
         case 't': case 'T': state.view.perThread = !state.view.perThread; break;
-        case 'p': case 'P': case ' ': state.paused = !state.paused; break;
+        case 'P': state.view.perProcess = !state.view.perProcess; break;
+        case 'p': case ' ': state.paused = !state.paused; break;
         case '?': case 'h': case 'H': state.help = true; break;
         default: return false;
     }

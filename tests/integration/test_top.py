@@ -14,7 +14,7 @@ ones) under PYTHON, it checks:
   gil       two CPU-bound threads: GIL near 100% and one thread waiting for it;
             sleeping threads: GIL near 0%
   tty       under tmux (a real terminal, read with `tmux capture-pane`): the hot function
-            first, sort keys reorder rows, `q` exits and gives the terminal back; Ctrl-C,
+            first, sort keys reorder rows, P shows the process's row and goes back, `q` exits and gives the terminal back; Ctrl-C,
             SIGTERM and the target's exit do too
 Exit code 0 = passed, 1 = failed, 77 = skipped (the interpreter or tmux is missing).
 """
@@ -344,6 +344,13 @@ def test_tty(binary, python):
             tmux.keys("t")
             tmux.wait_for(lambda l: any("MainThread" in x for x in l) and any("Thread " in x and "Function" in x for x in l),
                           "per-thread view")
+            # P: one row per process (here the one target), then back to the functions.
+            tmux.keys("P")
+            row = re.compile(r"^\s*[0-9.]+%\s+[0-9.]+%\s+\d+\s+" + str(t.pid) + "  ")
+            tmux.wait_for(lambda l: any(re.match(r"^\s*%CPU\s+%GIL\s+Samples\s+PID\s+Command", x) for x in l)
+                          and sum(1 for x in l if row.match(x)) == 1, "the per-process view")
+            tmux.keys("P")
+            tmux.wait_for(lambda l: any("Thread " in x and "Function" in x for x in l), "the functions back after P")
             tmux.keys("?")
             tmux.wait_for(lambda l: any("pyspy-cpp top: keys" in x for x in l), "help")
             tmux.keys("p")  # leaves the help
@@ -355,7 +362,7 @@ def test_tty(binary, python):
             tmux.wait_for(lambda l: table(l) and all(len(x) <= 70 for x in l), "a redraw at 70 columns")
             tmux.keys("q")
             wait_exited(tmux, "q")
-            log("tty: ok (hot function first, sort keys, l/t/?/p, resize, q restores the terminal)")
+            log("tty: ok (hot function first, sort keys, l/t/P/?/p, resize, q restores the terminal)")
         finally:
             tmux.close()
 

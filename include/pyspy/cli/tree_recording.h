@@ -1,14 +1,18 @@
-// TreeRecording: `record`'s samplers. Without -s, one Sampler on one thread for the
-// target. With -s/--subprocesses, also one Sampler thread per Python descendant
+// TreeRecording: the samplers of `record` and `top`. Without -s, one Sampler on one
+// thread for the target. With -s/--subprocesses, also one Sampler thread per Python descendant
 // (ProcessTree, scanned by poll() from the main thread): each process is sampled
 // independently, so a slow or dying child never stalls the others. At most
-// kMaxSampledProcesses processes are sampled; later ones get a note and are skipped.
+// kMaxSampledProcesses processes are sampled; each later one gets a note naming it and
+// is not sampled (docs/subprocesses.md says why the bound).
 //
 // A new child is pinned by a pidfd (ProcessHandle) as soon as it is seen, then its own
 // thread attaches to it (retrying while it is still exec'ing or loading its
 // interpreter, up to kChildAttachSeconds, or kPythonAttachSeconds when its executable is
 // named python); a child that is not Python by then gets one
 // note and is left alone.
+//
+// Each process's samples go to a ProfileBuilder (record: finish() merges their profiles)
+// or, given ProcessSinks, to a sink the caller makes per process (top).
 #pragma once
 
 #include <sys/types.h>
@@ -40,9 +44,28 @@ class TreeRecording {
 
     using Notify = std::function<void(const std::string&)>;
 
+    // Sinks made by the caller, one per process: `open` is called on the process's
+    // sampler thread once it is attached, before its first sample; `ended` on the same
+    // thread when its sampling ends (exit, stop or failure). Both may run concurrently
+    // for different processes.
+    struct ProcessSinks {
+        std::function<std::unique_ptr<SampleSink>(PythonProcess& process)> open;
+        std::function<void(SampleSink& sink)> ended;  // the sink `open` made
+    };
+
+    // The sampled processes' stats, for summaries across the tree.
+    struct ProcessStats {
+        pid_t pid = 0;
+        SamplerStats stats;
+    };
+
     // `warn` and `note` may be called from any sampler thread (the caller serializes).
+    // Samples go to a ProfileBuilder per process (record).
     TreeRecording(PythonProcess& root, const SamplerOptions& options, bool keepTimeline, bool subprocesses, Notify warn,
                   Notify note);
+    // Samples go to the caller's sinks (top); finish() must not be called.
+    TreeRecording(PythonProcess& root, const SamplerOptions& options, bool subprocesses, ProcessSinks sinks,
+                  Notify warn, Notify note);
     ~TreeRecording();  // stops and joins whatever still runs
     TreeRecording(const TreeRecording&) = delete;
     TreeRecording& operator=(const TreeRecording&) = delete;
@@ -64,7 +87,8 @@ class TreeRecording {
     const SamplerStats& rootStats() const;
     std::exception_ptr rootFailure() const;
     bool timelineTruncated() const;
-    std::size_t sampledProcesses() const;  // processes with at least one tick
+    std::size_t sampledProcesses() const;            // processes with at least one tick
+    std::vector<ProcessStats> processStats() const;  // after join(): each process with at least one tick
     RecordedProfile finish();
 
   private:
@@ -73,7 +97,8 @@ class TreeRecording {
         ProcessHandle handle;
         std::unique_ptr<PythonProcess> owned;  // children: attached on their own thread
         PythonProcess* process = nullptr;
-        std::unique_ptr<ProfileBuilder> builder;
+        std::unique_ptr<ProfileBuilder> builder;  // without ProcessSinks
+        std::unique_ptr<SampleSink> sink;         // with ProcessSinks
         std::unique_ptr<Sampler> sampler;
         std::atomic<Sampler*> live{nullptr};
         SamplerStats stats;
@@ -89,12 +114,12 @@ class TreeRecording {
     SamplerOptions options_;
     bool keepTimeline_;
     bool subprocesses_;
+    std::optional<ProcessSinks> sinks_;
     Notify warn_, note_;
     std::atomic<bool> stop_{false};
     std::optional<ProcessTree> tree_;
     std::chrono::steady_clock::time_point started_;
     std::vector<std::unique_ptr<Recording>> recordings_;  // root first
-    bool notedBound_ = false;
     SamplerStats rootStats_;
 };
 

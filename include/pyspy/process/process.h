@@ -36,6 +36,7 @@ struct ProcessStatus {
     pid_t parent = 0;              // ppid: init or a subreaper once the parent has exited
     char state = '?';
     unsigned long long startTime = 0;  // clock ticks after boot (field 22)
+    double cpuSeconds = 0;             // utime + stime (fields 14 and 15): CPU time used so far
 };
 std::optional<ProcessStatus> readProcessStatus(pid_t pid);  // nullopt: gone or unreadable
 

@@ -43,6 +43,11 @@ struct TopRenderOptions {
 std::vector<TopLine> renderTop(const TopSnapshot& snapshot, const TopHeader& header, const TopViewOptions& view,
                                const TopRenderOptions& options);
 
+// The per-process table (view.perProcess, and under `top -s` without a terminal):
+// its header line and one row per process, sorted by %CPU (buildTopProcessTable).
+std::vector<TopLine> renderTopProcesses(const TopSnapshot& snapshot, const TopViewOptions& view,
+                                        const TopRenderOptions& options);
+
 // The key list (the `?` screen).
 std::vector<TopLine> renderTopHelp(const TopRenderOptions& options);
 

@@ -1,6 +1,6 @@
 // What the keys of `pyspy-cpp top` do to the view (pure state, testable without a
-// terminal): 1-4 sort, r reverse, l lines, c cumulative, t threads, p pause, ? help,
-// q quit. Ctrl-C arrives as SIGINT and is handled by the command.
+// terminal): 1-4 sort, r reverse, l lines, c cumulative, t threads, P processes,
+// p pause, ? help, q quit. Ctrl-C arrives as SIGINT and is handled by the command.
 #pragma once
 
 #include "pyspy/ui/top_model.h"

@@ -7,6 +7,8 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdint>
 #include <thread>
 #include <vector>
 
@@ -94,4 +96,19 @@ TEST_CASE("ProcessTree of a missing pid is NoSuchProcess", "[process_tree]") {
     } catch (const FatalError& e) {
         CHECK(e.kind() == ErrorKind::NoSuchProcess);
     }
+}
+
+TEST_CASE("readProcessStatus: the CPU time used so far grows while the process runs", "[process_tree]") {
+    const auto before = readProcessStatus(::getpid());
+    REQUIRE(before);
+    CHECK(before->pid == ::getpid());
+    // Burn about 50 ms of CPU (clock ticks are 10 ms).
+    const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(50);
+    volatile std::uint64_t spins = 0;
+    while (std::chrono::steady_clock::now() < end) spins = spins + 1;
+    const auto after = readProcessStatus(::getpid());
+    REQUIRE(after);
+    CHECK(after->cpuSeconds > before->cpuSeconds);
+    CHECK(after->cpuSeconds - before->cpuSeconds < 5.0);
+    CHECK_FALSE(readProcessStatus(deadPid()));
 }

@@ -3,6 +3,8 @@
 // sorting and reversing; and the keys.
 #include <catch2/catch.hpp>
 
+#include <map>
+
 #include "pyspy/ui/top_model.h"
 #include "pyspy/ui/top_view.h"
 
@@ -261,6 +263,9 @@ TEST_CASE("keys change the view", "[top]") {
     CHECK(s.view.cumulative);
     CHECK(applyTopKey(s, 't'));
     CHECK(s.view.perThread);
+    CHECK(applyTopKey(s, 'P'));
+    CHECK(s.view.perProcess);
+    CHECK_FALSE(s.paused);
     CHECK(applyTopKey(s, 'p'));
     CHECK(s.paused);
     CHECK(applyTopKey(s, '?'));
@@ -272,4 +277,80 @@ TEST_CASE("keys change the view", "[top]") {
     CHECK_FALSE(s.quit);
     applyTopKey(s, 'q');
     CHECK(s.quit);
+}
+
+TEST_CASE("processes: rows merge across processes, ticks are sampling instants, per-process table", "[top]") {
+    // Two processes, each with its own sampler (own FrameTable, own thread indices):
+    // the parent idles in main, each of two workers runs work() holding its GIL.
+    SamplerOptions options;
+    options.rateHz = 100;
+    options.includeIdle = true;
+    TopAggregator agg(options);
+    const std::uint32_t parent = agg.addProcess(10, "python app.py", 1.0, 100.0);
+    const std::uint32_t worker1 = agg.addProcess(11, "python worker", 0.0, 100.0);
+    const std::uint32_t worker2 = agg.addProcess(12, "python worker", 0.0, 100.0);
+    Fixture a, b, c;  // one frame table per process; ids differ on purpose
+    b.frame("unrelated", 1);
+    const FrameId pMain = a.frame("main", 5), w1Work = b.frame("work", 9), w2Work = c.frame("work", 9);
+    for (int i = 0; i < 10; ++i) {
+        Sample s;
+        s.tick = std::uint64_t(i);
+        s.time = 0.01 * i;
+        s.threads = {Fixture::ts(0, {pMain}, false, false)};
+        agg.onProcessSample(parent, s, a.frames, a.threads);
+        s.threads = {Fixture::ts(0, {w1Work}, true, true)};
+        agg.onProcessSample(worker1, s, b.frames, b.threads);
+        if (i < 5) {  // the second worker joined late: half the ticks
+            s.threads = {Fixture::ts(0, {w2Work}, true, i % 2 == 0)};
+            agg.onProcessSample(worker2, s, c.frames, c.threads);
+        }
+    }
+    agg.processEnded(worker2);
+    TopSnapshot snap = agg.snapshot(false);
+    CHECK(snap.interval.ticks == 10);  // instants, not 25 process ticks
+    CHECK(snap.interval.processTicks == 25);
+    CHECK(snap.interval.gilShare() == Approx(13.0 / 25));
+    CHECK(snap.liveThreads == 2);  // the ended worker's thread is gone
+
+    const auto rows = buildTopTable(snap, TopViewOptions{});
+    const TopRow* work = find(rows, "work");
+    REQUIRE(work != nullptr);
+    CHECK(work->ownPercent == Approx(150.0));  // 10 + 5 thread-samples in 10 instants
+    CHECK(work->processCount == 2);
+    CHECK_FALSE(work->process.has_value());
+    const TopRow* main = find(rows, "main");
+    REQUIRE(main != nullptr);
+    REQUIRE(main->process.has_value());
+    CHECK(snap.processes[*main->process].pid == 10);
+    CHECK(find(rows, "unrelated") == nullptr);
+
+    // CPU: 0.5 s of CPU in 1 s for worker 11, and nothing for the others.
+    TopCpuMeter meter;
+    const std::map<pid_t, double> cpu{{10, 1.0}, {11, 0.5}};
+    meter.measure(snap, 101.0, [&](pid_t pid) -> std::optional<double> {
+        auto it = cpu.find(pid);
+        return it == cpu.end() ? std::nullopt : std::optional<double>(it->second);
+    });
+    REQUIRE(snap.processes[worker1].cpuInterval.has_value());
+    CHECK(*snap.processes[worker1].cpuInterval == Approx(0.5));
+    CHECK(*snap.processes[parent].cpuInterval == Approx(0.0));
+    CHECK_FALSE(snap.processes[worker2].cpuInterval.has_value());  // ended: not read
+
+    const auto procs = buildTopProcessTable(snap, TopViewOptions{});
+    REQUIRE(procs.size() == 3);
+    CHECK(procs[0].process->pid == 11);
+    CHECK(*procs[0].cpuPercent == Approx(50.0));
+    CHECK(procs[0].gilPercent == Approx(100.0));
+    CHECK(procs[0].samples == 10);
+    CHECK(procs[1].process->pid == 10);
+    CHECK(procs[1].gilPercent == Approx(0.0));
+    CHECK(procs[2].process->pid == 12);  // no CPU figure: last
+    CHECK(procs[2].gilPercent == Approx(60.0));
+    CHECK(procs[2].process->ended);
+
+    // The next interval is measured from the previous reading.
+    TopSnapshot next = agg.snapshot(true);
+    meter.measure(next, 103.0, [](pid_t pid) -> std::optional<double> { return pid == 11 ? 2.5 : 1.0; });
+    CHECK(*next.processes[worker1].cpuInterval == Approx(1.0));
+    CHECK(*next.processes[worker1].cpuCumulative == Approx(2.5 / 3));
 }

@@ -135,3 +135,48 @@ TEST_CASE("renderTop: per-thread column, function rows, empty windows, help", "[
         CHECK(all.find(key) != std::string::npos);
     }
 }
+
+TEST_CASE("renderTop: with several processes, a Process column, and the per-process table", "[top]") {
+    FrameTable a, b;
+    const FrameId fa = a.intern(FrameKey{FrameKind::Python, "work", "/srv/app.py", 3});
+    const FrameId fb = b.intern(FrameKey{FrameKind::Python, "work", "/srv/app.py", 3});
+    const FrameId only = b.intern(FrameKey{FrameKind::Python, "solo", "/srv/app.py", 8});
+    std::vector<ProfiledThread> threads{ProfiledThread{0x10, 4242, "MainThread", 0}};
+    SamplerOptions options;
+    TopAggregator agg(options);
+    const auto p0 = agg.addProcess(4242, "python3 app.py", 0, 0);
+    const auto p1 = agg.addProcess(4243, std::string("python3 worker ") + std::string(200, 'x'), 0, 0);
+    for (int i = 0; i < 4; ++i) {
+        Sample s;
+        s.tick = std::uint64_t(i);
+        s.time = 0.01 * i;
+        ThreadSample t;
+        t.active = t.holdsGil = true;
+        t.frames = {fa};
+        s.threads = {t};
+        agg.onProcessSample(p0, s, a, threads);
+        t.frames = {i == 0 ? only : fb};
+        s.threads = {t};
+        agg.onProcessSample(p1, s, b, threads);
+    }
+    TopSnapshot snap = agg.snapshot(false);
+    snap.processes[p0].cpuInterval = 0.25;
+    snap.processes[p1].cpuInterval = 0.995;
+    auto lines = renderTop(snap, sampleHeader(), TopViewOptions{}, TopRenderOptions{});
+    CHECK(lines[1].text == "Python v3.12.1 | 100 Hz | 10 samples, 1 errors | 2 threads | 2 processes | 0.1 s");
+    CHECK(lines[6].text == "   %Own  %Total  OwnTime TotalTime  Process  Function (filename:line)");
+    CHECK(lines[7].text == " 175.0%  175.0%    0.07s     0.07s  2 procs  work (app.py:3)");
+    CHECK(lines[8].text == "  25.0%   25.0%    0.01s     0.01s  4243     solo (app.py:8)");
+
+    TopViewOptions view;
+    view.perProcess = true;
+    TopRenderOptions narrow;
+    narrow.width = 60;
+    CHECK(renderTop(snap, sampleHeader(), view, TopRenderOptions{})[4].text.find("| per process |") !=
+          std::string::npos);
+    lines = renderTop(snap, sampleHeader(), view, narrow);
+    CHECK(lines[6].text == "   %CPU    %GIL  Samples      PID  Command");
+    CHECK(lines[7].text == "  99.5%  100.0%        4     4243  python3 worker xxxxxxxxxx");
+    CHECK(lines[8].text == "  25.0%  100.0%        4     4242  python3 app.py");
+    for (const auto& l : lines) CHECK(displayWidth(l.text) <= 60);
+}
