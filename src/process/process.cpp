@@ -308,7 +308,7 @@ const std::vector<pid_t>& ThreadStatReader::threads(bool relist) {
     return threads_;
 }
 
-Result<ThreadActivity> ThreadStatReader::activity(pid_t tid) {
+Result<ThreadActivity> ThreadStatReader::activity(pid_t tid, bool stoppedByUs) {
     auto it = files_.find(tid);
     if (it == files_.end()) {
         const std::string task = procPath(pid_, "/task/" + std::to_string(tid));
@@ -335,9 +335,11 @@ Result<ThreadActivity> ThreadStatReader::activity(pid_t tid) {
     if (it->second.isStat) {
         auto stat = parseStat(text);
         if (!stat) return Err{invalid("malformed stat of thread " + std::to_string(tid))};
-        return ThreadActivity{stat->running(), std::nullopt};
+        return ThreadActivity{stat->running() || (stoppedByUs && stat->state == 't'), std::nullopt};
     }
-    return parseSyscallActivity(text);
+    auto activity = parseSyscallActivity(text);
+    if (stoppedByUs && text.starts_with("-1 ")) activity.running = true;
+    return activity;
 }
 
 }  // namespace pyspy

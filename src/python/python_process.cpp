@@ -338,6 +338,7 @@ ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
     std::unordered_map<pid_t, std::uint64_t> futexWaits;
     const bool wantWaits = options.gilWaiters && target_.layout.gil_cond != kAbsent;
     for (pid_t tid : tids) {
+        if (tid == lastGilHolder_) continue;  // see lastGilHolder_: one pread less per sample
         auto activity = threadStats_.activity(tid);
         if (!activity.ok()) continue;
         running[tid] = activity.value().running;
@@ -391,6 +392,7 @@ ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
     auto names = options.threadNames ? threadNames() : std::unordered_map<std::uint64_t, std::string>{};
     speculative_.setRecording(true);
 
+    std::optional<pid_t> holderTid;
     for (const auto& state : states.value()) {
         ThreadStack thread;
         thread.threadId = state.threadId;
@@ -401,9 +403,21 @@ ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
             if (auto wait = futexWaits.find(*state.nativeId); wait != futexWaits.end()) {
                 thread.waitingForGil = !thread.holdsGil && onGil(wait->second);
             }
-            auto it = running.find(*state.nativeId);
-            if (it == running.end()) relistThreads_ = true;  // a new thread: list the tasks again next time
-            thread.active = it != running.end() && it->second;
+            if (auto it = running.find(*state.nativeId); it != running.end()) {
+                thread.active = it->second;
+            } else if (*state.nativeId == lastGilHolder_) {
+                // Not read before: active if it still holds the GIL (it runs Python code);
+                // else read now. A thread we stopped shows where it stopped: outside a
+                // system call (running or runnable), or inside one (asleep).
+                if (thread.holdsGil) {
+                    thread.active = true;
+                } else if (auto activity = threadStats_.activity(*state.nativeId, pause.has_value()); activity.ok()) {
+                    thread.active = activity.value().running;
+                }
+            } else {
+                relistThreads_ = true;  // a new thread: list the tasks again next time
+            }
+            if (thread.holdsGil) holderTid = state.nativeId;
         } else {
             thread.active = thread.holdsGil;
         }
@@ -420,6 +434,7 @@ ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
         if (options.localsLevel > 0) readLocals(thread.frames, options.localsLevel);
         snap.threads.push_back(std::move(thread));
     }
+    lastGilHolder_ = holderTid;
     if (pause) {
         const auto stoppedAt = pause->stoppedAt();
         const auto released = pause->resume();

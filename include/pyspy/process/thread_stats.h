@@ -47,7 +47,9 @@ class ThreadStatReader {
     // The process's task directory (open since construction: pins the process).
     const TaskDirectory& tasks() const { return tasks_; }
     // The activity of one thread (need not be in threads()). ProcessGone when it exited.
-    Result<ThreadActivity> activity(pid_t tid);
+    // `stoppedByUs`: the thread is in a ptrace stop of ours; it then counts as running if
+    // it stopped outside a system call (it was running or runnable when interrupted).
+    Result<ThreadActivity> activity(pid_t tid, bool stoppedByUs = false);
 
   private:
     pid_t pid_;

@@ -10,8 +10,8 @@
 #include <unordered_map>
 
 #include "pyspy/process/live_memory.h"
-#include "pyspy/process/speculative_memory.h"
 #include "pyspy/process/process_handle.h"
+#include "pyspy/process/speculative_memory.h"
 #include "pyspy/process/thread_stats.h"
 #include "pyspy/python/frame_walker.h"
 #include "pyspy/python/interpreter.h"
@@ -21,11 +21,11 @@
 namespace pyspy {
 
 struct SnapshotOptions {
-    bool pause = true;         // stop all threads while reading (consistent, costs the target a pause)
-    bool threadNames = true;   // look up threading.Thread names
+    bool pause = true;        // stop all threads while reading (consistent, costs the target a pause)
+    bool threadNames = true;  // look up threading.Thread names
     std::size_t maxThreads = 4096;
-    bool gilWaiters = false;   // mark threads asleep on the GIL (3.7+; one /proc read per sleeping thread)
-    int localsLevel = 0;       // > 0: read each frame's locals (PyFrame::locals) with ReprLimits::forLevel
+    bool gilWaiters = false;  // mark threads asleep on the GIL (3.7+; one /proc read per sleeping thread)
+    int localsLevel = 0;      // > 0: read each frame's locals (PyFrame::locals) with ReprLimits::forLevel
     WalkLimits limits;
 };
 
@@ -62,12 +62,13 @@ class PythonProcess {
     Result<ThreadStateInfo> readThreadState(std::uint64_t address) const;
     std::uint64_t gilHolder() const;  // the PyThreadState* holding the GIL, or 0
     bool gcCollecting() const;
-    std::uint64_t gilAddress() const;  // the _gil_runtime_state in use (3.7+), or 0        // the GC's `collecting` flag is set (3.7+; false when unknown)
+    std::uint64_t gilAddress() const;  // the _gil_runtime_state in use (3.7+), or 0        // the GC's `collecting`
+                                       // flag is set (3.7+; false when unknown)
     std::unordered_map<std::uint64_t, std::string> threadNames() const;
     void resolveNativeIds(std::vector<ThreadStateInfo>& states, const std::vector<pid_t>& tids);
     Result<FrameChain> walkThread(const ThreadStateInfo& state, const WalkLimits& limits, FrameChain& partial);
-    bool stacksReadable();  // some thread with a frame walks to at least one frame
-    bool gone(const ReadError* error = nullptr) const;  // the target has exited or is exiting (see .cpp)
+    bool stacksReadable();                                     // some thread with a frame walks to at least one frame
+    bool gone(const ReadError* error = nullptr) const;         // the target has exited or is exiting (see .cpp)
     void readLocals(std::vector<PyFrame>& frames, int level);  // fills PyFrame::locals / localsError
 
     pid_t pid_;
@@ -79,8 +80,11 @@ class PythonProcess {
     CodeCache codes_;
     std::string commandLine_;
     std::optional<std::int64_t> pthreadTidOffset_;  // where glibc's struct pthread keeps the tid (<3.8)
-    ThreadStatReader threadStats_{pid_};  // OS thread states, with the stat files kept open
-    bool relistThreads_ = false;          // a thread state named a thread not listed yet
+    ThreadStatReader threadStats_{pid_};            // OS thread states, with the stat files kept open
+    bool relistThreads_ = false;                    // a thread state named a thread not listed yet
+    // The thread that held the GIL at the last snapshot: its OS state is not read (it
+    // most likely still holds it, and a GIL holder counts as active); read late if not.
+    std::optional<pid_t> lastGilHolder_;
 };
 
 }  // namespace pyspy

@@ -16,6 +16,7 @@
 #include "forked_child.h"
 #include "pyspy/process/process.h"
 #include "pyspy/process/ptrace.h"
+#include "pyspy/process/thread_stats.h"
 
 using namespace pyspy;
 using namespace std::chrono_literals;
@@ -331,4 +332,35 @@ TEST_CASE("ThreadPause of a target killed while paused ends cleanly and leaves n
     }
     CHECK(collected);
     CHECK(listThreads(pid).empty());
+}
+
+TEST_CASE("ThreadStatReader::activity of threads we stopped: running if stopped outside a system call", "[ptrace]") {
+    // The child's main thread sleeps in a pipe read; its one worker spins.
+    SharedMemory shared;
+    test::ForkedChild child([&shared](int toTest) {
+        std::thread([&shared] {
+            for (;;) shared->counts[1].fetch_add(1, std::memory_order_relaxed);
+        }).detach();
+        while (shared->counts[1].load() == 0) {
+        }
+        test::sendValue(toTest, 1);
+        int fds[2];
+        if (::pipe(fds) != 0) ::_exit(1);
+        char byte = 0;
+        for (;;) (void)::read(fds[0], &byte, 1);  // never written: asleep in read(2)
+    });
+    int ready = 0;
+    REQUIRE(child.receive(ready));
+    ThreadStatReader reader(child.pid());
+    const auto tids = reader.threads(true);
+    REQUIRE(tids.size() == 2);
+    std::this_thread::sleep_for(50ms);  // the main thread reaches its read
+    auto pause = ThreadPause::pauseAll(child.pid());
+    REQUIRE(pause.ok());
+    auto sleeping = reader.activity(tids[0], true);
+    auto spinning = reader.activity(tids[1], true);
+    REQUIRE(sleeping.ok());
+    REQUIRE(spinning.ok());
+    CHECK_FALSE(sleeping.value().running);
+    CHECK(spinning.value().running);
 }
