@@ -181,6 +181,12 @@ bool waitForStops(std::vector<Tracee>& tracees, Clock::time_point deadline,
     // While blocking works, a pass only takes stops (one call per thread); exits are
     // looked for once a blocking wait has reported one, or on every pass without it.
     bool checkExits = false;
+    // The thread interrupted last is likely the last to stop: wait for it before the
+    // first pass, which then usually finds every thread stopped (no pass that finds none).
+    if (!tracees.empty() && !tracees.back().stopped && tracees.back().tid != 0 &&
+        blockUntilReportable(tracees.back().tid, deadline) == Blocked::Exited) {
+        checkExits = true;
+    }
     for (;;) {
         bool pending = false;
         bool progressed = false;
