@@ -35,6 +35,8 @@ class ThreadPause {
     const std::vector<pid_t>& threads() const { return threads_; }
     // When the first thread was seen stopped. Before that the target ran (or waited for
     // a CPU, on a loaded machine: the interrupt takes effect only once it is scheduled).
+    // The stop is seen when the tracer wakes from its wait, so the true stop is earlier
+    // by that wake-up (microseconds): a pause timed from here is a slight underestimate.
     std::chrono::steady_clock::time_point stoppedAt() const { return stoppedAt_; }
     // Detaches now (idempotent). Returns the time just before the last thread was let
     // go: waking a target thread may preempt the caller inside that very system call
