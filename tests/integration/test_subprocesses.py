@@ -353,13 +353,17 @@ def test_top(binary, python, tmp, env=None):
     check(any(re.search(r"\b[23] procs\b", line) for line in tasks), "no pool_task row ran in several processes:\n%s"
           % text)
     if env:
-        # Shared-thread processes are sampled at about the rate of the parent, which has a
-        # thread of its own (the requested rate when the machine allows).
+        # The workers share one sampler thread (earliest due first): each gets about as
+        # many samples as the others, and none is starved next to the parent, which has a
+        # thread of its own. (On a loaded machine the shared thread gets one thread's share
+        # of the CPU for three processes: 52-54 samples a second each next to the parent's
+        # 86 were measured at load 8 on 2 cores, so the bound is loose.)
         samples = dict((r["pid"], r["samples"]) for r in process_rows(last))
         log("samples in the last 1 s window: %r" % samples)
-        for pid in workers:
-            check(samples[pid] >= samples[target.pid] // 2, "worker %d (shared thread) has %d samples, the parent %d"
-                  % (pid, samples[pid], samples[target.pid]))
+        shared = [samples[pid] for pid in workers]
+        check(min(shared) * 2 >= max(shared), "the shared thread's processes were sampled unevenly: %r" % samples)
+        check(min(shared) * 4 >= samples[target.pid], "a worker (shared thread) has far fewer samples than the "
+              "parent: %r" % samples)
 
 
 def test_top_delayed(binary, python, tmp):

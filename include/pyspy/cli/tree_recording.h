@@ -8,8 +8,8 @@
 // its thread, by at most one tick). A process is always sampled by the same thread, so
 // its ptrace pauses stay on one thread (docs/subprocesses.md says why this split).
 //
-// A new child is pinned by a pidfd (ProcessHandle) as soon as it is seen, then its own
-// thread attaches to it (retrying while it is still exec'ing or loading its
+// A new child is pinned by a pidfd (ProcessHandle) as soon as it is seen, then its
+// sampler thread (its own or a shared one) attaches to it (retrying while it is still exec'ing or loading its
 // interpreter, up to kChildAttachSeconds, or kPythonAttachSeconds when its executable is
 // named python); a child that is not Python by then gets one
 // note and is left alone.
@@ -91,7 +91,6 @@ class TreeRecording {
     std::uint64_t errorsSoFar() const;
     double lagSoFar() const;  // the worst
     std::size_t processCount() const { return recordings_.size(); }
-    std::size_t sharedThreadCount() const { return shared_.size(); }
 
     // After join(): the root's stats and failure (a thrown error or SamplerStats::failure),
     // and the profile (merged, with a process frame per process, under -s).
