@@ -28,7 +28,7 @@ constexpr const char* kTargetScript =
     "parked_in_sampler_test()\n";
 
 std::string requirePython() {
-    const std::string python = test::testPython();
+    std::string python = test::testPython();
     if (python.find('/') != std::string::npos && ::access(python.c_str(), X_OK) != 0) std::exit(77);
     return python;
 }
