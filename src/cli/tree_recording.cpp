@@ -1,7 +1,9 @@
 #include "pyspy/cli/tree_recording.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <cstdlib>
 
 #include <fmt/format.h>
 
@@ -13,7 +15,31 @@ namespace pyspy {
 
 namespace {
 
+using Clock = std::chrono::steady_clock;
+
+// A child's first attach waits this long: a child that execs after a fork (Python 2.7's
+// subprocess runs Python code in between) must not be read before its exec.
+constexpr std::chrono::milliseconds kChildFirstAttachWait{50};
 constexpr std::chrono::milliseconds kChildAttachRetry{20};
+// A waiting sampler thread looks at stop requests (and a shared one at new processes)
+// at least this often.
+constexpr std::chrono::milliseconds kWakeInterval{50};
+
+constexpr const char* kMaxSamplerThreadsVariable = "PYSPY_MAX_SAMPLER_THREADS";
+
+std::size_t maxSamplerThreadsFromEnvironment() {
+    const char* value = std::getenv(kMaxSamplerThreadsVariable);
+    if (value == nullptr || *value == '\0') return TreeRecording::kDefaultMaxSamplerThreads;
+    char* end = nullptr;
+    errno = 0;
+    const unsigned long parsed = std::strtoul(value, &end, 10);
+    if (errno != 0 || *end != '\0' || parsed < 1 || parsed > ProcessTree::kMaxTreeMembers || value[0] == '-') {
+        throw FatalError(ErrorKind::Usage,
+                         fmt::format("{} must be a number from 1 to {}, not '{}'", kMaxSamplerThreadsVariable,
+                                     ProcessTree::kMaxTreeMembers, value));
+    }
+    return parsed;
+}
 
 }  // namespace
 
@@ -28,7 +54,10 @@ TreeRecording::TreeRecording(PythonProcess& root, const SamplerOptions& options,
     recording->pid = root.pid();
     recording->process = &root;
     recordings_.push_back(std::move(recording));
-    if (subprocesses_) tree_.emplace(root.pid());
+    if (subprocesses_) {
+        maxSamplerThreads_ = maxSamplerThreadsFromEnvironment();
+        tree_.emplace(root.pid());
+    }
 }
 
 TreeRecording::TreeRecording(PythonProcess& root, const SamplerOptions& options, bool subprocesses, ProcessSinks sinks,
@@ -49,28 +78,39 @@ void TreeRecording::start() {
     if (subprocesses_) poll();  // children that exist already start now
 }
 
-void TreeRecording::sample(Recording& recording, const SamplerOptions& options) {
+TreeRecording::Notify TreeRecording::processWarn(pid_t pid) const {
+    // Under -s, say which process a warning is about.
+    if (!subprocesses_) return warn_;
+    return [this, pid](const std::string& message) { warn_(fmt::format("process {}: {}", pid, message)); };
+}
+
+SampleSink& TreeRecording::openSampling(Recording& recording, const SamplerOptions& options) {
     SampleSink* sink = nullptr;
+    if (sinks_) {
+        recording.sink = sinks_->open(*recording.process);
+        sink = recording.sink.get();
+    } else {
+        recording.builder = std::make_unique<ProfileBuilder>(options, keepTimeline_);
+        sink = recording.builder.get();
+    }
+    recording.sampler = std::make_unique<Sampler>(*recording.process, options);
+    recording.live.store(recording.sampler.get());
+    return *sink;
+}
+
+void TreeRecording::endSampling(Recording& recording) {
+    if (!recording.failure && recording.stats.failure) recording.failure = recording.stats.failure;
+    if (sinks_ && recording.sink && sinks_->ended) sinks_->ended(*recording.sink);
+}
+
+void TreeRecording::sample(Recording& recording, const SamplerOptions& options) {
     try {
-        if (sinks_) {
-            recording.sink = sinks_->open(*recording.process);
-            sink = recording.sink.get();
-        } else {
-            recording.builder = std::make_unique<ProfileBuilder>(options, keepTimeline_);
-            sink = recording.builder.get();
-        }
-        recording.sampler = std::make_unique<Sampler>(*recording.process, options);
-        recording.live.store(recording.sampler.get());
-        // Under -s, say which process a warning is about.
-        const Notify warn = !subprocesses_ ? warn_ : [this, pid = recording.pid](const std::string& message) {
-            warn_(fmt::format("process {}: {}", pid, message));
-        };
-        recording.stats = recording.sampler->run(*sink, stop_, warn);
+        SampleSink& sink = openSampling(recording, options);
+        recording.stats = recording.sampler->run(sink, stop_, processWarn(recording.pid));
     } catch (...) {
         recording.failure = std::current_exception();
     }
-    if (!recording.failure && recording.stats.failure) recording.failure = recording.stats.failure;
-    if (sinks_ && recording.sink && sinks_->ended) sinks_->ended(*recording.sink);
+    endSampling(recording);
 }
 
 void TreeRecording::runRoot(Recording& recording) {
@@ -78,76 +118,184 @@ void TreeRecording::runRoot(Recording& recording) {
     recording.done.store(true);
 }
 
-void TreeRecording::runChild(Recording& recording) {
-    const std::string command = readCommandLine(recording.pid);
-    // Attach once the child is Python: right after a fork it may still be exec'ing, then
-    // loading libpython and initializing. A short first wait lets an exec that follows
-    // the fork at once (spawn, subprocess) happen before the first look.
-    // A python executable may just be slow to start (a loaded machine): it gets longer.
+// Attach once the child is Python: right after a fork it may still be exec'ing, then
+// loading libpython and initializing. A python executable may just be slow to start (a
+// loaded machine): it gets longer. Retries come every kChildAttachRetry: a child is
+// usually ready tens of ms after its exec, and every retry is time its samples are missed.
+void TreeRecording::beginAttach(Recording& recording) const {
+    recording.command = readCommandLine(recording.pid);
     const bool pythonNamed = readExecutablePath(recording.pid).find("python") != std::string::npos;
-    const auto deadline = std::chrono::steady_clock::now() +
-                          std::chrono::duration<double>(pythonNamed ? kPythonAttachSeconds : kChildAttachSeconds);
-    // Retries every kChildAttachRetry: a child is usually ready tens of ms after its
-    // exec, and every retry of the 1 s is time its samples are missed.
-    // The first wait is longer: a child that execs after a fork (Python 2.7's subprocess
-    // runs Python code in between) must not be read before its exec.
-    auto delay = std::chrono::milliseconds(50);
-    std::string whyNot;
-    while (!stop_.load()) {
-        std::this_thread::sleep_for(delay);
-        delay = kChildAttachRetry;
-        if (recording.handle.exited()) break;  // gone before it could be read: nothing to note
-        try {
-            recording.owned = PythonProcess::attach(recording.pid);
-            // The pidfd says whether every read was of this process and not a reuse.
-            if (recording.handle.exited()) recording.owned.reset();
-            break;
-        } catch (const FatalError& e) {
-            whyNot = e.what();
-            // A starting interpreter is a moving target: anything but a refusal may clear up.
-            const bool starting = e.kind() != ErrorKind::PermissionDenied;
-            if (!starting || std::chrono::steady_clock::now() >= deadline) {
-                if (!recording.handle.exited()) {
-                    note_(fmt::format("skipping process {} ({}): {}", recording.pid, command, whyNot));
-                }
-                break;
-            }
+    recording.attachDeadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(
+                                                  pythonNamed ? kPythonAttachSeconds : kChildAttachSeconds));
+}
+
+bool TreeRecording::tryAttach(Recording& recording) const {
+    if (recording.handle.exited()) return true;  // gone before it could be read: nothing to note
+    try {
+        recording.owned = PythonProcess::attach(recording.pid);
+        // The pidfd says whether every read was of this process and not a reuse.
+        if (recording.handle.exited()) recording.owned.reset();
+        return true;
+    } catch (const FatalError& e) {
+        // A starting interpreter is a moving target: anything but a refusal may clear up.
+        const bool starting = e.kind() != ErrorKind::PermissionDenied;
+        if (starting && Clock::now() < recording.attachDeadline) return false;
+        if (!recording.handle.exited()) {
+            note_(fmt::format("skipping process {} ({}): {}", recording.pid, recording.command, e.what()));
         }
+        return true;
     }
-    if (recording.owned) {
-        recording.process = recording.owned.get();
-        SamplerOptions options = options_;
-        if (options.durationSeconds) {
-            const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
-            options.durationSeconds = std::max(0.0, *options.durationSeconds - elapsed);
-        }
-        sample(recording, options);
-        if (recording.failure) {
-            try {
-                std::rethrow_exception(recording.failure);
-            } catch (const std::exception& e) {
-                warn_(fmt::format("process {}: sampling stopped: {}", recording.pid, e.what()));
-            }
+}
+
+SamplerOptions TreeRecording::childOptions() const {
+    SamplerOptions options = options_;
+    if (options.durationSeconds) {
+        const double elapsed = std::chrono::duration<double>(Clock::now() - started_).count();
+        options.durationSeconds = std::max(0.0, *options.durationSeconds - elapsed);
+    }
+    return options;
+}
+
+void TreeRecording::endChild(Recording& recording) {
+    if (recording.failure) {
+        try {
+            std::rethrow_exception(recording.failure);
+        } catch (const std::exception& e) {
+            warn_(fmt::format("process {}: sampling stopped: {}", recording.pid, e.what()));
         }
     }
     recording.done.store(true);
 }
 
+void TreeRecording::runChild(Recording& recording) {
+    beginAttach(recording);
+    auto delay = std::chrono::milliseconds(kChildFirstAttachWait);
+    while (!stop_.load()) {
+        std::this_thread::sleep_for(delay);
+        delay = kChildAttachRetry;
+        if (tryAttach(recording)) break;
+    }
+    if (recording.owned) {
+        recording.process = recording.owned.get();
+        sample(recording, childOptions());
+    }
+    endChild(recording);
+}
+
+void TreeRecording::runShared(SharedThread& shared) {
+    // Each process here is attaching (retried at `due`) or sampling (its sampler's next
+    // tick is `due`); the earliest due goes first, so under load every process is late
+    // by about as much, and a slow tick delays the others here by its own length only.
+    struct Entry {
+        Recording* recording = nullptr;
+        Clock::time_point due;
+        bool sampling = false;
+    };
+    std::vector<Entry> entries;
+    const auto end = [this](Entry& entry) {
+        Recording& recording = *entry.recording;
+        if (entry.sampling) recording.stats = recording.sampler->finish();
+        endSampling(recording);
+        endChild(recording);
+    };
+    std::vector<Recording*> taken;
+    for (;;) {
+        // Read before the hand-over: once poll() is over, everything it handed is there.
+        const bool noMoreComing = joining_.load();
+        {
+            std::lock_guard<std::mutex> lock(shared.mutex);
+            taken.swap(shared.incoming);
+        }
+        for (Recording* recording : taken) {
+            beginAttach(*recording);
+            entries.push_back(Entry{recording, Clock::now() + kChildFirstAttachWait, false});
+        }
+        taken.clear();
+        if (stop_.load() || (noMoreComing && entries.empty())) break;
+        const auto now = Clock::now();
+        const auto next = std::min_element(entries.begin(), entries.end(),
+                                           [](const Entry& a, const Entry& b) { return a.due < b.due; });
+        if (next == entries.end() || next->due > now) {
+            const auto wake = now + kWakeInterval;
+            std::this_thread::sleep_until(next == entries.end() ? wake : std::min(next->due, wake));
+            continue;
+        }
+        Entry& entry = *next;
+        Recording& recording = *entry.recording;
+        bool ended = false;
+        try {
+            if (!entry.sampling) {
+                if (!tryAttach(recording)) {
+                    entry.due = Clock::now() + kChildAttachRetry;
+                    continue;
+                }
+                ended = recording.owned == nullptr;
+                if (!ended) {
+                    recording.process = recording.owned.get();
+                    openSampling(recording, childOptions());
+                    recording.sampler->begin(processWarn(recording.pid));
+                    entry.sampling = true;
+                    entry.due = recording.sampler->nextDue();
+                }
+            } else {
+                SampleSink& sink = sinks_ ? *recording.sink : static_cast<SampleSink&>(*recording.builder);
+                if (recording.sampler->tick(sink)) {
+                    entry.due = recording.sampler->nextDue();
+                } else {
+                    ended = true;
+                }
+            }
+        } catch (...) {
+            // As sample() does: a fatal error before any tick is the process's failure.
+            recording.failure = std::current_exception();
+            entry.sampling = false;
+            ended = true;
+        }
+        if (ended) {
+            end(entry);
+            entries.erase(next);
+        }
+    }
+    // Stopped (or nothing left to come): end what still samples, as a stopped run() does.
+    for (Entry& entry : entries) end(entry);
+    std::lock_guard<std::mutex> lock(shared.mutex);
+    shared.closed = true;
+    for (Recording* recording : shared.incoming) recording->done.store(true);
+    shared.incoming.clear();
+}
+
+void TreeRecording::handToSharedThread(Recording& recording) {
+    const std::size_t threads =
+        std::clamp<std::size_t>(maxSamplerThreads_ / kSamplerThreadsPerSharedThread, 1, kMaxSharedSamplerThreads);
+    const std::size_t index = handedToShared_++ % threads;
+    if (index == shared_.size()) {
+        shared_.push_back(std::make_unique<SharedThread>());
+        SharedThread& added = *shared_.back();
+        added.thread = std::thread([this, &added] { runShared(added); });
+    }
+    SharedThread& shared = *shared_[index];
+    std::lock_guard<std::mutex> lock(shared.mutex);
+    if (shared.closed) {
+        recording.done.store(true);
+        return;
+    }
+    shared.incoming.push_back(&recording);
+}
+
 bool TreeRecording::poll() {
     if (subprocesses_ && !stop_.load()) {
         for (const TreeMember& member : tree_->scan()) {
-            if (recordings_.size() >= kMaxSampledProcesses) {
-                // Each one named (scan() reports a member once): none is dropped silently.
-                note_(fmt::format("process {} ({}) is not sampled: more than {} processes in the tree", member.pid,
-                                  readCommandLine(member.pid), kMaxSampledProcesses));
-                continue;
-            }
+            const bool ownThread = recordings_.size() < maxSamplerThreads_;
             auto recording = std::make_unique<Recording>();
             recording->pid = member.pid;
             recording->handle = ProcessHandle(member.pid);
             Recording& added = *recording;
             recordings_.push_back(std::move(recording));
-            added.thread = std::thread([this, &added] { runChild(added); });
+            if (ownThread) {
+                added.thread = std::thread([this, &added] { runChild(added); });
+            } else {
+                handToSharedThread(added);
+            }
         }
     }
     return std::any_of(recordings_.begin(), recordings_.end(), [](const auto& r) { return !r->done.load(); });
@@ -156,6 +304,10 @@ bool TreeRecording::poll() {
 void TreeRecording::join() {
     for (auto& recording : recordings_) {
         if (recording->thread.joinable()) recording->thread.join();
+    }
+    joining_.store(true);  // poll() is over: a shared thread ends once its processes have
+    for (auto& shared : shared_) {
+        if (shared->thread.joinable()) shared->thread.join();
     }
 }
 

@@ -89,104 +89,127 @@ FrameId Sampler::internFrame(const PyFrame& frame) {
 
 SamplerStats Sampler::run(SampleSink& sink, const std::atomic<bool>& stop,
                           const std::function<void(const std::string&)>& warn) {
-    SamplerStats stats;
-    const double interval = 1.0 / options_.rateHz;
-    std::mt19937_64 rng(std::random_device{}());
-    std::uniform_real_distribution<double> jitter(1.0 - options_.jitter, 1.0 + options_.jitter);
-    const auto start = Clock::now();
+    begin(warn);
+    while (!stop.load(std::memory_order_relaxed)) {
+        const auto now = Clock::now();
+        const auto due = nextDue();
+        if (now < due) {
+            // Sleep in short steps so a stop request is seen within ~50 ms.
+            std::this_thread::sleep_until(std::min(due, now + std::chrono::milliseconds(50)));
+            continue;
+        }
+        if (!tick(sink)) break;
+    }
+    return finish();
+}
+
+void Sampler::begin(std::function<void(const std::string&)> warn) {
+    warn_ = std::move(warn);
+    stats_ = SamplerStats{};
+    rng_.seed(std::random_device{}());
+    start_ = Clock::now();
+    next_ = start_;
     startEpoch_ = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-    const auto seconds = [&](Clock::time_point t) { return std::chrono::duration<double>(t - start).count(); };
+    attempts_ = 0;
+    lastNames_ = -kNameRefreshSeconds;
+    unnamedThread_ = false;
+    warnedLag_ = false;
+}
+
+Clock::time_point Sampler::nextDue() const {
+    if (!options_.durationSeconds) return next_;
+    const auto end = start_ + std::chrono::duration_cast<Clock::duration>(
+                                  std::chrono::duration<double>(std::clamp(*options_.durationSeconds, 0.0, 1e8)));
+    return std::min(next_, end);
+}
+
+SamplerStats Sampler::finish() {
+    stats_.elapsedSeconds = std::chrono::duration<double>(Clock::now() - start_).count();
+    return stats_;
+}
+
+bool Sampler::tick(SampleSink& sink) {
+    const double interval = 1.0 / options_.rateHz;
+    std::uniform_real_distribution<double> jitter(1.0 - options_.jitter, 1.0 + options_.jitter);
+    const auto now = Clock::now();
+    const double t = std::chrono::duration<double>(now - start_).count();
+    if (options_.durationSeconds && t >= *options_.durationSeconds) return false;
+    if (now < next_) return true;  // not due yet
+    const std::uint64_t tick = attempts_++;
+    const double lag = std::chrono::duration<double>(now - next_).count();
+    if (lag > interval) {
+        ++stats_.lateTicks;
+        stats_.maxLagSeconds = std::max(stats_.maxLagSeconds, lag);
+        lag_.store(lag, std::memory_order_relaxed);
+        // Say it once, and only when it matters: a busy machine delays a tick now and
+        // then; one in twenty late (after a few), or a whole second late, is a trend.
+        const bool trend = stats_.lateTicks >= 10 && stats_.lateTicks * 20 > tick;
+        if (!warnedLag_ && warn_ && tick > 0 && (trend || lag > 1.0)) {
+            warnedLag_ = true;
+            warn_(
+                fmt::format("sampling is falling behind the requested {} Hz ({} of {} samples late, the latest by "
+                            "{:.1f} ms); late samples are skipped, not bunched",
+                            options_.rateHz, stats_.lateTicks, tick, lag * 1000));
+        }
+        next_ = now;  // skip the missed ticks
+    }
+    next_ += std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(interval * jitter(rng_)));
 
     SnapshotOptions snapOptions;
     snapOptions.pause = options_.pause;
     snapOptions.limits = options_.limits;
-    double lastNames = -kNameRefreshSeconds;
-    bool unnamedThread = false;
-    bool warnedLag = false;
-    Clock::time_point next = start;
-    Sample sample;
+    snapOptions.threadNames = unnamedThread_ || t - lastNames_ >= kNameRefreshSeconds;
+    if (snapOptions.threadNames) lastNames_ = t;
 
-    for (std::uint64_t tick = 0; !stop.load(std::memory_order_relaxed); ++tick) {
-        const auto now = Clock::now();
-        if (options_.durationSeconds && seconds(now) >= *options_.durationSeconds) break;
-        if (now < next) {
-            // Sleep in short steps so a stop request is seen within ~50 ms.
-            std::this_thread::sleep_until(std::min(next, now + std::chrono::milliseconds(50)));
-            --tick;
-            continue;
+    ProcessSnapshot snapshot;
+    try {
+        snapshot = process_.snapshot(snapOptions);
+    } catch (const FatalError& e) {
+        if (e.kind() == ErrorKind::TargetExited) {
+            stats_.targetExited = true;
+            return false;
         }
-        const double lag = std::chrono::duration<double>(now - next).count();
-        if (lag > interval) {
-            ++stats.lateTicks;
-            stats.maxLagSeconds = std::max(stats.maxLagSeconds, lag);
-            lag_.store(lag, std::memory_order_relaxed);
-            // Say it once, and only when it matters: a busy machine delays a tick now and
-            // then; one in twenty late (after a few), or a whole second late, is a trend.
-            const bool trend = stats.lateTicks >= 10 && stats.lateTicks * 20 > tick;
-            if (!warnedLag && warn && tick > 0 && (trend || lag > 1.0)) {
-                warnedLag = true;
-                warn(fmt::format("sampling is falling behind the requested {} Hz ({} of {} samples late, the latest by "
-                                 "{:.1f} ms); late samples are skipped, not bunched",
-                                 options_.rateHz, stats.lateTicks, tick, lag * 1000));
-            }
-            next = now;  // skip the missed ticks
+        if (e.kind() != ErrorKind::Internal) {
+            if (stats_.ticks == 0) throw;
+            stats_.failure = std::current_exception();
+            return false;
         }
-        next += std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(interval * jitter(rng)));
-
-        const double t = seconds(now);
-        snapOptions.threadNames = unnamedThread || t - lastNames >= kNameRefreshSeconds;
-        if (snapOptions.threadNames) lastNames = t;
-
-        ProcessSnapshot snapshot;
-        try {
-            snapshot = process_.snapshot(snapOptions);
-        } catch (const FatalError& e) {
-            if (e.kind() == ErrorKind::TargetExited) {
-                stats.targetExited = true;
-                break;
-            }
-            if (e.kind() != ErrorKind::Internal) {
-                if (stats.ticks == 0) throw;
-                stats.failure = std::current_exception();
-                break;
-            }
-            // A torn thread list (normal without a pause): count it and go on.
-            ++stats.errors;
-            errors_.store(stats.errors, std::memory_order_relaxed);
-            continue;
-        }
-
-        stats.pausedSeconds += snapshot.pausedSeconds;
-        sample.tick = stats.ticks;
-        sample.time = t;
-        sample.threads.clear();
-        unnamedThread = false;
-        for (const auto& thread : snapshot.threads) {
-            if (thread.error) {
-                ++stats.errors;
-                continue;
-            }
-            ThreadSample ts;
-            const std::size_t known = threads_.size();
-            ts.thread = threadIndex(thread);
-            // A thread seen for the first time: look its name up on the next tick.
-            if (threads_.size() > known && !snapOptions.threadNames) unnamedThread = true;
-            ts.active = thread.active;
-            ts.holdsGil = thread.holdsGil;
-            ts.frames.reserve(thread.frames.size() + 1);
-            // A stack cut at the depth bound lacks its outermost frames: say so at its root
-            // rather than let a middle frame pass for the entry point.
-            if (thread.truncated) ts.frames.push_back(frames_.intern({FrameKind::Python, "(truncated stack)", "", 0}));
-            for (auto it = thread.frames.rbegin(); it != thread.frames.rend(); ++it) ts.frames.push_back(internFrame(*it));
-            sample.threads.push_back(std::move(ts));
-        }
-        ++stats.ticks;
-        ticks_.store(stats.ticks, std::memory_order_relaxed);
-        errors_.store(stats.errors, std::memory_order_relaxed);
-        sink.onSample(sample, frames_, threads_);
+        // A torn thread list (normal without a pause): count it and go on.
+        ++stats_.errors;
+        errors_.store(stats_.errors, std::memory_order_relaxed);
+        return true;
     }
-    stats.elapsedSeconds = seconds(Clock::now());
-    return stats;
+
+    stats_.pausedSeconds += snapshot.pausedSeconds;
+    Sample& sample = sample_;
+    sample.tick = stats_.ticks;
+    sample.time = t;
+    sample.threads.clear();
+    unnamedThread_ = false;
+    for (const auto& thread : snapshot.threads) {
+        if (thread.error) {
+            ++stats_.errors;
+            continue;
+        }
+        ThreadSample ts;
+        const std::size_t known = threads_.size();
+        ts.thread = threadIndex(thread);
+        // A thread seen for the first time: look its name up on the next tick.
+        if (threads_.size() > known && !snapOptions.threadNames) unnamedThread_ = true;
+        ts.active = thread.active;
+        ts.holdsGil = thread.holdsGil;
+        ts.frames.reserve(thread.frames.size() + 1);
+        // A stack cut at the depth bound lacks its outermost frames: say so at its root
+        // rather than let a middle frame pass for the entry point.
+        if (thread.truncated) ts.frames.push_back(frames_.intern({FrameKind::Python, "(truncated stack)", "", 0}));
+        for (auto it = thread.frames.rbegin(); it != thread.frames.rend(); ++it) ts.frames.push_back(internFrame(*it));
+        sample.threads.push_back(std::move(ts));
+    }
+    ++stats_.ticks;
+    ticks_.store(stats_.ticks, std::memory_order_relaxed);
+    errors_.store(stats_.errors, std::memory_order_relaxed);
+    sink.onSample(sample, frames_, threads_);
+    return true;
 }
 
 // ---------------------------------------------------------------------------------

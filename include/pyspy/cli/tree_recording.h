@@ -1,12 +1,15 @@
 // TreeRecording: the samplers of `record` and `top`. Without -s, one Sampler on one
 // thread for the target. With -s/--subprocesses, also one Sampler thread per Python descendant
 // (ProcessTree, scanned by poll() from the main thread): each process is sampled
-// independently, so a slow or dying child never stalls the others. At most
-// kMaxSampledProcesses processes are sampled; each later one gets a note naming it and
-// is not sampled (docs/subprocesses.md says why the bound).
+// independently, so a slow or dying child never stalls the others. Past the bound on
+// those threads (kDefaultMaxSamplerThreads, or PYSPY_MAX_SAMPLER_THREADS), further
+// processes are handed round-robin to a few shared sampler threads, each of which
+// samples its processes earliest-due-first (a slow one there delays only the others on
+// its thread, by at most one tick). A process is always sampled by the same thread, so
+// its ptrace pauses stay on one thread (docs/subprocesses.md says why this split).
 //
-// A new child is pinned by a pidfd (ProcessHandle) as soon as it is seen, then its own
-// thread attaches to it (retrying while it is still exec'ing or loading its
+// A new child is pinned by a pidfd (ProcessHandle) as soon as it is seen, then its
+// sampler thread (its own or a shared one) attaches to it (retrying while it is still exec'ing or loading its
 // interpreter, up to kChildAttachSeconds, or kPythonAttachSeconds when its executable is
 // named python); a child that is not Python by then gets one
 // note and is left alone.
@@ -23,6 +26,7 @@
 #include <exception>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -38,7 +42,13 @@ namespace pyspy {
 
 class TreeRecording {
   public:
-    static constexpr std::size_t kMaxSampledProcesses = 64;
+    // Processes (the root included) that get a sampler thread each; later ones go to
+    // shared threads. PYSPY_MAX_SAMPLER_THREADS (1..4096) overrides it.
+    static constexpr std::size_t kDefaultMaxSamplerThreads = 64;
+    // Shared threads: one per this many sampler threads of the bound, at least one and at
+    // most kMaxSharedSamplerThreads (4 at the default bound).
+    static constexpr std::size_t kSamplerThreadsPerSharedThread = 16;
+    static constexpr std::size_t kMaxSharedSamplerThreads = 4;
     static constexpr double kChildAttachSeconds = 1.0;
     static constexpr double kPythonAttachSeconds = 5.0;  // when its executable's path says python
 
@@ -104,12 +114,36 @@ class TreeRecording {
         SamplerStats stats;
         std::exception_ptr failure;
         std::atomic<bool> done{false};
+        std::thread thread;  // its own sampler thread; none on a shared thread
+        // The child's attach (beginAttach, tryAttach).
+        std::string command;
+        std::chrono::steady_clock::time_point attachDeadline;
+    };
+
+    // A sampler thread shared by the processes past the bound (runShared).
+    struct SharedThread {
+        std::mutex mutex;
+        std::vector<Recording*> incoming;  // handed over by poll(), taken by the thread
+        bool closed = false;               // the thread has ended: poll() marks new ones done
         std::thread thread;
     };
 
     void runRoot(Recording& recording);
     void runChild(Recording& recording);
+    void runShared(SharedThread& shared);
+    void handToSharedThread(Recording& recording);
     void sample(Recording& recording, const SamplerOptions& options);
+    // The steps of sample(), for the shared threads: openSampling makes the sink and the
+    // sampler (may throw); endSampling takes the sampler's kept failure and closes the sink.
+    SampleSink& openSampling(Recording& recording, const SamplerOptions& options);
+    void endSampling(Recording& recording);
+    Notify processWarn(pid_t pid) const;
+    // A child's attach: beginAttach once, then tryAttach until it returns true (attached:
+    // `owned` is set; or given up, with a note when that is worth one).
+    void beginAttach(Recording& recording) const;
+    bool tryAttach(Recording& recording) const;
+    SamplerOptions childOptions() const;  // the duration left
+    void endChild(Recording& recording);  // after its sampling: reports a failure, marks it done
 
     SamplerOptions options_;
     bool keepTimeline_;
@@ -120,6 +154,10 @@ class TreeRecording {
     std::optional<ProcessTree> tree_;
     std::chrono::steady_clock::time_point started_;
     std::vector<std::unique_ptr<Recording>> recordings_;  // root first
+    std::size_t maxSamplerThreads_ = kDefaultMaxSamplerThreads;
+    std::vector<std::unique_ptr<SharedThread>> shared_;
+    std::size_t handedToShared_ = 0;
+    std::atomic<bool> joining_{false};  // no more processes come: shared threads end when theirs are done
     SamplerStats rootStats_;
 };
 

@@ -11,6 +11,10 @@
 // ends when stop is requested, the duration is reached, or the target exits; another
 // fatal error (e.g. ptrace refused) ends it too: thrown if no tick succeeded yet, else
 // kept in SamplerStats::failure.
+//
+// run() is a loop over begin() / tick() / finish(); a scheduler that samples several
+// processes on one thread (TreeRecording's shared threads) calls them itself, always from
+// the same thread for a given Sampler.
 #pragma once
 
 #include <sys/types.h>
@@ -21,6 +25,7 @@
 #include <exception>
 #include <functional>
 #include <optional>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -92,6 +97,18 @@ class Sampler {
     SamplerStats run(SampleSink& sink, const std::atomic<bool>& stop,
                      const std::function<void(const std::string&)>& warn = {});
 
+    // The steps of run(), for a caller that drives several samplers from one thread.
+    // begin() starts the clock (call once, first); tick() samples once if due and returns
+    // whether sampling goes on (false once the duration has passed, the target exited or
+    // a fatal error was kept in the stats; a fatal error before any successful tick is
+    // thrown); nextDue() is when tick() should next be called (a tick called early does
+    // nothing; the duration's end counts as due); finish() ends the run and returns its
+    // stats (call once, last).
+    void begin(std::function<void(const std::string&)> warn = {});
+    bool tick(SampleSink& sink);
+    std::chrono::steady_clock::time_point nextDue() const;
+    SamplerStats finish();
+
     const SamplerOptions& options() const { return options_; }
     const FrameTable& frames() const { return frames_; }
     const std::vector<ProfiledThread>& threads() const { return threads_; }
@@ -116,6 +133,17 @@ class Sampler {
     };
     std::unordered_map<const CodeInfo*, CodeFrames> codeFrames_;
     double startEpoch_ = 0;
+    // The state of a run, between begin() and finish().
+    std::function<void(const std::string&)> warn_;
+    SamplerStats stats_;
+    std::mt19937_64 rng_;
+    std::chrono::steady_clock::time_point start_;
+    std::chrono::steady_clock::time_point next_;
+    std::uint64_t attempts_ = 0;  // ticks tried, failed ones included
+    double lastNames_ = 0;
+    bool unnamedThread_ = false;
+    bool warnedLag_ = false;
+    Sample sample_;
     std::atomic<std::uint64_t> ticks_{0};
     std::atomic<std::uint64_t> errors_{0};
     std::atomic<double> lag_{0};
