@@ -1,0 +1,69 @@
+// NativeUnwinder: the native call stack of a thread stopped by ptrace (ThreadPause),
+// with libunwind's remote (ptrace) unwinding. Registers and memory are read from the
+// stopped thread; unwind tables come from the target's ELF files (.eh_frame,
+// .debug_frame), so it works without frame pointers.
+//
+// Must be used on the thread that paused the target (ptrace requests are only
+// accepted from the tracer thread), while the target thread is stopped.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "pyspy/common/result.h"
+#include "pyspy/native/native_frame.h"
+
+struct unw_addr_space;  // libunwind's opaque address space (unw_addr_space_t)
+
+namespace pyspy {
+
+struct NativeUnwindLimits {
+    std::size_t maxFrames = 256;  // deeper stacks are cut (NativeStack::complete false)
+};
+
+struct NativeStack {
+    std::vector<NativeFrame> frames;  // innermost first; symbols not filled yet
+    bool complete = false;            // the unwind reached the outermost frame
+    std::optional<std::string> stop;  // why it stopped early (depth bound, failed step, SP not increasing)
+};
+
+class NativeUnwinder {
+  public:
+    // Throws FatalError(Internal) if libunwind cannot create an address space.
+    explicit NativeUnwinder(NativeUnwindLimits limits = {});
+    ~NativeUnwinder();
+    NativeUnwinder(const NativeUnwinder&) = delete;
+    NativeUnwinder& operator=(const NativeUnwinder&) = delete;
+
+    // Unwinds the stopped thread `tid`. Fails only when not even the first frame can be
+    // read (the thread is gone or not stopped by us); a stop part-way is reported in
+    // NativeStack::stop with the frames read so far.
+    Result<NativeStack> unwind(pid_t tid);
+
+    // Forgets the per-thread libunwind state of threads not in `live` (exited threads).
+    void retainThreads(const std::vector<pid_t>& live);
+
+  private:
+    struct AddressSpaceDeleter {
+        void operator()(unw_addr_space* space) const noexcept;
+    };
+    struct ThreadInfoDeleter {  // the _UPT_create() handle of one thread
+        void operator()(void* info) const noexcept;
+    };
+    using ThreadInfo = std::unique_ptr<void, ThreadInfoDeleter>;
+    static constexpr std::size_t kMaxThreadInfos = 4096;
+
+    NativeUnwindLimits limits_;
+    std::unique_ptr<unw_addr_space, AddressSpaceDeleter> space_;
+    // One _UPT handle per thread, kept across samples: it caches the ELF image of the
+    // module it last unwound through, which a fresh handle would map again each time.
+    std::unordered_map<pid_t, ThreadInfo> threads_;
+};
+
+}  // namespace pyspy
