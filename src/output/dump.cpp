@@ -52,6 +52,49 @@ std::string stateOf(const ThreadStack& thread) {
     return state;
 }
 
+std::string nativeSourceName(const NativeSymbol& symbol, const DumpFormatOptions& options) {
+    if (options.fullFilenames) return symbol.file;
+    const auto slash = symbol.file.rfind('/');
+    return slash == std::string::npos ? symbol.file : symbol.file.substr(slash + 1);
+}
+
+// "    name (file.c:12) [native: module.so]": the module in brackets marks a native frame.
+std::string nativeFrameText(const NativeFrame& frame, const DumpFormatOptions& options) {
+    if (!frame.symbol) return fmt::format("    {:#x} [native: ?]\n", frame.pc);
+    const NativeSymbol& symbol = *frame.symbol;
+    std::string location;
+    if (!symbol.file.empty()) {
+        location = fmt::format(" ({}:{})", terminalSafe(nativeSourceName(symbol, options)),
+                               symbol.line > 0 ? std::to_string(symbol.line) : std::string("?"));
+    }
+    return fmt::format("    {}{} [native: {}]\n", terminalSafe(symbol.function), location,
+                       terminalSafe(moduleBaseName(symbol.module)));
+}
+
+std::string pythonFrameText(const PyFrame& frame, const DumpFormatOptions& options) {
+    const std::string line = frame.line ? std::to_string(*frame.line) : std::string("?");
+    std::string out = fmt::format("    {} ({}:{})\n", terminalSafe(frame.function()),
+                                  terminalSafe(displayFilename(frame, options)), line);
+    for (const auto& local : frame.locals) {
+        out += fmt::format("        {} = {}\n", terminalSafe(local.name), terminalSafe(local.repr));
+    }
+    if (frame.localsError) {
+        out += fmt::format("        [error reading locals: {}]\n", terminalSafe(*frame.localsError));
+    }
+    return out;
+}
+
+nlohmann::json nativeFrameJson(const NativeFrame& frame, const DumpFormatOptions& options) {
+    using nlohmann::json;
+    const NativeSymbol* symbol = frame.symbol.get();
+    return {{"kind", "native"},
+            {"function", symbol ? symbol->function : fmt::format("{:#x}", frame.pc)},
+            {"filename", symbol && !symbol->file.empty() ? json(nativeSourceName(*symbol, options)) : json(nullptr)},
+            {"line", symbol && symbol->line > 0 ? json(symbol->line) : json(nullptr)},
+            {"module", symbol && !symbol->module.empty() ? json(symbol->module) : json(nullptr)},
+            {"address", frame.pc}};
+}
+
 }  // namespace
 
 std::string formatDumpText(const ProcessSnapshot& snapshot, const DumpFormatOptions& options) {
@@ -59,21 +102,25 @@ std::string formatDumpText(const ProcessSnapshot& snapshot, const DumpFormatOpti
     out += fmt::format("Process {}: {}\n", snapshot.pid, terminalSafe(snapshot.commandLine));
     out += fmt::format("Python v{} ({})\n", snapshot.pythonVersion, terminalSafe(snapshot.executable));
     for (const auto& thread : snapshot.threads) {
-        const std::string id = thread.nativeId ? std::to_string(*thread.nativeId) : fmt::format("{:#x}", thread.threadId);
+        const std::string id =
+            thread.nativeId ? std::to_string(*thread.nativeId) : fmt::format("{:#x}", thread.threadId);
         out += fmt::format("\nThread {} ({})", id, stateOf(thread));
         if (thread.name) out += fmt::format(": \"{}\"", terminalSafe(*thread.name));
         out += '\n';
-        for (const auto& frame : thread.frames) {
-            const std::string line = frame.line ? std::to_string(*frame.line) : std::string("?");
-            out += fmt::format("    {} ({}:{})\n", terminalSafe(frame.function()),
-                               terminalSafe(displayFilename(frame, options)), line);
-            for (const auto& local : frame.locals) {
-                out += fmt::format("        {} = {}\n", terminalSafe(local.name), terminalSafe(local.repr));
+        if (!thread.merged.empty()) {
+            for (const MergedFrame& entry : thread.merged) {
+                out += entry.native ? nativeFrameText(thread.nativeFrames[entry.index], options)
+                                    : pythonFrameText(thread.frames[entry.index], options);
             }
-            if (frame.localsError) {
-                out += fmt::format("        [error reading locals: {}]\n", terminalSafe(*frame.localsError));
+        } else {
+            if (thread.mergeFailed) out += "    [native and Python stacks not merged; Python stack:]\n";
+            for (const auto& frame : thread.frames) out += pythonFrameText(frame, options);
+            if (thread.mergeFailed) {
+                out += "    [native stack:]\n";
+                for (const auto& frame : thread.nativeFrames) out += nativeFrameText(frame, options);
             }
         }
+        if (thread.nativeError) out += fmt::format("    [native: {}]\n", terminalSafe(*thread.nativeError));
         if (thread.truncated) out += "    ... (stack truncated)\n";
         if (thread.error) out += fmt::format("    [error reading stack: {}]\n", terminalSafe(*thread.error));
     }
@@ -84,9 +131,9 @@ std::string formatDumpJson(const ProcessSnapshot& snapshot, const DumpFormatOpti
     using nlohmann::json;
     json threads = json::array();
     for (const auto& thread : snapshot.threads) {
-        json frames = json::array();
-        for (const auto& frame : thread.frames) {
-            json entry = {{"function", frame.function()},
+        const auto pythonFrame = [&](const PyFrame& frame) {
+            json entry = {{"kind", "python"},
+                          {"function", frame.function()},
                           {"filename", displayFilename(frame, options)},
                           {"line", frame.line ? json(*frame.line) : json(nullptr)}};
             if (options.locals) {
@@ -95,7 +142,16 @@ std::string formatDumpJson(const ProcessSnapshot& snapshot, const DumpFormatOpti
                 entry["locals"] = std::move(locals);
                 entry["locals_error"] = frame.localsError ? json(*frame.localsError) : json(nullptr);
             }
-            frames.push_back(std::move(entry));
+            return entry;
+        };
+        json frames = json::array();
+        if (!thread.merged.empty()) {
+            for (const MergedFrame& entry : thread.merged) {
+                frames.push_back(entry.native ? nativeFrameJson(thread.nativeFrames[entry.index], options)
+                                              : pythonFrame(thread.frames[entry.index]));
+            }
+        } else {
+            for (const auto& frame : thread.frames) frames.push_back(pythonFrame(frame));
         }
         threads.push_back({{"thread_id", thread.threadId},
                            {"native_id", thread.nativeId ? json(*thread.nativeId) : json(nullptr)},
@@ -107,6 +163,16 @@ std::string formatDumpJson(const ProcessSnapshot& snapshot, const DumpFormatOpti
                            {"frames", std::move(frames)},
                            {"truncated", thread.truncated},
                            {"error", thread.error ? json(*thread.error) : json(nullptr)}});
+        if (thread.nativeRequested) {
+            json& added = threads.back();
+            added["merge_failed"] = thread.mergeFailed;
+            added["native_error"] = thread.nativeError ? json(*thread.nativeError) : json(nullptr);
+            if (thread.mergeFailed) {
+                json native = json::array();
+                for (const auto& frame : thread.nativeFrames) native.push_back(nativeFrameJson(frame, options));
+                added["native_frames"] = std::move(native);
+            }
+        }
     }
     json doc = {{"pid", snapshot.pid},
                 {"command_line", snapshot.commandLine},

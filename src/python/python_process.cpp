@@ -13,6 +13,7 @@
 #include "pyspy/process/process.h"
 #include "pyspy/process/ptrace.h"
 #include "pyspy/python/locals.h"
+#include "pyspy/python/native_merge.h"
 
 namespace pyspy {
 
@@ -26,7 +27,9 @@ constexpr std::size_t kStackChunkFirstRead = 16 * 1024;  // CPython's DATA_STACK
 constexpr std::uint64_t kPage = 4096;
 constexpr std::size_t kPthreadScanBytes = 4096;
 
-std::uint64_t at(std::uint64_t base, std::int64_t offset) { return base + static_cast<std::uint64_t>(offset); }
+std::uint64_t at(std::uint64_t base, std::int64_t offset) {
+    return base + static_cast<std::uint64_t>(offset);
+}
 
 [[noreturn]] void throwGone(pid_t pid) {
     throw FatalError(ErrorKind::TargetExited, fmt::format("process {} exited", pid));
@@ -119,8 +122,8 @@ Result<std::vector<PythonProcess::ThreadStateInfo>> PythonProcess::readThreadSta
         // interp->threads.head and interp->next in one read.
         const std::int64_t first = std::min(l.interp_tstate_head, l.interp_next);
         const std::int64_t last = std::max(l.interp_tstate_head, l.interp_next);
-        PYSPY_TRY(auto interpBlock, RemoteBlock::read(speculative_, at(interp, first),
-                                                      static_cast<std::size_t>(last - first + 8)));
+        PYSPY_TRY(auto interpBlock,
+                  RemoteBlock::read(speculative_, at(interp, first), static_cast<std::size_t>(last - first + 8)));
         PYSPY_TRY(auto tstate, interpBlock.pointer(l.interp_tstate_head - first));
         PYSPY_TRY(const std::uint64_t nextInterp, interpBlock.pointer(l.interp_next - first));
         while (tstate != 0 && states.size() < maxThreads) {
@@ -155,7 +158,8 @@ std::uint64_t PythonProcess::gilHolder() const {
 std::uint64_t PythonProcess::gilAddress() const {
     const PyLayout& l = target_.layout;
     if (l.runtime_ceval_gil != kAbsent && target_.runtime != 0) return at(target_.runtime, l.runtime_ceval_gil);
-    if (l.interp_ceval_gil != kAbsent) return readPointer(speculative_, at(target_.interpreter, l.interp_ceval_gil)).valueOr(0);
+    if (l.interp_ceval_gil != kAbsent)
+        return readPointer(speculative_, at(target_.interpreter, l.interp_ceval_gil)).valueOr(0);
     return 0;
 }
 
@@ -209,7 +213,8 @@ void PythonProcess::resolveNativeIds(std::vector<ThreadStateInfo>& states, const
     if (pthreadTidOffset_) {
         // Calibrated: one 4-byte read per thread.
         for (auto& state : states) {
-            auto tid = readValue<std::int32_t>(speculative_, state.threadId + static_cast<std::uint64_t>(*pthreadTidOffset_));
+            auto tid =
+                readValue<std::int32_t>(speculative_, state.threadId + static_cast<std::uint64_t>(*pthreadTidOffset_));
             if (tid.ok() && live.count(tid.value()) != 0) state.nativeId = tid.value();
         }
         return;
@@ -317,14 +322,48 @@ void PythonProcess::readLocals(std::vector<PyFrame>& frames, int level) {
     speculative_.setRecording(true);
 }
 
+void PythonProcess::unwindNative(ThreadStack& thread) {
+    thread.nativeRequested = true;
+    if (!thread.nativeId) {
+        thread.nativeError = "the thread's OS id is unknown: no native stack";
+        return;
+    }
+    auto stack = unwinder_->unwind(*thread.nativeId);
+    if (!stack.ok()) {
+        thread.nativeError = stack.error().describe();
+        return;
+    }
+    thread.nativeFrames = std::move(stack.value().frames);
+    if (stack.value().stop) thread.nativeError = *stack.value().stop;
+}
+
+void PythonProcess::symbolizeAndMerge(ProcessSnapshot& snap, bool nativeAll) {
+    NativeMergeRules rules;
+    rules.version = target_.version;
+    rules.interpreterModules = {target_.executable, target_.libpython};
+    rules.showInterpreterFrames = nativeAll;
+    for (auto& thread : snap.threads) {
+        if (!thread.nativeRequested) continue;
+        for (auto& frame : thread.nativeFrames) frame.symbol = symbolizer_->symbolize(frame.lookupAddress);
+        if (!thread.nativeFrames.empty()) mergeNativeStack(thread, rules);
+    }
+}
+
 ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
+    if (options.native && !options.pause) {
+        throw FatalError(ErrorKind::Usage,
+                         "--native needs the target paused: it cannot be combined with --nonblocking");
+    }
+    if (options.native && !unwinder_) {
+        unwinder_ = std::make_unique<NativeUnwinder>();
+        symbolizer_ = std::make_unique<NativeSymbolizer>(pid_);
+    }
     ProcessSnapshot snap;
     snap.pid = pid_;
     snap.commandLine = commandLine_;
     snap.pythonVersion = target_.version.toString();
     snap.executable = target_.executable;
-    snap.timestamp =
-        std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+    snap.timestamp = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 
     // OS thread states first: once paused, every thread reads as stopped.
     const std::vector<pid_t> tids = threadStats_.threads(relistThreads_);
@@ -410,27 +449,34 @@ ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
         }
         if (auto it = names.find(state.threadId); it != names.end()) thread.name = it->second;
         FrameChain partial;
-        auto chain = walkThread(state, options.limits, partial);
+        WalkLimits limits = options.limits;
+        limits.evalGroups = options.native;
+        auto chain = walkThread(state, limits, partial);
         if (chain.ok()) {
             thread.frames = std::move(chain.value().frames);
             thread.truncated = chain.value().truncated;
+            thread.evalGroups = std::move(chain.value().evalGroups);
         } else {
             thread.frames = std::move(partial.frames);
             thread.error = chain.error().describe();
         }
         if (options.localsLevel > 0) readLocals(thread.frames, options.localsLevel);
+        if (options.native) unwindNative(thread);
         snap.threads.push_back(std::move(thread));
     }
     if (pause) {
+        if (options.native) unwinder_->retainThreads(pause->threads());
         const auto stoppedAt = pause->stoppedAt();
         const auto released = pause->resume();
         snap.pausedSeconds = std::chrono::duration<double>(released - stoppedAt).count();
     }
     // Gone at any point while we read? Then some reads may have been of a process that
     // was given its pid since: drop them all. A failed walk may also mean it is exiting.
-    const bool anyError = std::any_of(snap.threads.begin(), snap.threads.end(),
-                                      [](const ThreadStack& t) { return t.error.has_value(); });
+    const bool anyError =
+        std::any_of(snap.threads.begin(), snap.threads.end(), [](const ThreadStack& t) { return t.error.has_value(); });
     if (handle_.exited() || (anyError && gone())) throwGone(pid_);
+    // Symbols come from the target's files, not its memory: no need to hold it stopped.
+    if (options.native) symbolizeAndMerge(snap, options.nativeAll);
     return snap;
 }
 
