@@ -17,8 +17,8 @@
 #include <optional>
 #include <thread>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include "pyspy/cli/cli_common.h"
 #include "pyspy/cli/commands.h"
@@ -138,17 +138,18 @@ int runRecord(const RecordArgs& args) {
     exportOptions.showThreads = args.threads;
     exportOptions.fullFilenames = args.fullFilenames;
     exportOptions.showLines = !args.nolineno;
-    exportOptions.title = fmt::format("{} (pid {}, Python {})", profile.commandLine, profile.pid, profile.pythonVersion);
+    exportOptions.title =
+        fmt::format("{} (pid {}, Python {})", profile.commandLine, profile.pid, profile.pythonVersion);
     writeProfileFile(format, profile, exportOptions, outputPath);
 
-    const double share = profile.samples + profile.errors > 0
-                             ? 100.0 * static_cast<double>(profile.errors) /
-                                   static_cast<double>(profile.samples + profile.errors)
-                             : 0.0;
-    std::string why = interrupted              ? "stopped"
-                      : !stats.targetExited    ? "done"
-                      : args.subprocesses      ? "the process tree exited"
-                                               : "the target exited";
+    const double share =
+        profile.samples + profile.errors > 0
+            ? 100.0 * static_cast<double>(profile.errors) / static_cast<double>(profile.samples + profile.errors)
+            : 0.0;
+    std::string why = interrupted           ? "stopped"
+                      : !stats.targetExited ? "done"
+                      : args.subprocesses   ? "the process tree exited"
+                                            : "the target exited";
     const std::string processes =
         args.subprocesses ? fmt::format(" from {} processes", recording.sampledProcesses()) : std::string();
     std::fprintf(stderr, "%s: %s after %.1f s: %llu samples%s, %llu errors (%.1f%%); wrote %s to %s\n", kProgram,
@@ -157,13 +158,19 @@ int runRecord(const RecordArgs& args) {
                  static_cast<unsigned long long>(profile.errors), share, formatName(format), outputPath.c_str());
     if (stats.pausedSeconds > 0 && stats.ticks > 0) {
         // What the target paid for consistent stacks: say it, so nobody has to guess.
-        std::fprintf(stderr, "%s: the target was paused %.0f us per sample, %.2f%% of the time (--nonblocking: never)\n",
+        std::fprintf(stderr,
+                     "%s: the target was paused %.0f us per sample, %.2f%% of the time (--nonblocking: never)\n",
                      kProgram, 1e6 * stats.pausedSeconds / static_cast<double>(stats.ticks),
                      stats.elapsedSeconds > 0 ? 100.0 * stats.pausedSeconds / stats.elapsedSeconds : 0.0);
     }
+    if (stats.mergeErrors > 0) {
+        // Those samples kept their Python stack only (docs/native.md: when merging fails).
+        std::fprintf(stderr,
+                     "%s: %llu thread samples kept only their Python stack: native and Python stacks did not merge\n",
+                     kProgram, static_cast<unsigned long long>(stats.mergeErrors));
+    }
     if (profile.trie.totalSamples() == 0 && profile.samples > 0 && !args.idle) {
-        std::fprintf(stderr, "%s: no thread was active while sampling; use --idle to include idle threads\n",
-                     kProgram);
+        std::fprintf(stderr, "%s: no thread was active while sampling; use --idle to include idle threads\n", kProgram);
     }
     if (recording.timelineTruncated()) {
         std::fprintf(stderr, "%s: warning: the timeline was cut at its size bound; totals are complete\n", kProgram);

@@ -87,6 +87,34 @@ FrameId Sampler::internFrame(const PyFrame& frame) {
     return id;
 }
 
+FrameId Sampler::internNativeFrame(const NativeFrame& frame) {
+    // Symbols are shared per address by the symbolizer: intern each symbol once.
+    if (!frame.symbol) return frames_.intern({FrameKind::Native, fmt::format("{:#x}", frame.pc), "", 0});
+    if (auto it = nativeFrames_.find(frame.symbol.get()); it != nativeFrames_.end()) return it->second.id;
+    const NativeSymbol& symbol = *frame.symbol;
+    FrameKey key;
+    key.kind = FrameKind::Native;
+    key.name = symbol.function;
+    // Its source file when DWARF says, else its module: exporters show either as the file.
+    key.filename = symbol.file.empty() ? symbol.module : symbol.file;
+    if (options_.lineNumbers && !options_.aggregateByFunction && !symbol.file.empty()) key.line = symbol.line;
+    const FrameId id = frames_.intern(key);
+    if (nativeFrames_.size() >= kMaxCachedCodes) nativeFrames_.clear();  // bound; refills from hot code
+    nativeFrames_.emplace(frame.symbol.get(), NativeFrames{frame.symbol, id});
+    return id;
+}
+
+void Sampler::appendFrames(const ThreadStack& thread, std::vector<FrameId>& out) {
+    if (thread.merged.empty()) {
+        for (auto it = thread.frames.rbegin(); it != thread.frames.rend(); ++it) out.push_back(internFrame(*it));
+        return;
+    }
+    for (auto it = thread.merged.rbegin(); it != thread.merged.rend(); ++it) {
+        out.push_back(it->native ? internNativeFrame(thread.nativeFrames[it->index])
+                                 : internFrame(thread.frames[it->index]));
+    }
+}
+
 SamplerStats Sampler::run(SampleSink& sink, const std::atomic<bool>& stop,
                           const std::function<void(const std::string&)>& warn) {
     SamplerStats stats;
@@ -100,6 +128,8 @@ SamplerStats Sampler::run(SampleSink& sink, const std::atomic<bool>& stop,
     SnapshotOptions snapOptions;
     snapOptions.pause = options_.pause;
     snapOptions.limits = options_.limits;
+    snapOptions.native = options_.native;
+    snapOptions.nativeAll = options_.nativeAll;
     double lastNames = -kNameRefreshSeconds;
     bool unnamedThread = false;
     bool warnedLag = false;
@@ -125,9 +155,10 @@ SamplerStats Sampler::run(SampleSink& sink, const std::atomic<bool>& stop,
             const bool trend = stats.lateTicks >= 10 && stats.lateTicks * 20 > tick;
             if (!warnedLag && warn && tick > 0 && (trend || lag > 1.0)) {
                 warnedLag = true;
-                warn(fmt::format("sampling is falling behind the requested {} Hz ({} of {} samples late, the latest by "
-                                 "{:.1f} ms); late samples are skipped, not bunched",
-                                 options_.rateHz, stats.lateTicks, tick, lag * 1000));
+                warn(
+                    fmt::format("sampling is falling behind the requested {} Hz ({} of {} samples late, the latest by "
+                                "{:.1f} ms); late samples are skipped, not bunched",
+                                options_.rateHz, stats.lateTicks, tick, lag * 1000));
             }
             next = now;  // skip the missed ticks
         }
@@ -173,11 +204,14 @@ SamplerStats Sampler::run(SampleSink& sink, const std::atomic<bool>& stop,
             if (threads_.size() > known && !snapOptions.threadNames) unnamedThread = true;
             ts.active = thread.active;
             ts.holdsGil = thread.holdsGil;
-            ts.frames.reserve(thread.frames.size() + 1);
+            ts.frames.reserve(thread.frames.size() + thread.merged.size() + 1);
             // A stack cut at the depth bound lacks its outermost frames: say so at its root
             // rather than let a middle frame pass for the entry point.
             if (thread.truncated) ts.frames.push_back(frames_.intern({FrameKind::Python, "(truncated stack)", "", 0}));
-            for (auto it = thread.frames.rbegin(); it != thread.frames.rend(); ++it) ts.frames.push_back(internFrame(*it));
+            // Not merged (the stacks did not line up, or no native stack was read): the
+            // Python stack alone, and the miss is counted, never silent.
+            if (thread.nativeRequested && (thread.mergeFailed || thread.nativeFrames.empty())) ++stats.mergeErrors;
+            appendFrames(thread, ts.frames);
             sample.threads.push_back(std::move(ts));
         }
         ++stats.ticks;
