@@ -1,6 +1,8 @@
 #include "pyspy/native/symbolizer.h"
 
 #include <cxxabi.h>
+#include <dwarf.h>
+#include <elfutils/libdw.h>
 #include <elfutils/libdwfl.h>
 
 #include <cstdlib>
@@ -15,6 +17,7 @@ namespace {
 
 constexpr auto kReportInterval = std::chrono::seconds(1);
 constexpr std::size_t kMaxNameBytes = 1024;  // names come from the target's files: bounded
+constexpr std::size_t kMaxInlined = 16;      // inlined calls shown per address
 
 char* noDebuginfoPath = nullptr;
 // Where separate debug files are looked for: next to the module and in /usr/lib/debug
@@ -30,6 +33,74 @@ std::string bounded(const char* text) {
     std::string s(text);
     if (s.size() > kMaxNameBytes) s.resize(kMaxNameBytes);
     return s;
+}
+
+std::string inlinedName(Dwarf_Die* die);
+
+// Fills symbol.inlined from the DWARF scopes at `address` and moves symbol.file/line
+// (the line-table location, which is inside the innermost inlined code) to the call
+// site in the function itself.
+void addInlinedFrames(Dwfl_Module* module, Dwarf_Addr address, NativeSymbol& symbol) {
+    Dwarf_Addr bias = 0;
+    Dwarf_Die* cu = dwfl_module_addrdie(module, address, &bias);
+    if (cu == nullptr) return;
+    Dwarf_Die* scopes = nullptr;
+    const int count = dwarf_getscopes(cu, address - bias, &scopes);
+    if (count <= 0) return;
+    std::unique_ptr<Dwarf_Die, decltype(&std::free)> ownedScopes(scopes, &std::free);
+    // The innermost function-like scope: the function itself (no inlining) or an inlined call.
+    int innermost = 0;
+    while (innermost < count && dwarf_tag(&scopes[innermost]) != DW_TAG_inlined_subroutine &&
+           dwarf_tag(&scopes[innermost]) != DW_TAG_subprogram) {
+        ++innermost;
+    }
+    if (innermost == count || dwarf_tag(&scopes[innermost]) != DW_TAG_inlined_subroutine) return;
+    // dwarf_getscopes leaves the concrete chain at the first inlined call (it goes on in
+    // the abstract definition); the DIE's own scopes are the concrete chain out to the function.
+    Dwarf_Die* chain = nullptr;
+    const int chainCount = dwarf_getscopes_die(&scopes[innermost], &chain);
+    if (chainCount <= 0) return;
+    std::unique_ptr<Dwarf_Die, decltype(&std::free)> ownedChain(chain, &std::free);
+    Dwarf_Files* files = nullptr;
+    std::size_t fileCount = 0;
+    if (dwarf_getsrcfiles(cu, &files, &fileCount) != 0) files = nullptr;
+    std::string file = symbol.file;
+    int line = symbol.line;
+    for (int i = 0; i < chainCount && symbol.inlined.size() < kMaxInlined; ++i) {
+        const int tag = dwarf_tag(&chain[i]);
+        if (tag == DW_TAG_subprogram) break;  // the function itself: done
+        if (tag != DW_TAG_inlined_subroutine) continue;
+        symbol.inlined.push_back(InlinedFrame{inlinedName(&chain[i]), file, line});
+        // Where it was inlined: the location of the next frame out.
+        Dwarf_Attribute attribute;
+        Dwarf_Word value = 0;
+        file.clear();
+        line = 0;
+        if (files != nullptr && dwarf_formudata(dwarf_attr(&chain[i], DW_AT_call_file, &attribute), &value) == 0 &&
+            value < fileCount) {
+            if (const char* name = dwarf_filesrc(files, value, nullptr, nullptr); name != nullptr) file = bounded(name);
+        }
+        if (dwarf_formudata(dwarf_attr(&chain[i], DW_AT_call_line, &attribute), &value) == 0 && value < (1u << 30)) {
+            line = static_cast<int>(value);
+        }
+    }
+    if (!symbol.inlined.empty()) {
+        symbol.file = file;
+        symbol.line = line;
+    }
+}
+
+std::string inlinedName(Dwarf_Die* die) {
+    // The linkage name demangles to the qualified C++ name; C has only DW_AT_name. Both
+    // sit on the abstract origin, which dwarf_attr_integrate follows.
+    Dwarf_Attribute attribute;
+    for (const int name : {DW_AT_linkage_name, DW_AT_MIPS_linkage_name}) {
+        if (const char* text = dwarf_formstring(dwarf_attr_integrate(die, name, &attribute)); text != nullptr) {
+            return demangle(bounded(text));
+        }
+    }
+    if (const char* text = dwarf_diename(die); text != nullptr) return bounded(text);
+    return "?";
 }
 
 }  // namespace
@@ -113,6 +184,7 @@ std::shared_ptr<const NativeSymbol> NativeSymbolizer::lookup(std::uint64_t addre
             symbol->line = lineNo;
         }
     }
+    addInlinedFrames(module, address, *symbol);
     return symbol;
 }
 

@@ -52,23 +52,31 @@ std::string stateOf(const ThreadStack& thread) {
     return state;
 }
 
-std::string nativeSourceName(const NativeSymbol& symbol, const DumpFormatOptions& options) {
-    if (options.fullFilenames) return symbol.file;
-    const auto slash = symbol.file.rfind('/');
-    return slash == std::string::npos ? symbol.file : symbol.file.substr(slash + 1);
+std::string sourceName(const std::string& file, const DumpFormatOptions& options) {
+    if (options.fullFilenames) return file;
+    const auto slash = file.rfind('/');
+    return slash == std::string::npos ? file : file.substr(slash + 1);
 }
 
-// "    name (file.c:12) [native: module.so]": the module in brackets marks a native frame.
+// "    name (file.c:12) [native: module.so]": the module in brackets marks a native
+// frame; a function the compiler inlined there comes first, marked "inlined".
 std::string nativeFrameText(const NativeFrame& frame, const DumpFormatOptions& options) {
     if (!frame.symbol) return fmt::format("    {:#x} [native: ?]\n", frame.pc);
     const NativeSymbol& symbol = *frame.symbol;
-    std::string location;
-    if (!symbol.file.empty()) {
-        location = fmt::format(" ({}:{})", terminalSafe(nativeSourceName(symbol, options)),
-                               symbol.line > 0 ? std::to_string(symbol.line) : std::string("?"));
+    const std::string module = terminalSafe(moduleBaseName(symbol.module));
+    const auto location = [&](const std::string& file, int line) {
+        if (file.empty()) return std::string();
+        return fmt::format(" ({}:{})", terminalSafe(sourceName(file, options)),
+                           line > 0 ? std::to_string(line) : std::string("?"));
+    };
+    std::string out;
+    for (const InlinedFrame& inlined : symbol.inlined) {
+        out += fmt::format("    {}{} [native: {}, inlined]\n", terminalSafe(inlined.function),
+                           location(inlined.file, inlined.line), module);
     }
-    return fmt::format("    {}{} [native: {}]\n", terminalSafe(symbol.function), location,
-                       terminalSafe(moduleBaseName(symbol.module)));
+    out += fmt::format("    {}{} [native: {}]\n", terminalSafe(symbol.function), location(symbol.file, symbol.line),
+                       module);
+    return out;
 }
 
 std::string pythonFrameText(const PyFrame& frame, const DumpFormatOptions& options) {
@@ -84,15 +92,28 @@ std::string pythonFrameText(const PyFrame& frame, const DumpFormatOptions& optio
     return out;
 }
 
-nlohmann::json nativeFrameJson(const NativeFrame& frame, const DumpFormatOptions& options) {
+// A native frame as JSON entries, innermost first: its inlined functions, then itself.
+void appendNativeFrameJson(nlohmann::json& frames, const NativeFrame& frame, const DumpFormatOptions& options) {
     using nlohmann::json;
     const NativeSymbol* symbol = frame.symbol.get();
-    return {{"kind", "native"},
-            {"function", symbol ? symbol->function : fmt::format("{:#x}", frame.pc)},
-            {"filename", symbol && !symbol->file.empty() ? json(nativeSourceName(*symbol, options)) : json(nullptr)},
-            {"line", symbol && symbol->line > 0 ? json(symbol->line) : json(nullptr)},
-            {"module", symbol && !symbol->module.empty() ? json(symbol->module) : json(nullptr)},
-            {"address", frame.pc}};
+    const json module = symbol && !symbol->module.empty() ? json(symbol->module) : json(nullptr);
+    const auto entry = [&](const std::string& function, const std::string& file, int line, bool inlined) {
+        return json{{"kind", "native"},
+                    {"function", function},
+                    {"filename", file.empty() ? json(nullptr) : json(sourceName(file, options))},
+                    {"line", line > 0 ? json(line) : json(nullptr)},
+                    {"module", module},
+                    {"address", frame.pc},
+                    {"inlined", inlined}};
+    };
+    if (!symbol) {
+        frames.push_back(entry(fmt::format("{:#x}", frame.pc), "", 0, false));
+        return;
+    }
+    for (const InlinedFrame& inlined : symbol->inlined) {
+        frames.push_back(entry(inlined.function, inlined.file, inlined.line, true));
+    }
+    frames.push_back(entry(symbol->function, symbol->file, symbol->line, false));
 }
 
 }  // namespace
@@ -147,8 +168,11 @@ std::string formatDumpJson(const ProcessSnapshot& snapshot, const DumpFormatOpti
         json frames = json::array();
         if (!thread.merged.empty()) {
             for (const MergedFrame& entry : thread.merged) {
-                frames.push_back(entry.native ? nativeFrameJson(thread.nativeFrames[entry.index], options)
-                                              : pythonFrame(thread.frames[entry.index]));
+                if (entry.native) {
+                    appendNativeFrameJson(frames, thread.nativeFrames[entry.index], options);
+                } else {
+                    frames.push_back(pythonFrame(thread.frames[entry.index]));
+                }
             }
         } else {
             for (const auto& frame : thread.frames) frames.push_back(pythonFrame(frame));
@@ -169,7 +193,7 @@ std::string formatDumpJson(const ProcessSnapshot& snapshot, const DumpFormatOpti
             added["native_error"] = thread.nativeError ? json(*thread.nativeError) : json(nullptr);
             if (thread.mergeFailed) {
                 json native = json::array();
-                for (const auto& frame : thread.nativeFrames) native.push_back(nativeFrameJson(frame, options));
+                for (const auto& frame : thread.nativeFrames) appendNativeFrameJson(native, frame, options);
                 added["native_frames"] = std::move(native);
             }
         }

@@ -87,21 +87,29 @@ FrameId Sampler::internFrame(const PyFrame& frame) {
     return id;
 }
 
-FrameId Sampler::internNativeFrame(const NativeFrame& frame) {
+void Sampler::appendNativeFrames(const NativeFrame& frame, std::vector<FrameId>& out) {
     // Symbols are shared per address by the symbolizer: intern each symbol once.
-    if (!frame.symbol) return frames_.intern({FrameKind::Native, fmt::format("{:#x}", frame.pc), "", 0});
-    if (auto it = nativeFrames_.find(frame.symbol.get()); it != nativeFrames_.end()) return it->second.id;
-    const NativeSymbol& symbol = *frame.symbol;
-    FrameKey key;
-    key.kind = FrameKind::Native;
-    key.name = symbol.function;
-    // Its source file when DWARF says, else its module: exporters show either as the file.
-    key.filename = symbol.file.empty() ? symbol.module : symbol.file;
-    if (options_.lineNumbers && !options_.aggregateByFunction && !symbol.file.empty()) key.line = symbol.line;
-    const FrameId id = frames_.intern(key);
-    if (nativeFrames_.size() >= kMaxCachedCodes) nativeFrames_.clear();  // bound; refills from hot code
-    nativeFrames_.emplace(frame.symbol.get(), NativeFrames{frame.symbol, id});
-    return id;
+    if (!frame.symbol) {
+        out.push_back(frames_.intern({FrameKind::Native, fmt::format("{:#x}", frame.pc), "", 0}));
+        return;
+    }
+    auto it = nativeFrames_.find(frame.symbol.get());
+    if (it == nativeFrames_.end()) {
+        const NativeSymbol& symbol = *frame.symbol;
+        const bool lines = options_.lineNumbers && !options_.aggregateByFunction;
+        // Its source file when DWARF says, else its module: exporters show either as the file.
+        const auto key = [&](const std::string& function, const std::string& file, int line) {
+            return FrameKey{FrameKind::Native, function, file.empty() ? symbol.module : file,
+                            lines && !file.empty() ? line : 0};
+        };
+        NativeFrames entry{frame.symbol, {frames_.intern(key(symbol.function, symbol.file, symbol.line))}};
+        for (auto inlined = symbol.inlined.rbegin(); inlined != symbol.inlined.rend(); ++inlined) {
+            entry.ids.push_back(frames_.intern(key(inlined->function, inlined->file, inlined->line)));
+        }
+        if (nativeFrames_.size() >= kMaxCachedCodes) nativeFrames_.clear();  // bound; refills from hot code
+        it = nativeFrames_.emplace(frame.symbol.get(), std::move(entry)).first;
+    }
+    out.insert(out.end(), it->second.ids.begin(), it->second.ids.end());
 }
 
 void Sampler::appendFrames(const ThreadStack& thread, std::vector<FrameId>& out) {
@@ -110,8 +118,11 @@ void Sampler::appendFrames(const ThreadStack& thread, std::vector<FrameId>& out)
         return;
     }
     for (auto it = thread.merged.rbegin(); it != thread.merged.rend(); ++it) {
-        out.push_back(it->native ? internNativeFrame(thread.nativeFrames[it->index])
-                                 : internFrame(thread.frames[it->index]));
+        if (it->native) {
+            appendNativeFrames(thread.nativeFrames[it->index], out);
+        } else {
+            out.push_back(internFrame(thread.frames[it->index]));
+        }
     }
 }
 

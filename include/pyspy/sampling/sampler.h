@@ -110,7 +110,8 @@ class Sampler {
   private:
     std::uint32_t threadIndex(const ThreadStack& stack);
     FrameId internFrame(const PyFrame& frame);
-    FrameId internNativeFrame(const NativeFrame& frame);
+    // Appends a native frame, outermost first: its function, then the functions inlined into it.
+    void appendNativeFrames(const NativeFrame& frame, std::vector<FrameId>& out);
     // Appends a thread's stack, outermost first, to `out`: the merged stack when there is
     // one, else the Python frames.
     void appendFrames(const ThreadStack& thread, std::vector<FrameId>& out);
@@ -127,7 +128,7 @@ class Sampler {
     std::unordered_map<const CodeInfo*, CodeFrames> codeFrames_;
     struct NativeFrames {
         std::shared_ptr<const NativeSymbol> symbol;  // keeps the key's address alive
-        FrameId id = 0;
+        std::vector<FrameId> ids;                    // the function, then its inlined calls outermost first
     };
     std::unordered_map<const NativeSymbol*, NativeFrames> nativeFrames_;
     double startEpoch_ = 0;
