@@ -1,15 +1,102 @@
 #include "pyspy/native/unwinder.h"
 
+#include <elf.h>
 #include <libunwind-ptrace.h>
 
 #include <algorithm>
+#include <cstring>
 #include <set>
 
 #include <fmt/format.h>
 
 #include "pyspy/common/error.h"
+#include "pyspy/process/live_memory.h"
+#include "pyspy/process/maps.h"
+
+// libunwind's own search of a remote .eh_frame_hdr table (what _UPT_find_proc_info
+// calls for a module it opened); exported by libunwind but declared in no public header.
+extern "C" int _Ux86_64_dwarf_search_unwind_table(unw_addr_space_t as, unw_word_t ip, unw_dyn_info_t* info,
+                                                  unw_proc_info_t* proc, int needUnwindInfo, void* arg);
 
 namespace pyspy {
+
+namespace {
+
+constexpr std::size_t kMaxVdsoBytes = 64 * 1024;
+constexpr std::uint8_t kPcRelSData4 = 0x1b;    // DW_EH_PE_pcrel | DW_EH_PE_sdata4
+constexpr std::uint8_t kUData4 = 0x03;         // DW_EH_PE_udata4
+constexpr std::uint8_t kDataRelSData4 = 0x3b;  // DW_EH_PE_datarel | DW_EH_PE_sdata4
+
+// The vDSO's .eh_frame_hdr, from the target's own copy of the vDSO (untrusted: every
+// offset checked against what was read).
+std::optional<NativeUnwinder::VdsoTable> findVdsoTable(pid_t pid) {
+    const auto maps = readMaps(pid);
+    const auto vdso = std::find_if(maps.begin(), maps.end(), [](const MemoryMapping& m) { return m.path == "[vdso]"; });
+    if (vdso == maps.end() || vdso->size() > kMaxVdsoBytes || vdso->size() < sizeof(Elf64_Ehdr)) return std::nullopt;
+    std::vector<std::uint8_t> image(vdso->size());
+    if (!LiveProcessMemory(pid).read(vdso->start, image.data(), image.size()).ok()) return std::nullopt;
+    Elf64_Ehdr header;
+    std::memcpy(&header, image.data(), sizeof header);
+    if (std::memcmp(header.e_ident, ELFMAG, SELFMAG) != 0 || header.e_ident[EI_CLASS] != ELFCLASS64 ||
+        header.e_phentsize != sizeof(Elf64_Phdr) || header.e_phoff > image.size() ||
+        header.e_phnum > (image.size() - header.e_phoff) / sizeof(Elf64_Phdr)) {
+        return std::nullopt;
+    }
+    std::optional<std::uint64_t> loadVaddr, ehFrameHdrVaddr;
+    for (std::size_t i = 0; i < header.e_phnum; ++i) {
+        Elf64_Phdr program;
+        std::memcpy(&program, image.data() + header.e_phoff + i * sizeof program, sizeof program);
+        if (program.p_type == PT_LOAD && !loadVaddr) loadVaddr = program.p_vaddr;
+        if (program.p_type == PT_GNU_EH_FRAME) ehFrameHdrVaddr = program.p_vaddr;
+    }
+    if (!loadVaddr || !ehFrameHdrVaddr || *ehFrameHdrVaddr < *loadVaddr) return std::nullopt;
+    const std::uint64_t offset = *ehFrameHdrVaddr - *loadVaddr;  // the vDSO is mapped from its first PT_LOAD
+    if (offset + 12 > image.size()) return std::nullopt;
+    const std::uint8_t* hdr = image.data() + offset;
+    // version 1, then the encodings every vDSO (and every linker) uses for a search table.
+    if (hdr[0] != 1 || hdr[1] != kPcRelSData4 || hdr[2] != kUData4 || hdr[3] != kDataRelSData4) return std::nullopt;
+    std::uint32_t fdeCount = 0;
+    std::memcpy(&fdeCount, hdr + 8, sizeof fdeCount);
+    if (fdeCount == 0 || offset + 12 + std::uint64_t{fdeCount} * 8 > image.size()) return std::nullopt;
+    return NativeUnwinder::VdsoTable{vdso->start, vdso->end, vdso->start + offset, fdeCount};
+}
+
+// The vDSO table of the unwind in progress on this thread (set by NativeUnwinder::unwind
+// for its duration). libunwind passes the _UPT handle to every accessor, also from
+// inside _UPT's own functions, so the table cannot travel in the accessor argument.
+thread_local const NativeUnwinder::VdsoTable* currentVdso = nullptr;
+
+// _UPT_find_proc_info, except that an address in the vDSO is looked up in its table.
+int findProcInfo(unw_addr_space_t as, unw_word_t ip, unw_proc_info_t* proc, int needUnwindInfo, void* arg) {
+    const NativeUnwinder::VdsoTable* vdso = currentVdso;
+    if (vdso != nullptr && ip >= vdso->start && ip < vdso->end) {
+        unw_dyn_info_t info;
+        std::memset(&info, 0, sizeof info);
+        info.format = UNW_INFO_FORMAT_REMOTE_TABLE;
+        info.start_ip = vdso->start;
+        info.end_ip = vdso->end;
+        info.u.rti.segbase = vdso->header;  // datarel entries are relative to the header
+        info.u.rti.table_data = vdso->header + 12;
+        info.u.rti.table_len = vdso->fdeCount * 8 / sizeof(unw_word_t);
+        return _Ux86_64_dwarf_search_unwind_table(as, ip, &info, proc, needUnwindInfo, arg);
+    }
+    return _UPT_find_proc_info(as, ip, proc, needUnwindInfo, arg);
+}
+
+unw_accessors_t accessors() {
+    unw_accessors_t a = _UPT_accessors;
+    a.find_proc_info = findProcInfo;
+    return a;
+}
+
+struct CurrentVdso {  // sets currentVdso for one unwind, on every path
+    explicit CurrentVdso(const NativeUnwinder::VdsoTable* vdso) { currentVdso = vdso; }
+    ~CurrentVdso() { currentVdso = nullptr; }
+    CurrentVdso(const CurrentVdso&) = delete;
+    CurrentVdso& operator=(const CurrentVdso&) = delete;
+};
+
+}  // namespace
 
 void NativeUnwinder::AddressSpaceDeleter::operator()(unw_addr_space* space) const noexcept {
     unw_destroy_addr_space(space);
@@ -19,8 +106,9 @@ void NativeUnwinder::ThreadInfoDeleter::operator()(void* info) const noexcept {
     _UPT_destroy(info);
 }
 
-NativeUnwinder::NativeUnwinder(NativeUnwindLimits limits)
-    : limits_(limits), space_(unw_create_addr_space(&_UPT_accessors, 0)) {
+NativeUnwinder::NativeUnwinder(pid_t pid, NativeUnwindLimits limits) : limits_(limits), vdso_(findVdsoTable(pid)) {
+    unw_accessors_t table = accessors();  // copied by libunwind
+    space_.reset(unw_create_addr_space(&table, 0));
     if (!space_) throw FatalError(ErrorKind::Internal, "libunwind: cannot create an address space");
     // Unwind tables found for one thread serve the others (one process, one address space).
     unw_set_caching_policy(space_.get(), UNW_CACHE_GLOBAL);
@@ -42,6 +130,7 @@ Result<NativeStack> NativeUnwinder::unwind(pid_t tid) {
         it = threads_.emplace(tid, std::move(info)).first;
     }
     unw_cursor_t cursor;
+    const CurrentVdso vdso(vdso_ ? &*vdso_ : nullptr);
     if (const int rc = unw_init_remote(&cursor, space_.get(), it->second.get()); rc < 0) {
         threads_.erase(it);  // the thread may be gone: do not keep its state
         return Err{ReadError{ReadErrorKind::Fault, 0,

@@ -355,7 +355,7 @@ ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
                          "--native needs the target paused: it cannot be combined with --nonblocking");
     }
     if (options.native && !unwinder_) {
-        unwinder_ = std::make_unique<NativeUnwinder>();
+        unwinder_ = std::make_unique<NativeUnwinder>(pid_);
         symbolizer_ = std::make_unique<NativeSymbolizer>(pid_);
     }
     ProcessSnapshot snap;

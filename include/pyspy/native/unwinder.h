@@ -35,8 +35,9 @@ struct NativeStack {
 
 class NativeUnwinder {
   public:
-    // Throws FatalError(Internal) if libunwind cannot create an address space.
-    explicit NativeUnwinder(NativeUnwindLimits limits = {});
+    // Unwinds threads of `pid`. Throws FatalError(Internal) if libunwind cannot create
+    // an address space.
+    explicit NativeUnwinder(pid_t pid, NativeUnwindLimits limits = {});
     ~NativeUnwinder();
     NativeUnwinder(const NativeUnwinder&) = delete;
     NativeUnwinder& operator=(const NativeUnwinder&) = delete;
@@ -49,6 +50,15 @@ class NativeUnwinder {
     // Forgets the per-thread libunwind state of threads not in `live` (exited threads).
     void retainThreads(const std::vector<pid_t>& live);
 
+    // The vDSO's unwind table in the target (its .eh_frame_hdr), found once: the vDSO
+    // is no file, so libunwind's ptrace accessors cannot find its unwind info, and a
+    // thread in clock_gettime() would be unwound by guesswork.
+    struct VdsoTable {
+        std::uint64_t start = 0, end = 0;  // the [vdso] mapping
+        std::uint64_t header = 0;          // runtime address of .eh_frame_hdr
+        std::uint64_t fdeCount = 0;
+    };
+
   private:
     struct AddressSpaceDeleter {
         void operator()(unw_addr_space* space) const noexcept;
@@ -60,6 +70,7 @@ class NativeUnwinder {
     static constexpr std::size_t kMaxThreadInfos = 4096;
 
     NativeUnwindLimits limits_;
+    std::optional<VdsoTable> vdso_;
     std::unique_ptr<unw_addr_space, AddressSpaceDeleter> space_;
     // One _UPT handle per thread, kept across samples: it caches the ELF image of the
     // module it last unwound through, which a fresh handle would map again each time.

@@ -55,7 +55,7 @@ TEST_CASE("NativeUnwinder and NativeSymbolizer read a stopped thread's call chai
     int ready = 0;
     REQUIRE(child.receive(ready));
 
-    NativeUnwinder unwinder;
+    NativeUnwinder unwinder(child.pid());
     std::vector<NativeFrame> frames;
     {
         auto pause = ThreadPause::pauseAll(child.pid());
@@ -93,7 +93,7 @@ TEST_CASE("NativeUnwinder of a thread that is not stopped by us fails without th
     test::ForkedChild child([](int fd) { pyspySpinOuter(fd); });
     int ready = 0;
     REQUIRE(child.receive(ready));
-    NativeUnwinder unwinder;
+    NativeUnwinder unwinder(child.pid());
     auto stack = unwinder.unwind(child.pid());  // not paused: ptrace refuses
     if (stack.ok()) {
         CHECK(stack.value().frames.empty());
