@@ -153,10 +153,12 @@ std::string formatDumpJson(const ProcessSnapshot& snapshot, const DumpFormatOpti
     json threads = json::array();
     for (const auto& thread : snapshot.threads) {
         const auto pythonFrame = [&](const PyFrame& frame) {
-            json entry = {{"kind", "python"},
-                          {"function", frame.function()},
+            json entry = {{"function", frame.function()},
                           {"filename", displayFilename(frame, options)},
                           {"line", frame.line ? json(*frame.line) : json(nullptr)}};
+            // Only with --native: without it every frame is a Python one, and the
+            // document stays what it was.
+            if (thread.nativeRequested) entry["kind"] = "python";
             if (options.locals) {
                 json locals = json::array();
                 for (const auto& local : frame.locals) locals.push_back({{"name", local.name}, {"repr", local.repr}});
