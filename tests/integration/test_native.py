@@ -15,6 +15,8 @@ Cases (tests/targets/native_target.py is the target):
           libc frame sits between compare and sort_them.
   record  record --native -f raw of the ext target: a collapsed stack holds
           outer_py;...;native_ext_call_back;...;inner_py in that order.
+  top     top --native (plain-text snapshots) of the ext target has rows for the
+          spinner's C functions.
 Exit code 0 = passed, 1 = failed, 77 = skipped (the interpreter is not installed).
 """
 
@@ -72,6 +74,7 @@ def start_target(python, args, wanted):
     missing = set(wanted)
     deadline = time.time() + READY_TIMEOUT
     pending = b""
+    seen = []
     # Raw reads: two writers (Python's and C's stdout) may land in one read, which a
     # buffered readline would keep from select().
     while missing and time.time() < deadline:
@@ -84,10 +87,14 @@ def start_target(python, args, wanted):
         pending += chunk
         *lines, pending = pending.split(b"\n")
         for line in lines:
-            missing.discard(line.strip().decode("utf-8", "replace"))
+            seen.append(line.strip().decode("utf-8", "replace"))
+            missing.discard(seen[-1])
     if missing:
+        alive = proc.poll() is None
         proc.kill()
-        raise Failure("target did not print %s: %s" % (sorted(missing), proc.stderr.read().decode("utf-8", "replace")))
+        raise Failure("target did not print %s (printed %s, then %r; %s): %s"
+                      % (sorted(missing), seen, pending, "still running" if alive else "exited %s" % proc.returncode,
+                         proc.stderr.read().decode("utf-8", "replace")))
     return proc
 
 
@@ -283,5 +290,21 @@ def test_record(binary, python, tmp):
         stop(proc)
 
 
+def test_top(binary, python, tmp):
+    proc = start_ext_target(python, tmp)
+    try:
+        result = run(binary, ["top", "--pid", str(proc.pid), "--native", "--delay", "1", "--iterations", "2"],
+                     timeout=60)
+        check(result.returncode == 0, "top --native exited %d: %s" % (result.returncode, result.stderr))
+        log(result.stdout)
+        # The spinner thread is active in C the whole time: its native frames are rows.
+        for name in ["native_ext_spin_loop", "native_ext_spin", "spinner_py"]:
+            check(re.search(r"%\s+\S+\s+\S+\s+" + re.escape(name) + r" \(", result.stdout),
+                  "no row for %s in top --native" % name)
+    finally:
+        stop(proc)
+
+
 if __name__ == "__main__":
-    sys.exit(driver_main({"ext": test_ext, "qsort": test_qsort, "record": test_record}, "pyspy-native-"))
+    sys.exit(driver_main({"ext": test_ext, "qsort": test_qsort, "record": test_record, "top": test_top},
+                         "pyspy-native-"))
