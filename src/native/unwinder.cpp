@@ -2,8 +2,12 @@
 
 #include <elf.h>
 #include <libunwind-ptrace.h>
+#include <sys/ptrace.h>
+#include <sys/uio.h>
+#include <sys/user.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <set>
 
@@ -61,14 +65,27 @@ std::optional<NativeUnwinder::VdsoTable> findVdsoTable(pid_t pid) {
     return NativeUnwinder::VdsoTable{vdso->start, vdso->end, vdso->start + offset, fdeCount};
 }
 
-// The vDSO table of the unwind in progress on this thread (set by NativeUnwinder::unwind
-// for its duration). libunwind passes the _UPT handle to every accessor, also from
-// inside _UPT's own functions, so the table cannot travel in the accessor argument.
-thread_local const NativeUnwinder::VdsoTable* currentVdso = nullptr;
+// What the unwind in progress on this thread knows beyond libunwind: the vDSO table,
+// and a copy of the top of the thread's stack. libunwind passes the _UPT handle to
+// every accessor, also from inside _UPT's own functions, so this cannot travel in the
+// accessor argument; NativeUnwinder::unwind sets it for its duration (CurrentUnwind).
+struct UnwindContext {
+    const NativeUnwinder::VdsoTable* vdso = nullptr;
+    std::uint64_t stackStart = 0;  // the copy holds [stackStart, stackStart + stackSize)
+    const std::uint8_t* stack = nullptr;
+    std::size_t stackSize = 0;
+    // The stopped thread's registers, read with one PTRACE_GETREGS, as libunwind numbers
+    // them (UNW_X86_64_RAX .. UNW_X86_64_RIP).
+    bool haveRegisters = false;
+    std::array<unw_word_t, UNW_X86_64_RIP + 1> registers{};
+    pid_t tid = 0;
+    NativeUnwinder::ReadOnlyPages* pages = nullptr;  // the unwinder's cache of read-only pages
+};
+thread_local const UnwindContext* currentUnwind = nullptr;
 
 // _UPT_find_proc_info, except that an address in the vDSO is looked up in its table.
 int findProcInfo(unw_addr_space_t as, unw_word_t ip, unw_proc_info_t* proc, int needUnwindInfo, void* arg) {
-    const NativeUnwinder::VdsoTable* vdso = currentVdso;
+    const NativeUnwinder::VdsoTable* vdso = currentUnwind != nullptr ? currentUnwind->vdso : nullptr;
     if (vdso != nullptr && ip >= vdso->start && ip < vdso->end) {
         unw_dyn_info_t info;
         std::memset(&info, 0, sizeof info);
@@ -83,18 +100,69 @@ int findProcInfo(unw_addr_space_t as, unw_word_t ip, unw_proc_info_t* proc, int 
     return _UPT_find_proc_info(as, ip, proc, needUnwindInfo, arg);
 }
 
+// _UPT_access_mem, except that a read of the stack copy costs no ptrace request.
+int accessMem(unw_addr_space_t as, unw_word_t address, unw_word_t* value, int write, void* arg) {
+    const UnwindContext* c = currentUnwind;
+    if (write == 0 && c != nullptr && address >= c->stackStart && address - c->stackStart <= c->stackSize &&
+        c->stackSize - (address - c->stackStart) >= sizeof(unw_word_t)) {
+        std::memcpy(value, c->stack + (address - c->stackStart), sizeof(unw_word_t));
+        return 0;
+    }
+    if (write == 0 && c != nullptr && c->pages != nullptr && c->pages->read(c->tid, address, value)) return 0;
+    return _UPT_access_mem(as, address, value, write, arg);
+}
+
+// _UPT_access_reg, except that the general registers come from the one PTRACE_GETREGS
+// (_UPT reads each with its own PTRACE_PEEKUSER).
+int accessReg(unw_addr_space_t as, unw_regnum_t reg, unw_word_t* value, int write, void* arg) {
+    const UnwindContext* c = currentUnwind;
+    if (write == 0 && c != nullptr && c->haveRegisters && reg >= 0 && reg <= UNW_X86_64_RIP) {
+        *value = c->registers[static_cast<std::size_t>(reg)];
+        return 0;
+    }
+    return _UPT_access_reg(as, reg, value, write, arg);
+}
+
+bool readRegisters(pid_t tid, UnwindContext& context) {
+    user_regs_struct regs{};
+    if (::ptrace(PTRACE_GETREGS, tid, nullptr, &regs) != 0) return false;
+    context.registers = {regs.rax, regs.rdx, regs.rcx, regs.rbx, regs.rsi, regs.rdi, regs.rbp, regs.rsp, regs.r8,
+                         regs.r9,  regs.r10, regs.r11, regs.r12, regs.r13, regs.r14, regs.r15, regs.rip};
+    context.haveRegisters = true;
+    return true;
+}
+
 unw_accessors_t accessors() {
     unw_accessors_t a = _UPT_accessors;
     a.find_proc_info = findProcInfo;
+    a.access_mem = accessMem;
+    a.access_reg = accessReg;
     return a;
 }
 
-struct CurrentVdso {  // sets currentVdso for one unwind, on every path
-    explicit CurrentVdso(const NativeUnwinder::VdsoTable* vdso) { currentVdso = vdso; }
-    ~CurrentVdso() { currentVdso = nullptr; }
-    CurrentVdso(const CurrentVdso&) = delete;
-    CurrentVdso& operator=(const CurrentVdso&) = delete;
+struct CurrentUnwind {  // sets currentUnwind for one unwind, on every path
+    explicit CurrentUnwind(const UnwindContext& context) { currentUnwind = &context; }
+    ~CurrentUnwind() { currentUnwind = nullptr; }
+    CurrentUnwind(const CurrentUnwind&) = delete;
+    CurrentUnwind& operator=(const CurrentUnwind&) = delete;
 };
+
+// Copies up to buffer.size() bytes of `tid`'s memory from `address`, page by page so
+// that the copy ends where the mapping does (the top of the stack). Returns the bytes copied.
+std::size_t copyStack(pid_t tid, std::uint64_t address, std::vector<std::uint8_t>& buffer) {
+    constexpr std::size_t kPage = 4096;
+    constexpr std::size_t kMaxPages = 16;
+    std::array<iovec, kMaxPages + 1> remote{};
+    std::size_t count = 0;
+    for (std::uint64_t at = address; at < address + buffer.size() && count < remote.size();) {
+        const std::uint64_t next = std::min<std::uint64_t>((at / kPage + 1) * kPage, address + buffer.size());
+        remote[count++] = iovec{reinterpret_cast<void*>(at), static_cast<std::size_t>(next - at)};
+        at = next;
+    }
+    iovec local{buffer.data(), buffer.size()};
+    const ssize_t copied = ::process_vm_readv(tid, &local, 1, remote.data(), count, 0);
+    return copied > 0 ? static_cast<std::size_t>(copied) : 0;
+}
 
 }  // namespace
 
@@ -106,7 +174,35 @@ void NativeUnwinder::ThreadInfoDeleter::operator()(void* info) const noexcept {
     _UPT_destroy(info);
 }
 
+bool NativeUnwinder::ReadOnlyPages::read(pid_t tid, std::uint64_t address, unw_word_t* value) {
+    const std::uint64_t page = address / kPageBytes * kPageBytes;
+    const std::uint64_t offset = address - page;
+    if (offset + sizeof(unw_word_t) > kPageBytes) return false;  // straddles two pages: rare, left to ptrace
+    auto it = pages_.find(page);
+    if (it == pages_.end()) {
+        const bool readOnly = std::any_of(ranges_.begin(), ranges_.end(), [&](const auto& range) {
+            return page >= range.first && page + kPageBytes <= range.second;
+        });
+        if (!readOnly) return false;
+        if (pages_.size() >= kMaxPages) pages_.clear();  // simple bound; the hot pages come back at once
+        std::array<std::uint8_t, kPageBytes> bytes;
+        iovec local{bytes.data(), bytes.size()};
+        iovec remote{reinterpret_cast<void*>(page), bytes.size()};
+        if (::process_vm_readv(tid, &local, 1, &remote, 1, 0) != static_cast<ssize_t>(bytes.size())) return false;
+        it = pages_.emplace(page, bytes).first;
+    }
+    std::memcpy(value, it->second.data() + offset, sizeof(unw_word_t));
+    return true;
+}
+
 NativeUnwinder::NativeUnwinder(pid_t pid, NativeUnwindLimits limits) : limits_(limits), vdso_(findVdsoTable(pid)) {
+    // Unwind tables and the code libunwind reads lie in read-only file mappings: their
+    // pages are kept, so later samples read them without a ptrace request per word.
+    for (const MemoryMapping& m : readMaps(pid)) {
+        if (m.readable && !m.writable && !m.path.empty() && m.path.front() == '/') {
+            pages_.ranges_.emplace_back(m.start, m.end);
+        }
+    }
     unw_accessors_t table = accessors();  // copied by libunwind
     space_.reset(unw_create_addr_space(&table, 0));
     if (!space_) throw FatalError(ErrorKind::Internal, "libunwind: cannot create an address space");
@@ -130,11 +226,24 @@ Result<NativeStack> NativeUnwinder::unwind(pid_t tid) {
         it = threads_.emplace(tid, std::move(info)).first;
     }
     unw_cursor_t cursor;
-    const CurrentVdso vdso(vdso_ ? &*vdso_ : nullptr);
+    UnwindContext context;
+    context.vdso = vdso_ ? &*vdso_ : nullptr;
+    context.tid = tid;
+    context.pages = &pages_;
+    readRegisters(tid, context);  // else libunwind reads them one by one
+    const CurrentUnwind current(context);
     if (const int rc = unw_init_remote(&cursor, space_.get(), it->second.get()); rc < 0) {
         threads_.erase(it);  // the thread may be gone: do not keep its state
         return Err{ReadError{ReadErrorKind::Fault, 0,
                              fmt::format("libunwind: cannot start unwinding thread {} ({})", tid, unw_strerror(rc))}};
+    }
+    // Most of what libunwind reads is the stack above the thread's stack pointer: copy
+    // its top in one system call instead of one ptrace request per word.
+    if (unw_word_t sp = 0; unw_get_reg(&cursor, UNW_REG_SP, &sp) == 0 && sp != 0) {
+        stackCopy_.resize(kStackCopyBytes);
+        context.stackStart = sp;
+        context.stackSize = copyStack(tid, sp, stackCopy_);
+        context.stack = stackCopy_.data();
     }
     NativeStack stack;
     unw_word_t previousSp = 0;

@@ -262,8 +262,9 @@ def test_record(binary, python, tmp):
     proc = start_ext_target(python, tmp)
     out = os.path.join(tmp, "native.txt")
     try:
-        result = run(binary, ["record", "--pid", str(proc.pid), "--native", "-d", "2", "-r", "50", "-f", "raw",
-                              "-o", out], timeout=60)
+        # --idle: the main thread sleeps most of the time in wait_in_python.
+        result = run(binary, ["record", "--pid", str(proc.pid), "--native", "--idle", "-d", "2", "-r", "50", "-f",
+                              "raw", "-o", out], timeout=60)
         check(result.returncode == 0, "record --native exited %d: %s" % (result.returncode, result.stderr))
         log(result.stderr.strip())
         with open(out) as f:

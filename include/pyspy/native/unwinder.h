@@ -9,6 +9,7 @@
 
 #include <sys/types.h>
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -59,6 +60,24 @@ class NativeUnwinder {
         std::uint64_t fdeCount = 0;
     };
 
+    // Pages of the target's read-only file mappings (as mapped when the unwinder was
+    // made) that libunwind read: unwind tables, mostly. Bounded; a mapping replaced
+    // later at the same address (dlclose + dlopen) would be read stale: a wrong unwind
+    // that the merge then reports, never a crash.
+    class ReadOnlyPages {
+      public:
+        // The word at `address`, when it lies in one read-only page (read once, with
+        // process_vm_readv of `tid`); false to let ptrace read it.
+        bool read(pid_t tid, std::uint64_t address, unsigned long* value);
+
+      private:
+        friend class NativeUnwinder;
+        static constexpr std::size_t kPageBytes = 4096;
+        static constexpr std::size_t kMaxPages = 1024;  // 4 MiB
+        std::vector<std::pair<std::uint64_t, std::uint64_t>> ranges_;
+        std::unordered_map<std::uint64_t, std::array<std::uint8_t, kPageBytes>> pages_;
+    };
+
   private:
     struct AddressSpaceDeleter {
         void operator()(unw_addr_space* space) const noexcept;
@@ -75,6 +94,10 @@ class NativeUnwinder {
     // One _UPT handle per thread, kept across samples: it caches the ELF image of the
     // module it last unwound through, which a fresh handle would map again each time.
     std::unordered_map<pid_t, ThreadInfo> threads_;
+    // The top of the stack of the thread being unwound (see unwind()), reused.
+    static constexpr std::size_t kStackCopyBytes = 64 * 1024;
+    std::vector<std::uint8_t> stackCopy_;
+    ReadOnlyPages pages_;
 };
 
 }  // namespace pyspy
