@@ -4,8 +4,8 @@
 
 #include <ctime>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 namespace pyspy {
 
@@ -18,16 +18,26 @@ void dieNow(ErrorKind kind, const std::string& message) {
 void addSamplingOptions(CLI::App& cmd, SamplingArgs& args, const char* programHelp) {
     cmd.add_option("-p,--pid", args.pid, "Process id of the target")->check(CLI::PositiveNumber);
     cmd.add_option("program", args.program, programHelp);
-    cmd.add_option("-r,--rate", args.rate, "Samples per second")->check(CLI::Range(0.1, 100000.0))->capture_default_str();
+    cmd.add_option("-r,--rate", args.rate, "Samples per second")
+        ->check(CLI::Range(0.1, 100000.0))
+        ->capture_default_str();
     cmd.add_flag("-n,--nonblocking", args.nonblocking, "Do not pause the target while sampling");
     cmd.add_flag("-g,--gil", args.gil, "Only threads holding the GIL");
     cmd.add_flag("-i,--idle", args.idle, "Include idle threads");
     cmd.add_flag("--full-filenames", args.fullFilenames, "Show full paths instead of short names");
+    cmd.add_flag("--native", args.native,
+                 "Also sample native (C/C++) frames, merged with the Python frames (docs/native.md)");
+    cmd.add_flag("--native-all", args.nativeAll,
+                 "Like --native, and keep the interpreter's own native frames (PyObject_Call, ...)");
 }
 
 void attachSamplingTarget(const SamplingArgs& args, std::optional<SpawnedProgram>& program,
                           std::unique_ptr<PythonProcess>& process) {
     const bool hasProgram = !args.program.empty();
+    if ((args.native || args.nativeAll) && args.nonblocking) {
+        throw FatalError(ErrorKind::Usage,
+                         "--native needs the target paused: it cannot be combined with --nonblocking");
+    }
     if (hasProgram == (args.pid > 0)) {
         throw FatalError(ErrorKind::Usage, "give either --pid PID or -- PROGRAM ARGS..., not both or neither");
     }
@@ -45,6 +55,8 @@ SamplerOptions samplerOptions(const SamplingArgs& args) {
     options.pause = !args.nonblocking;
     options.gilOnly = args.gil;
     options.includeIdle = args.idle;
+    options.native = args.native || args.nativeAll;
+    options.nativeAll = args.nativeAll;
     return options;
 }
 

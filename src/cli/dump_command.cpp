@@ -4,8 +4,8 @@
 #include <string>
 #include <vector>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include "pyspy/cli/cli_common.h"
 #include "pyspy/cli/commands.h"
@@ -27,6 +27,8 @@ struct DumpArgs {
     bool scanOnly = false;
     int locals = 0;  // how many times -l was given
     bool subprocesses = false;
+    bool native = false;
+    bool nativeAll = false;
 };
 
 std::string dumpOne(PythonProcess& process, const DumpArgs& args) {
@@ -34,6 +36,8 @@ std::string dumpOne(PythonProcess& process, const DumpArgs& args) {
     options.pause = !args.nonblocking;
     options.localsLevel = args.locals;
     options.gilWaiters = true;
+    options.native = args.native || args.nativeAll;
+    options.nativeAll = args.nativeAll;
     const ProcessSnapshot snapshot = process.snapshot(options);
     DumpFormatOptions format;
     format.fullFilenames = args.fullFilenames;
@@ -97,6 +101,10 @@ int runDumpTree(const DumpArgs& args, const LocateOptions& locate) {
 }
 
 int runDump(const DumpArgs& args) {
+    if ((args.native || args.nativeAll) && args.nonblocking) {
+        throw FatalError(ErrorKind::Usage,
+                         "--native needs the target paused: it cannot be combined with --nonblocking");
+    }
     Watchdog watchdog(args.timeout);
     LocateOptions locate;
     locate.ignoreSymbols = args.scanOnly;
@@ -120,10 +128,13 @@ Command addDumpCommand(CLI::App& app) {
     cmd->add_flag("-l,--locals", args->locals,
                   "Show each frame's arguments and local variables (repeat, -ll, for longer values)");
     cmd->add_flag("--full-filenames", args->fullFilenames, "Show full paths instead of short names");
-    cmd->add_option("--timeout", args->timeout, "Give up after this many seconds (exit code 8)")
-        ->capture_default_str();
+    cmd->add_option("--timeout", args->timeout, "Give up after this many seconds (exit code 8)")->capture_default_str();
     cmd->add_flag("-s,--subprocesses", args->subprocesses,
                   "Also dump every Python descendant, each once, under its chain of parents");
+    cmd->add_flag("--native", args->native,
+                  "Also show native (C/C++) frames, merged with the Python frames (docs/native.md)");
+    cmd->add_flag("--native-all", args->nativeAll,
+                  "Like --native, and keep the interpreter's own native frames (PyObject_Call, ...)");
     cmd->add_flag("--scan-only", args->scanOnly, "Find the interpreter without symbols (as for stripped builds)")
         ->group("");
     return Command{cmd, [args] { return runDump(*args); }};

@@ -17,8 +17,8 @@
 #include <optional>
 #include <thread>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include "pyspy/cli/cli_common.h"
 #include "pyspy/cli/commands.h"
@@ -169,27 +169,36 @@ int runRecord(const RecordArgs& args) {
     exportOptions.showThreads = args.threads;
     exportOptions.fullFilenames = args.fullFilenames;
     exportOptions.showLines = !args.nolineno;
-    exportOptions.title = fmt::format("{} (pid {}, Python {})", profile.commandLine, profile.pid, profile.pythonVersion);
+    exportOptions.title =
+        fmt::format("{} (pid {}, Python {})", profile.commandLine, profile.pid, profile.pythonVersion);
     writeProfileFile(format, profile, exportOptions, outputPath);
 
-    const double share = profile.samples + profile.errors > 0
-                             ? 100.0 * static_cast<double>(profile.errors) /
-                                   static_cast<double>(profile.samples + profile.errors)
-                             : 0.0;
-    std::string why = interrupted              ? "stopped"
-                      : !stats.targetExited    ? "done"
-                      : args.subprocesses      ? "the process tree exited"
-                                               : "the target exited";
+    const double share =
+        profile.samples + profile.errors > 0
+            ? 100.0 * static_cast<double>(profile.errors) / static_cast<double>(profile.samples + profile.errors)
+            : 0.0;
+    std::string why = interrupted           ? "stopped"
+                      : !stats.targetExited ? "done"
+                      : args.subprocesses   ? "the process tree exited"
+                                            : "the target exited";
     const std::string processes =
         args.subprocesses ? fmt::format(" from {} processes", recording.sampledProcesses()) : std::string();
     std::fprintf(stderr, "%s: %s after %.1f s: %llu samples%s, %llu errors (%.1f%%); wrote %s to %s\n", kProgram,
                  why.c_str(), std::max(stats.elapsedSeconds, profile.duration),
                  static_cast<unsigned long long>(profile.samples), processes.c_str(),
                  static_cast<unsigned long long>(profile.errors), share, formatName(format), outputPath.c_str());
-    printPauseSummary(recording.processStats(), args.subprocesses);
+    const auto perProcess = recording.processStats();
+    printPauseSummary(perProcess, args.subprocesses);
+    std::uint64_t mergeErrors = 0;
+    for (const auto& p : perProcess) mergeErrors += p.stats.mergeErrors;
+    if (mergeErrors > 0) {
+        // Those samples kept their Python stack only (docs/native.md: when merging fails).
+        std::fprintf(stderr,
+                     "%s: %llu thread samples kept only their Python stack: native and Python stacks did not merge\n",
+                     kProgram, static_cast<unsigned long long>(mergeErrors));
+    }
     if (profile.trie.totalSamples() == 0 && profile.samples > 0 && !args.idle) {
-        std::fprintf(stderr, "%s: no thread was active while sampling; use --idle to include idle threads\n",
-                     kProgram);
+        std::fprintf(stderr, "%s: no thread was active while sampling; use --idle to include idle threads\n", kProgram);
     }
     if (recording.timelineTruncated()) {
         std::fprintf(stderr, "%s: warning: the timeline was cut at its size bound; totals are complete\n", kProgram);

@@ -52,6 +52,70 @@ std::string stateOf(const ThreadStack& thread) {
     return state;
 }
 
+std::string sourceName(const std::string& file, const DumpFormatOptions& options) {
+    if (options.fullFilenames) return file;
+    const auto slash = file.rfind('/');
+    return slash == std::string::npos ? file : file.substr(slash + 1);
+}
+
+// "    name (file.c:12) [native: module.so]": the module in brackets marks a native
+// frame; a function the compiler inlined there comes first, marked "inlined".
+std::string nativeFrameText(const NativeFrame& frame, const DumpFormatOptions& options) {
+    if (!frame.symbol) return fmt::format("    {:#x} [native: ?]\n", frame.pc);
+    const NativeSymbol& symbol = *frame.symbol;
+    const std::string module = terminalSafe(moduleBaseName(symbol.module));
+    const auto location = [&](const std::string& file, int line) {
+        if (file.empty()) return std::string();
+        return fmt::format(" ({}:{})", terminalSafe(sourceName(file, options)),
+                           line > 0 ? std::to_string(line) : std::string("?"));
+    };
+    std::string out;
+    for (const InlinedFrame& inlined : symbol.inlined) {
+        out += fmt::format("    {}{} [native: {}, inlined]\n", terminalSafe(inlined.function),
+                           location(inlined.file, inlined.line), module);
+    }
+    out += fmt::format("    {}{} [native: {}]\n", terminalSafe(symbol.function), location(symbol.file, symbol.line),
+                       module);
+    return out;
+}
+
+std::string pythonFrameText(const PyFrame& frame, const DumpFormatOptions& options) {
+    const std::string line = frame.line ? std::to_string(*frame.line) : std::string("?");
+    std::string out = fmt::format("    {} ({}:{})\n", terminalSafe(frame.function()),
+                                  terminalSafe(displayFilename(frame, options)), line);
+    for (const auto& local : frame.locals) {
+        out += fmt::format("        {} = {}\n", terminalSafe(local.name), terminalSafe(local.repr));
+    }
+    if (frame.localsError) {
+        out += fmt::format("        [error reading locals: {}]\n", terminalSafe(*frame.localsError));
+    }
+    return out;
+}
+
+// A native frame as JSON entries, innermost first: its inlined functions, then itself.
+void appendNativeFrameJson(nlohmann::json& frames, const NativeFrame& frame, const DumpFormatOptions& options) {
+    using nlohmann::json;
+    const NativeSymbol* symbol = frame.symbol.get();
+    const json module = symbol && !symbol->module.empty() ? json(symbol->module) : json(nullptr);
+    const auto entry = [&](const std::string& function, const std::string& file, int line, bool inlined) {
+        return json{{"kind", "native"},
+                    {"function", function},
+                    {"filename", file.empty() ? json(nullptr) : json(sourceName(file, options))},
+                    {"line", line > 0 ? json(line) : json(nullptr)},
+                    {"module", module},
+                    {"address", frame.pc},
+                    {"inlined", inlined}};
+    };
+    if (!symbol) {
+        frames.push_back(entry(fmt::format("{:#x}", frame.pc), "", 0, false));
+        return;
+    }
+    for (const InlinedFrame& inlined : symbol->inlined) {
+        frames.push_back(entry(inlined.function, inlined.file, inlined.line, true));
+    }
+    frames.push_back(entry(symbol->function, symbol->file, symbol->line, false));
+}
+
 }  // namespace
 
 std::string formatDumpText(const ProcessSnapshot& snapshot, const DumpFormatOptions& options) {
@@ -59,21 +123,25 @@ std::string formatDumpText(const ProcessSnapshot& snapshot, const DumpFormatOpti
     out += fmt::format("Process {}: {}\n", snapshot.pid, terminalSafe(snapshot.commandLine));
     out += fmt::format("Python v{} ({})\n", snapshot.pythonVersion, terminalSafe(snapshot.executable));
     for (const auto& thread : snapshot.threads) {
-        const std::string id = thread.nativeId ? std::to_string(*thread.nativeId) : fmt::format("{:#x}", thread.threadId);
+        const std::string id =
+            thread.nativeId ? std::to_string(*thread.nativeId) : fmt::format("{:#x}", thread.threadId);
         out += fmt::format("\nThread {} ({})", id, stateOf(thread));
         if (thread.name) out += fmt::format(": \"{}\"", terminalSafe(*thread.name));
         out += '\n';
-        for (const auto& frame : thread.frames) {
-            const std::string line = frame.line ? std::to_string(*frame.line) : std::string("?");
-            out += fmt::format("    {} ({}:{})\n", terminalSafe(frame.function()),
-                               terminalSafe(displayFilename(frame, options)), line);
-            for (const auto& local : frame.locals) {
-                out += fmt::format("        {} = {}\n", terminalSafe(local.name), terminalSafe(local.repr));
+        if (!thread.merged.empty()) {
+            for (const MergedFrame& entry : thread.merged) {
+                out += entry.native ? nativeFrameText(thread.nativeFrames[entry.index], options)
+                                    : pythonFrameText(thread.frames[entry.index], options);
             }
-            if (frame.localsError) {
-                out += fmt::format("        [error reading locals: {}]\n", terminalSafe(*frame.localsError));
+        } else {
+            if (thread.mergeFailed) out += "    [native and Python stacks not merged; Python stack:]\n";
+            for (const auto& frame : thread.frames) out += pythonFrameText(frame, options);
+            if (thread.mergeFailed) {
+                out += "    [native stack:]\n";
+                for (const auto& frame : thread.nativeFrames) out += nativeFrameText(frame, options);
             }
         }
+        if (thread.nativeError) out += fmt::format("    [native: {}]\n", terminalSafe(*thread.nativeError));
         if (thread.truncated) out += "    ... (stack truncated)\n";
         if (thread.error) out += fmt::format("    [error reading stack: {}]\n", terminalSafe(*thread.error));
     }
@@ -84,18 +152,32 @@ std::string formatDumpJson(const ProcessSnapshot& snapshot, const DumpFormatOpti
     using nlohmann::json;
     json threads = json::array();
     for (const auto& thread : snapshot.threads) {
-        json frames = json::array();
-        for (const auto& frame : thread.frames) {
+        const auto pythonFrame = [&](const PyFrame& frame) {
             json entry = {{"function", frame.function()},
                           {"filename", displayFilename(frame, options)},
                           {"line", frame.line ? json(*frame.line) : json(nullptr)}};
+            // Only with --native: without it every frame is a Python one, and the
+            // document stays what it was.
+            if (thread.nativeRequested) entry["kind"] = "python";
             if (options.locals) {
                 json locals = json::array();
                 for (const auto& local : frame.locals) locals.push_back({{"name", local.name}, {"repr", local.repr}});
                 entry["locals"] = std::move(locals);
                 entry["locals_error"] = frame.localsError ? json(*frame.localsError) : json(nullptr);
             }
-            frames.push_back(std::move(entry));
+            return entry;
+        };
+        json frames = json::array();
+        if (!thread.merged.empty()) {
+            for (const MergedFrame& entry : thread.merged) {
+                if (entry.native) {
+                    appendNativeFrameJson(frames, thread.nativeFrames[entry.index], options);
+                } else {
+                    frames.push_back(pythonFrame(thread.frames[entry.index]));
+                }
+            }
+        } else {
+            for (const auto& frame : thread.frames) frames.push_back(pythonFrame(frame));
         }
         threads.push_back({{"thread_id", thread.threadId},
                            {"native_id", thread.nativeId ? json(*thread.nativeId) : json(nullptr)},
@@ -107,6 +189,16 @@ std::string formatDumpJson(const ProcessSnapshot& snapshot, const DumpFormatOpti
                            {"frames", std::move(frames)},
                            {"truncated", thread.truncated},
                            {"error", thread.error ? json(*thread.error) : json(nullptr)}});
+        if (thread.nativeRequested) {
+            json& added = threads.back();
+            added["merge_failed"] = thread.mergeFailed;
+            added["native_error"] = thread.nativeError ? json(*thread.nativeError) : json(nullptr);
+            if (thread.mergeFailed) {
+                json native = json::array();
+                for (const auto& frame : thread.nativeFrames) appendNativeFrameJson(native, frame, options);
+                added["native_frames"] = std::move(native);
+            }
+        }
     }
     json doc = {{"pid", snapshot.pid},
                 {"command_line", snapshot.commandLine},

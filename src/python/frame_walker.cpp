@@ -98,13 +98,13 @@ Result<std::shared_ptr<const CodeInfo>> CodeCache::get(const ObjectReader& reade
 FrameWalker::FrameWalker(const ProcessMemory& memory, const ObjectReader& reader, CodeCache& codes, WalkLimits limits)
     : memory_(memory), reader_(reader), codes_(codes), limits_(limits) {
     const PyLayout& l = reader.layout();
-    frameReadSize_ = static_cast<std::size_t>(maxOffset({l.frame_back, l.frame_code, l.frame_lasti,
-                                                         l.frame_prev_instr, l.frame_instr_ptr, l.frame_owner,
-                                                         l.frame_is_entry})) +
+    frameReadSize_ = static_cast<std::size_t>(maxOffset({l.frame_back, l.frame_code, l.frame_lasti, l.frame_prev_instr,
+                                                         l.frame_instr_ptr, l.frame_owner, l.frame_is_entry})) +
                      8;
 }
 
-Result<std::vector<FrameWalker::RawFrame>> FrameWalker::collect(std::uint64_t frame, bool& truncated) const {
+Result<std::vector<FrameWalker::RawFrame>> FrameWalker::collect(std::uint64_t frame, bool& truncated,
+                                                                std::vector<std::size_t>* groupEnds) const {
     const PyLayout& l = reader_.layout();
     const bool interpreterFrames = l.major == 3 && l.minor >= 11;
     const std::int64_t instrField = l.frame_instr_ptr != kAbsent ? l.frame_instr_ptr : l.frame_prev_instr;
@@ -132,12 +132,18 @@ Result<std::vector<FrameWalker::RawFrame>> FrameWalker::collect(std::uint64_t fr
         PYSPY_TRY(auto code, block.pointer(l.frame_code));
         PYSPY_TRY(auto back, block.pointer(l.frame_back));
         bool skip = false;
+        bool endsGroup = !interpreterFrames;  // before 3.11 each frame has its own eval-loop call
         RawFrame entry{code, -1, false, address};
         if (interpreterFrames) {
             if (l.frame_owner != kAbsent && l.owner_cstack != kAbsent) {
                 PYSPY_TRY(auto owner, block.field<std::int8_t>(l.frame_owner));
                 skip = owner == l.owner_cstack;
                 entry.generator = owner == l.owner_generator;
+                endsGroup = skip;  // 3.12+: the shim below an eval-loop call's first frame
+            }
+            if (l.frame_is_entry != kAbsent) {  // 3.11: the call's first frame is marked
+                PYSPY_TRY(auto isEntry, block.field<std::uint8_t>(l.frame_is_entry));
+                endsGroup = isEntry != 0;
             }
             if (l.minor >= 13 && (code & 1) != 0) code &= ~std::uint64_t{1};  // tagged executable reference
             entry.code = code;
@@ -150,6 +156,7 @@ Result<std::vector<FrameWalker::RawFrame>> FrameWalker::collect(std::uint64_t fr
             entry.byteOffset = lasti < 0 ? -1 : (codeUnits ? std::int64_t{lasti} * 2 : lasti);
         }
         if (!skip && code != 0) raw.push_back(entry);
+        if (endsGroup && groupEnds != nullptr) groupEnds->push_back(raw.size());
         address = back;
     }
     return raw;
@@ -198,7 +205,8 @@ Status FrameWalker::readFingerprints(std::span<const std::uint8_t> headers, std:
 
 Result<FrameChain> FrameWalker::walk(std::uint64_t frame, FrameChain* partial) const {
     FrameChain chain;
-    PYSPY_TRY(auto raw, collect(frame, chain.truncated));
+    std::vector<std::size_t> groupEnds;
+    PYSPY_TRY(auto raw, collect(frame, chain.truncated, limits_.evalGroups ? &groupEnds : nullptr));
 
     // One batched read for every code object header of the stack.
     const PyLayout& l = reader_.layout();
@@ -215,7 +223,8 @@ Result<FrameChain> FrameWalker::walk(std::uint64_t frame, FrameChain* partial) c
     std::vector<std::uint8_t> headers(distinct.size() * headerSize);
     std::vector<ReadRequest> requests;
     requests.reserve(distinct.size());
-    for (std::size_t i = 0; i < distinct.size(); ++i) requests.push_back({distinct[i], &headers[i * headerSize], headerSize});
+    for (std::size_t i = 0; i < distinct.size(); ++i)
+        requests.push_back({distinct[i], &headers[i * headerSize], headerSize});
     if (auto status = memory_.readMany(requests); !status.ok()) {
         if (partial) *partial = chain;
         return status.err();
@@ -227,7 +236,17 @@ Result<FrameChain> FrameWalker::walk(std::uint64_t frame, FrameChain* partial) c
         return status.err();
     }
 
+    auto nextGroupEnd = groupEnds.begin();
+    std::uint32_t groupSize = 0;
+    const auto closeGroupsEndingAt = [&](std::size_t rawCount) {
+        for (; nextGroupEnd != groupEnds.end() && *nextGroupEnd == rawCount; ++nextGroupEnd) {
+            chain.evalGroups.push_back(groupSize);
+            groupSize = 0;
+        }
+    };
+    closeGroupsEndingAt(0);
     for (std::size_t i = 0; i < raw.size(); ++i) {
+        if (limits_.evalGroups && i > 0) closeGroupsEndingAt(i);
         const auto* begin = headers.data() + slot[i] * headerSize;
         auto info = codes_.get(reader_, RemoteView(raw[i].code, std::span<const std::uint8_t>(begin, headerSize)),
                                fingerprints[slot[i]]);
@@ -248,6 +267,11 @@ Result<FrameChain> FrameWalker::walk(std::uint64_t frame, FrameChain* partial) c
         frame.address = raw[i].address;
         frame.codeAddress = raw[i].code;
         chain.frames.push_back(std::move(frame));
+        ++groupSize;
+    }
+    if (limits_.evalGroups) {
+        closeGroupsEndingAt(raw.size());
+        if (groupSize > 0) chain.evalGroups.push_back(groupSize);  // cut by the depth bound: no end seen
     }
     return chain;
 }

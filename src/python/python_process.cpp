@@ -12,6 +12,7 @@
 #include "pyspy/process/process.h"
 #include "pyspy/process/ptrace.h"
 #include "pyspy/python/locals.h"
+#include "pyspy/python/native_merge.h"
 
 namespace pyspy {
 
@@ -320,7 +321,42 @@ void PythonProcess::readLocals(std::vector<PyFrame>& frames, int level) {
     speculative_.setRecording(true);
 }
 
+void PythonProcess::unwindNative(ThreadStack& thread) {
+    thread.nativeRequested = true;
+    if (!thread.nativeId) {
+        thread.nativeError = "the thread's OS id is unknown: no native stack";
+        return;
+    }
+    auto stack = unwinder_->unwind(*thread.nativeId);
+    if (!stack.ok()) {
+        thread.nativeError = stack.error().describe();
+        return;
+    }
+    thread.nativeFrames = std::move(stack.value().frames);
+    if (stack.value().stop) thread.nativeError = *stack.value().stop;
+}
+
+void PythonProcess::symbolizeAndMerge(ProcessSnapshot& snap, bool nativeAll) {
+    NativeMergeRules rules;
+    rules.version = target_.version;
+    rules.interpreterModules = {target_.executable, target_.libpython};
+    rules.showInterpreterFrames = nativeAll;
+    for (auto& thread : snap.threads) {
+        if (!thread.nativeRequested) continue;
+        for (auto& frame : thread.nativeFrames) frame.symbol = symbolizer_->symbolize(frame.lookupAddress);
+        if (!thread.nativeFrames.empty()) mergeNativeStack(thread, rules);
+    }
+}
+
 ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
+    if (options.native && !options.pause) {
+        throw FatalError(ErrorKind::Usage,
+                         "--native needs the target paused: it cannot be combined with --nonblocking");
+    }
+    if (options.native && !unwinder_) {
+        unwinder_ = std::make_unique<NativeUnwinder>(pid_);
+        symbolizer_ = std::make_unique<NativeSymbolizer>(pid_);
+    }
     ProcessSnapshot snap;
     snap.pid = pid_;
     snap.commandLine = commandLine_;
@@ -423,19 +459,24 @@ ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
         }
         if (auto it = names.find(state.threadId); it != names.end()) thread.name = it->second;
         FrameChain partial;
-        auto chain = walkThread(state, options.limits, partial);
+        WalkLimits limits = options.limits;
+        limits.evalGroups = options.native;
+        auto chain = walkThread(state, limits, partial);
         if (chain.ok()) {
             thread.frames = std::move(chain.value().frames);
             thread.truncated = chain.value().truncated;
+            thread.evalGroups = std::move(chain.value().evalGroups);
         } else {
             thread.frames = std::move(partial.frames);
             thread.error = chain.error().describe();
         }
         if (options.localsLevel > 0) readLocals(thread.frames, options.localsLevel);
+        if (options.native) unwindNative(thread);
         snap.threads.push_back(std::move(thread));
     }
     lastGilHolder_ = holderTid;
     if (pause) {
+        if (options.native) unwinder_->retainThreads(pause->threads());
         const auto stoppedAt = pause->stoppedAt();
         const auto released = pause->resume();
         snap.pausedSeconds = std::chrono::duration<double>(released - stoppedAt).count();
@@ -445,6 +486,8 @@ ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
     const bool anyError =
         std::any_of(snap.threads.begin(), snap.threads.end(), [](const ThreadStack& t) { return t.error.has_value(); });
     if (handle_.exited() || (anyError && gone())) throwGone(pid_);
+    // Symbols come from the target's files, not its memory: no need to hold it stopped.
+    if (options.native) symbolizeAndMerge(snap, options.nativeAll);
     return snap;
 }
 

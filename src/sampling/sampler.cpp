@@ -87,6 +87,45 @@ FrameId Sampler::internFrame(const PyFrame& frame) {
     return id;
 }
 
+void Sampler::appendNativeFrames(const NativeFrame& frame, std::vector<FrameId>& out) {
+    // Symbols are shared per address by the symbolizer: intern each symbol once.
+    if (!frame.symbol) {
+        out.push_back(frames_.intern({FrameKind::Native, fmt::format("{:#x}", frame.pc), "", 0}));
+        return;
+    }
+    auto it = nativeFrames_.find(frame.symbol.get());
+    if (it == nativeFrames_.end()) {
+        const NativeSymbol& symbol = *frame.symbol;
+        const bool lines = options_.lineNumbers && !options_.aggregateByFunction;
+        // Its source file when DWARF says, else its module: exporters show either as the file.
+        const auto key = [&](const std::string& function, const std::string& file, int line) {
+            return FrameKey{FrameKind::Native, function, file.empty() ? symbol.module : file,
+                            lines && !file.empty() ? line : 0};
+        };
+        NativeFrames entry{frame.symbol, {frames_.intern(key(symbol.function, symbol.file, symbol.line))}};
+        for (auto inlined = symbol.inlined.rbegin(); inlined != symbol.inlined.rend(); ++inlined) {
+            entry.ids.push_back(frames_.intern(key(inlined->function, inlined->file, inlined->line)));
+        }
+        if (nativeFrames_.size() >= kMaxCachedCodes) nativeFrames_.clear();  // bound; refills from hot code
+        it = nativeFrames_.emplace(frame.symbol.get(), std::move(entry)).first;
+    }
+    out.insert(out.end(), it->second.ids.begin(), it->second.ids.end());
+}
+
+void Sampler::appendFrames(const ThreadStack& thread, std::vector<FrameId>& out) {
+    if (thread.merged.empty()) {
+        for (auto it = thread.frames.rbegin(); it != thread.frames.rend(); ++it) out.push_back(internFrame(*it));
+        return;
+    }
+    for (auto it = thread.merged.rbegin(); it != thread.merged.rend(); ++it) {
+        if (it->native) {
+            appendNativeFrames(thread.nativeFrames[it->index], out);
+        } else {
+            out.push_back(internFrame(thread.frames[it->index]));
+        }
+    }
+}
+
 SamplerStats Sampler::run(SampleSink& sink, const std::atomic<bool>& stop,
                           const std::function<void(const std::string&)>& warn) {
     begin(warn);
@@ -158,6 +197,8 @@ bool Sampler::tick(SampleSink& sink) {
     SnapshotOptions snapOptions;
     snapOptions.pause = options_.pause;
     snapOptions.limits = options_.limits;
+    snapOptions.native = options_.native;
+    snapOptions.nativeAll = options_.nativeAll;
     snapOptions.threadNames = unnamedThread_ || t - lastNames_ >= kNameRefreshSeconds;
     if (snapOptions.threadNames) lastNames_ = t;
 
@@ -198,11 +239,14 @@ bool Sampler::tick(SampleSink& sink) {
         if (threads_.size() > known && !snapOptions.threadNames) unnamedThread_ = true;
         ts.active = thread.active;
         ts.holdsGil = thread.holdsGil;
-        ts.frames.reserve(thread.frames.size() + 1);
+        ts.frames.reserve(thread.frames.size() + thread.merged.size() + 1);
         // A stack cut at the depth bound lacks its outermost frames: say so at its root
         // rather than let a middle frame pass for the entry point.
         if (thread.truncated) ts.frames.push_back(frames_.intern({FrameKind::Python, "(truncated stack)", "", 0}));
-        for (auto it = thread.frames.rbegin(); it != thread.frames.rend(); ++it) ts.frames.push_back(internFrame(*it));
+        // Not merged (the stacks did not line up, or no native stack was read): the
+        // Python stack alone, and the miss is counted, never silent.
+        if (thread.nativeRequested && (thread.mergeFailed || thread.nativeFrames.empty())) ++stats_.mergeErrors;
+        appendFrames(thread, ts.frames);
         sample.threads.push_back(std::move(ts));
     }
     ++stats_.ticks;

@@ -54,19 +54,22 @@ struct SamplingArgs {
     bool gil = false;
     bool idle = false;
     bool fullFilenames = false;
+    bool native = false;     // --native
+    bool nativeAll = false;  // --native-all (implies --native)
 };
 
-// Registers --pid, the positional program, --rate, --nonblocking, --gil, --idle and
-// --full-filenames on `cmd`, bound to `args` (which must outlive parsing).
+// Registers --pid, the positional program, --rate, --nonblocking, --gil, --idle,
+// --full-filenames, --native and --native-all on `cmd`, bound to `args` (which must outlive parsing).
 void addSamplingOptions(CLI::App& cmd, SamplingArgs& args, const char* programHelp);
 
-// Checks that exactly one of --pid and -- PROGRAM was given (FatalError(Usage)), then
+// Checks that exactly one of --pid and -- PROGRAM was given and that --native comes
+// without --nonblocking (FatalError(Usage)), then
 // attaches to the pid, or starts the program and attaches once its interpreter is up.
 // Create StopSignals first, so the sampler thread started later inherits the mask.
 void attachSamplingTarget(const SamplingArgs& args, std::optional<SpawnedProgram>& program,
                           std::unique_ptr<PythonProcess>& process);
 
-// The sampler options the shared arguments decide (rate, pause, --gil, --idle).
+// The sampler options the shared arguments decide (rate, pause, --gil, --idle, --native).
 SamplerOptions samplerOptions(const SamplingArgs& args);
 
 // Blocks SIGINT and SIGTERM in the calling thread (call it before starting threads,

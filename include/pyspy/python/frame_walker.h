@@ -7,8 +7,8 @@
 
 #include <cstdint>
 #include <memory>
-#include <unordered_map>
 #include <span>
+#include <unordered_map>
 #include <vector>
 
 #include "pyspy/common/result.h"
@@ -63,11 +63,18 @@ class CodeCache {
 
 struct WalkLimits {
     std::size_t maxDepth = 2048;  // deeper stacks are cut and marked truncated
+    bool evalGroups = false;      // fill FrameChain::evalGroups (--native: costs a vector per walk)
 };
 
 struct FrameChain {
     std::vector<PyFrame> frames;  // innermost first
     bool truncated = false;
+    // With WalkLimits::evalGroups: how many of `frames` each C-level call of the eval
+    // loop runs, innermost first. Before 3.11 every frame has its own call; on 3.11 a
+    // call runs frames up to one marked is_entry; on 3.12+ up to a C-stack-owned shim
+    // frame, which the call pushes below its first frame. A group may be empty (the
+    // call's frame is still being set up and is hidden).
+    std::vector<std::uint32_t> evalGroups;
 };
 
 class FrameWalker {
@@ -86,7 +93,10 @@ class FrameWalker {
         bool generator = false;        // owned by a generator/coroutine (3.11+)
         std::uint64_t address = 0;     // the frame itself
     };
-    Result<std::vector<RawFrame>> collect(std::uint64_t frame, bool& truncated) const;
+    // `groupEnds` (when given): for each end of an eval-loop call's run of frames, the
+    // number of raw frames collected before it (see FrameChain::evalGroups).
+    Result<std::vector<RawFrame>> collect(std::uint64_t frame, bool& truncated,
+                                          std::vector<std::size_t>* groupEnds) const;
     // One content fingerprint per code header (see CodeCache), read in one batch.
     Status readFingerprints(std::span<const std::uint8_t> headers, std::size_t headerSize,
                             std::span<std::uint64_t> fingerprints) const;

@@ -9,6 +9,8 @@
 #include <string>
 #include <unordered_map>
 
+#include "pyspy/native/symbolizer.h"
+#include "pyspy/native/unwinder.h"
 #include "pyspy/process/live_memory.h"
 #include "pyspy/process/process_handle.h"
 #include "pyspy/process/speculative_memory.h"
@@ -26,6 +28,10 @@ struct SnapshotOptions {
     std::size_t maxThreads = 4096;
     bool gilWaiters = false;  // mark threads asleep on the GIL (3.7+; one /proc read per sleeping thread)
     int localsLevel = 0;      // > 0: read each frame's locals (PyFrame::locals) with ReprLimits::forLevel
+    // Unwind each thread's native stack while paused, symbolize it after the pause and
+    // merge it with the Python stack (ThreadStack::merged; docs/native.md). Needs pause.
+    bool native = false;
+    bool nativeAll = false;  // with native: keep the interpreter's own native frames
     WalkLimits limits;
 };
 
@@ -61,15 +67,16 @@ class PythonProcess {
     Result<std::vector<ThreadStateInfo>> readThreadStates(std::size_t maxThreads) const;
     Result<ThreadStateInfo> readThreadState(std::uint64_t address) const;
     std::uint64_t gilHolder() const;  // the PyThreadState* holding the GIL, or 0
-    bool gcCollecting() const;
-    std::uint64_t gilAddress() const;  // the _gil_runtime_state in use (3.7+), or 0        // the GC's `collecting`
-                                       // flag is set (3.7+; false when unknown)
+    bool gcCollecting() const;         // the GC's `collecting` flag is set (3.7+; false when unknown)
+    std::uint64_t gilAddress() const;  // the _gil_runtime_state in use (3.7+), or 0
     std::unordered_map<std::uint64_t, std::string> threadNames() const;
     void resolveNativeIds(std::vector<ThreadStateInfo>& states, const std::vector<pid_t>& tids);
     Result<FrameChain> walkThread(const ThreadStateInfo& state, const WalkLimits& limits, FrameChain& partial);
     bool stacksReadable();                                     // some thread with a frame walks to at least one frame
     bool gone(const ReadError* error = nullptr) const;         // the target has exited or is exiting (see .cpp)
     void readLocals(std::vector<PyFrame>& frames, int level);  // fills PyFrame::locals / localsError
+    void unwindNative(ThreadStack& thread);                    // while paused: ThreadStack::nativeFrames (pcs)
+    void symbolizeAndMerge(ProcessSnapshot& snap, bool nativeAll);  // after the pause
 
     pid_t pid_;
     ProcessHandle handle_;
@@ -85,6 +92,8 @@ class PythonProcess {
     // The thread that held the GIL at the last snapshot: its OS state is not read (it
     // most likely still holds it, and a GIL holder counts as active); read late if not.
     std::optional<pid_t> lastGilHolder_;
+    std::unique_ptr<NativeUnwinder> unwinder_;      // created by the first --native snapshot
+    std::unique_ptr<NativeSymbolizer> symbolizer_;  // likewise
 };
 
 }  // namespace pyspy

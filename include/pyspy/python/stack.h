@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "pyspy/native/native_frame.h"
 #include "pyspy/python/line_table.h"
 
 namespace pyspy {
@@ -47,17 +48,34 @@ struct PyFrame {
     const std::string& filename() const { return code->filename; }
 };
 
+// One frame of a merged native + Python stack (--native): an index into
+// ThreadStack::frames (Python) or ThreadStack::nativeFrames (native).
+struct MergedFrame {
+    bool native = false;
+    std::uint32_t index = 0;
+};
+
 struct ThreadStack {
-    std::uint64_t threadId = 0;         // the Python thread ident (pthread_self())
-    std::optional<pid_t> nativeId;      // the OS thread id, when known
-    std::optional<std::string> name;    // threading.Thread name, when found
-    bool active = false;                // the OS thread was running (not sleeping or waiting)
+    std::uint64_t threadId = 0;       // the Python thread ident (pthread_self())
+    std::optional<pid_t> nativeId;    // the OS thread id, when known
+    std::optional<std::string> name;  // threading.Thread name, when found
+    bool active = false;              // the OS thread was running (not sleeping or waiting)
     bool holdsGil = false;
-    bool waitingForGil = false;         // asleep on the GIL's condition variable or mutex (3.7+, dump)
-    bool collectingGarbage = false;     // the GC was collecting and this thread held the GIL (3.7+)
-    std::vector<PyFrame> frames;        // innermost first
-    bool truncated = false;             // the depth bound cut the stack
-    std::optional<std::string> error;   // the walk failed part-way; frames holds what was read
+    bool waitingForGil = false;        // asleep on the GIL's condition variable or mutex (3.7+, dump)
+    bool collectingGarbage = false;    // the GC was collecting and this thread held the GIL (3.7+)
+    std::vector<PyFrame> frames;       // innermost first
+    bool truncated = false;            // the depth bound cut the stack
+    std::optional<std::string> error;  // the walk failed part-way; frames holds what was read
+
+    // --native only (SnapshotOptions::native): see native_merge.h and docs/native.md.
+    bool nativeRequested = false;
+    std::vector<NativeFrame> nativeFrames;  // every native frame unwound, innermost first, symbolized
+    // How many of `frames` each C-level call of the eval loop was running, innermost
+    // first (one per frame before 3.11; a run of frames up to an entry frame on 3.11+).
+    std::vector<std::uint32_t> evalGroups;
+    std::vector<MergedFrame> merged;         // the interleaved stack, innermost first; empty if not merged
+    std::optional<std::string> nativeError;  // the unwind stopped early, or why the merge failed
+    bool mergeFailed = false;  // the stacks did not line up: report `frames` and `nativeFrames` side by side
 };
 
 struct ProcessSnapshot {
@@ -65,9 +83,9 @@ struct ProcessSnapshot {
     std::string commandLine;
     std::string pythonVersion;
     std::string executable;
-    bool paused = false;     // threads were stopped while reading
+    bool paused = false;       // threads were stopped while reading
     double pausedSeconds = 0;  // how long they were held stopped: first stop seen to last release
-    double timestamp = 0;    // seconds since the Unix epoch, when the walk began
+    double timestamp = 0;      // seconds since the Unix epoch, when the walk began
     std::vector<ThreadStack> threads;
 };
 

@@ -39,27 +39,32 @@ namespace pyspy {
 struct SamplerOptions {
     double rateHz = 100;
     std::optional<double> durationSeconds;  // none: until stopped or the target exits
-    bool pause = true;                 // false with --nonblocking
-    bool gilOnly = false;              // -g: keep only threads holding the GIL
-    bool includeIdle = false;          // -i: keep idle threads too
-    bool aggregateByFunction = false;  // -F: a frame's line is its function's first line
-    bool lineNumbers = true;           // false with --nolineno: line 0
-    double jitter = 0.2;               // each interval is drawn from (1 ± jitter) / rateHz
+    bool pause = true;                      // false with --nonblocking
+    bool gilOnly = false;                   // -g: keep only threads holding the GIL
+    bool includeIdle = false;               // -i: keep idle threads too
+    bool aggregateByFunction = false;       // -F: a frame's line is its function's first line
+    bool lineNumbers = true;                // false with --nolineno: line 0
+    double jitter = 0.2;                    // each interval is drawn from (1 ± jitter) / rateHz
+    // --native: native frames merged with the Python ones (needs pause; docs/native.md).
+    // A thread whose stacks do not merge keeps its Python stack and counts a merge error.
+    bool native = false;
+    bool nativeAll = false;  // --native-all: also the interpreter's own native frames
     WalkLimits limits;
 };
 
 // One thread in one tick.
 struct ThreadSample {
-    std::uint32_t thread = 0;     // index into Sampler::threads()
-    bool active = false;          // the OS thread was running
+    std::uint32_t thread = 0;  // index into Sampler::threads()
+    bool active = false;       // the OS thread was running
     bool holdsGil = false;
-    std::vector<FrameId> frames;  // Python frames, outermost first (no thread frame); a stack cut
-                                  // at the depth bound starts with a "(truncated stack)" frame
+    std::vector<FrameId> frames;  // Python (and with --native, native) frames, outermost first (no
+                                  // thread frame); a stack cut at the depth bound starts with a
+                                  // "(truncated stack)" frame
 };
 
 struct Sample {
-    std::uint64_t tick = 0;  // sequence number of the tick, from 0
-    double time = 0;         // seconds since the sampler started (steady clock)
+    std::uint64_t tick = 0;             // sequence number of the tick, from 0
+    double time = 0;                    // seconds since the sampler started (steady clock)
     std::vector<ThreadSample> threads;  // every thread read in this tick, kept or not
 };
 
@@ -67,12 +72,13 @@ struct Sample {
 bool keepThread(const ThreadSample& sample, const SamplerOptions& options);
 
 struct SamplerStats {
-    std::uint64_t ticks = 0;       // ticks that read the process
-    std::uint64_t errors = 0;      // failed ticks + failed thread walks
-    std::uint64_t lateTicks = 0;   // ticks that started more than one interval late
+    std::uint64_t ticks = 0;        // ticks that read the process
+    std::uint64_t errors = 0;       // failed ticks + failed thread walks
+    std::uint64_t mergeErrors = 0;  // --native: thread samples whose native and Python stacks did not merge
+    std::uint64_t lateTicks = 0;    // ticks that started more than one interval late
     double maxLagSeconds = 0;
     double elapsedSeconds = 0;
-    double pausedSeconds = 0;      // total time the target's threads were stopped (blocking mode)
+    double pausedSeconds = 0;  // total time the target's threads were stopped (blocking mode)
     bool targetExited = false;
     // A fatal error (e.g. ptrace refused) after some ticks: the run stopped there and
     // returned what it had, so the caller can keep the samples and then report it.
@@ -121,6 +127,11 @@ class Sampler {
   private:
     std::uint32_t threadIndex(const ThreadStack& stack);
     FrameId internFrame(const PyFrame& frame);
+    // Appends a native frame, outermost first: its function, then the functions inlined into it.
+    void appendNativeFrames(const NativeFrame& frame, std::vector<FrameId>& out);
+    // Appends a thread's stack, outermost first, to `out`: the merged stack when there is
+    // one, else the Python frames.
+    void appendFrames(const ThreadStack& thread, std::vector<FrameId>& out);
 
     PythonProcess& process_;
     SamplerOptions options_;
@@ -128,10 +139,15 @@ class Sampler {
     std::vector<ProfiledThread> threads_;
     std::unordered_map<std::uint64_t, std::uint32_t> threadByIdent_;
     struct CodeFrames {
-        std::shared_ptr<const CodeInfo> code;             // keeps the key's address alive
-        std::vector<std::pair<int, FrameId>> lines;       // line -> frame
+        std::shared_ptr<const CodeInfo> code;        // keeps the key's address alive
+        std::vector<std::pair<int, FrameId>> lines;  // line -> frame
     };
     std::unordered_map<const CodeInfo*, CodeFrames> codeFrames_;
+    struct NativeFrames {
+        std::shared_ptr<const NativeSymbol> symbol;  // keeps the key's address alive
+        std::vector<FrameId> ids;                    // the function, then its inlined calls outermost first
+    };
+    std::unordered_map<const NativeSymbol*, NativeFrames> nativeFrames_;
     double startEpoch_ = 0;
     // The state of a run, between begin() and finish().
     std::function<void(const std::string&)> warn_;
@@ -175,7 +191,7 @@ class ProfileBuilder : public SampleSink {
         std::uint64_t tick = 0;
         bool valid = false;
     };
-    std::vector<Open> open_;           // per thread: its last span
+    std::vector<Open> open_;            // per thread: its last span
     std::vector<FrameId> threadFrame_;  // per thread: its thread frame (interned locally)
     FrameTable frames_;                 // sampler frames copied, plus thread frames
     std::vector<FrameId> frameMap_;     // sampler FrameId -> frames_ id

@@ -35,7 +35,8 @@ ProcessSnapshot sampleSnapshot() {
     main.threadId = 0x7f0000001000;
     main.nativeId = 4242;
     main.name = "MainThread";
-    main.frames = {{code("Server.wait", "/srv/app.py"), 40, 0, 0, {}, {}}, {code("<module>", "/srv/app.py"), 52, 0, 0, {}, {}}};
+    main.frames = {{code("Server.wait", "/srv/app.py"), 40, 0, 0, {}, {}},
+                   {code("<module>", "/srv/app.py"), 52, 0, 0, {}, {}}};
     ThreadStack worker;
     worker.threadId = 0x7f0000002000;
     worker.nativeId = 4250;
@@ -125,4 +126,83 @@ TEST_CASE("dump shows locals under their frame, and the gc mark", "[output]") {
     CHECK(worker["frames"][0]["locals_error"].is_null());
     CHECK(worker["frames"][1]["locals"].empty());
     CHECK(worker["frames"][1]["locals_error"] == "bad address at 0x10");
+}
+
+namespace {
+
+NativeFrame nativeFrame(std::uint64_t pc, const std::string& function, const std::string& module,
+                        const std::string& file = "", int line = 0) {
+    auto symbol = std::make_shared<NativeSymbol>();
+    symbol->function = function;
+    symbol->module = module;
+    symbol->file = file;
+    symbol->line = line;
+    symbol->hasSymbol = true;
+    NativeFrame frame;
+    frame.pc = frame.lookupAddress = pc;
+    frame.symbol = symbol;
+    return frame;
+}
+
+}  // namespace
+
+TEST_CASE("dump --native interleaves native frames, marked with their module", "[output]") {
+    ProcessSnapshot snap = sampleSnapshot();
+    ThreadStack& main = snap.threads[0];  // Server.wait, <module>
+    main.nativeRequested = true;
+    main.nativeFrames = {nativeFrame(0x1000, "poll", "/lib/libc.so.6"),
+                         nativeFrame(0x2000, "ext_call", "/srv/ext.so", "/src/ext.c", 12)};
+    auto inlinedSymbol = std::make_shared<NativeSymbol>(*main.nativeFrames[1].symbol);
+    inlinedSymbol->inlined = {InlinedFrame{"helper", "/src/ext.h", 3}};
+    main.nativeFrames[1].symbol = inlinedSymbol;
+    main.merged = {{true, 0}, {false, 0}, {true, 1}, {false, 1}};
+
+    const std::string text = formatDumpText(snap, DumpFormatOptions{});
+    CHECK(text.find("    poll [native: libc.so.6]\n"
+                    "    Server.wait (app.py:40)\n"
+                    "    helper (ext.h:3) [native: ext.so, inlined]\n"
+                    "    ext_call (ext.c:12) [native: ext.so]\n"
+                    "    <module> (app.py:52)\n") != std::string::npos);
+
+    auto doc = nlohmann::json::parse(formatDumpJson(snap, DumpFormatOptions{}));
+    const auto& frames = doc["threads"][0]["frames"];
+    REQUIRE(frames.size() == 5);
+    CHECK(frames[0]["kind"] == "native");
+    CHECK(frames[0]["module"] == "/lib/libc.so.6");
+    CHECK(frames[0]["filename"].is_null());
+    CHECK(frames[0]["address"] == 0x1000);
+    CHECK(frames[1]["kind"] == "python");
+    CHECK(frames[2]["inlined"] == true);
+    CHECK(frames[3]["function"] == "ext_call");
+    CHECK(frames[3]["line"] == 12);
+    CHECK(frames[3]["inlined"] == false);
+    CHECK(doc["threads"][0]["merge_failed"] == false);
+    CHECK(doc["threads"][1].count("merge_failed") == 0);  // no --native for it: the old document
+    CHECK(doc["threads"][1]["frames"][0].count("kind") == 0);
+}
+
+TEST_CASE("dump --native shows both stacks side by side when they did not merge", "[output]") {
+    ProcessSnapshot snap = sampleSnapshot();
+    ThreadStack& main = snap.threads[0];
+    main.nativeRequested = true;
+    main.mergeFailed = true;
+    main.nativeError = "1 eval-loop native frames for 2 groups of Python frames";
+    main.nativeFrames = {nativeFrame(0x1000, "poll", "/lib/libc.so.6"),
+                         nativeFrame(0x3000, "_PyEval_EvalFrameDefault", "/lib/libpython3.12.so")};
+
+    const std::string text = formatDumpText(snap, DumpFormatOptions{});
+    CHECK(text.find("    [native and Python stacks not merged; Python stack:]\n"
+                    "    Server.wait (app.py:40)\n"
+                    "    <module> (app.py:52)\n"
+                    "    [native stack:]\n"
+                    "    poll [native: libc.so.6]\n"
+                    "    _PyEval_EvalFrameDefault [native: libpython3.12.so]\n"
+                    "    [native: 1 eval-loop native frames for 2 groups of Python frames]\n") != std::string::npos);
+
+    auto doc = nlohmann::json::parse(formatDumpJson(snap, DumpFormatOptions{}));
+    const auto& thread = doc["threads"][0];
+    CHECK(thread["merge_failed"] == true);
+    CHECK(thread["frames"].size() == 2);
+    CHECK(thread["native_frames"].size() == 2);
+    CHECK(thread["native_error"] == "1 eval-loop native frames for 2 groups of Python frames");
 }

@@ -1,0 +1,69 @@
+/* A C extension for the --native tests (tests/integration/test_native.py), compiled at
+ * test time against the interpreter under test (2.7 and 3.6+): call_back(f) calls f
+ * from C (Python -> C -> Python), spin(seconds) spins in C with the GIL released.
+ * Every function is noinline and the file is built with -O0, so each C function named
+ * in the test has a frame of its own. */
+#include <Python.h>
+
+#include <time.h>
+#include <unistd.h>
+
+static volatile unsigned long native_ext_counter;
+
+__attribute__((noinline)) static PyObject *native_ext_call_python(PyObject *callable) {
+    PyObject *result = PyObject_CallObject(callable, NULL);
+    native_ext_counter++; /* work after the call: never a tail call */
+    return result;
+}
+
+static PyObject *native_ext_call_back(PyObject *self, PyObject *args) {
+    PyObject *callable;
+    PyObject *result;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O", &callable)) return NULL;
+    result = native_ext_call_python(callable);
+    native_ext_counter++;
+    return result;
+}
+
+static double native_ext_seconds_since(const struct timespec *start) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - start->tv_sec) + (double)(now.tv_nsec - start->tv_nsec) / 1e9;
+}
+
+__attribute__((noinline)) static void native_ext_spin_loop(double seconds) {
+    struct timespec start;
+    int i;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    /* One write(2) of a short line is atomic on a pipe: never mixed with Python's "ready". */
+    if (write(1, "spin-ready\n", 11) != 11) return;
+    while (native_ext_seconds_since(&start) < seconds) {
+        for (i = 0; i < 1000000; i++) native_ext_counter++;
+    }
+}
+
+static PyObject *native_ext_spin(PyObject *self, PyObject *args) {
+    double seconds;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "d", &seconds)) return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    native_ext_spin_loop(seconds);
+    Py_END_ALLOW_THREADS
+    native_ext_counter++;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef native_ext_methods[] = {
+    {"call_back", native_ext_call_back, METH_VARARGS, "call_back(f): calls f() from C"},
+    {"spin", native_ext_spin, METH_VARARGS, "spin(seconds): spins in C without the GIL"},
+    {NULL, NULL, 0, NULL},
+};
+
+#if PY_MAJOR_VERSION >= 3
+static struct PyModuleDef native_ext_module = {PyModuleDef_HEAD_INIT, "native_ext", NULL, -1, native_ext_methods};
+
+PyMODINIT_FUNC PyInit_native_ext(void) { return PyModule_Create(&native_ext_module); }
+#else
+PyMODINIT_FUNC initnative_ext(void) { Py_InitModule("native_ext", native_ext_methods); }
+#endif
