@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "pyspy/common/error.h"
+#include "pyspy/process/maps.h"
 #include "pyspy/process/prefetched_memory.h"
 #include "pyspy/process/process.h"
 #include "pyspy/process/ptrace.h"
@@ -40,7 +41,19 @@ std::unique_ptr<PythonProcess> PythonProcess::attach(pid_t pid, const LocateOpti
     ProcessHandle handle(pid);  // first: from here on a reuse of the pid is seen
     checkProcessAccessible(pid);
     auto memory = std::make_unique<LiveProcessMemory>(pid);
-    PythonTarget target = locatePython(pid, *memory, options);
+    PythonTarget target;
+    try {
+        target = locatePython(pid, *memory, options);
+    } catch (const FatalError& e) {
+        // A process that exits while we look for its interpreter fails the reads: its
+        // memory is released before it becomes a zombie. That is "exited", not "not
+        // Python"; in that window /proc/PID/maps is already empty.
+        if ((e.kind() == ErrorKind::NotPython || e.kind() == ErrorKind::Internal) &&
+            (handle.exited() || !processAlive(pid) || readMaps(pid).empty())) {
+            throwGone(pid);
+        }
+        throw;
+    }
     const bool scanned = target.foundByScan;
     auto process = std::make_unique<PythonProcess>(pid, std::move(memory), std::move(target), std::move(handle));
     if (scanned && !process->stacksReadable()) {
