@@ -11,6 +11,8 @@
 #include <optional>
 #include <set>
 #include <string_view>
+#include <tuple>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -336,6 +338,17 @@ PythonTarget locatePython(pid_t pid, const ProcessMemory& memory, const LocateOp
     } else if (useSymbols) {
         target.interpHeadVar = module->symbolAddress("interp_head").value_or(0);
         target.tstateCurrentVar = module->symbolAddress("_PyThreadState_Current").value_or(0);
+        // Statics (local symbols): accepted only with the size their C type has, so an
+        // unrelated symbol of the same name is not taken for them.
+        const auto staticOf = [&](std::string_view name, std::uint64_t minSize, std::uint64_t maxSize) {
+            const auto symbol = module->elf ? module->elf->findSymbol(name) : std::nullopt;
+            if (!symbol || symbol->size < minSize || symbol->size > maxSize) return std::pair<std::uint64_t, std::uint64_t>{};
+            return std::pair{symbol->value + module->bias, symbol->size};
+        };
+        target.gcCollectingVar = staticOf("collecting", 4, 4).first;
+        std::tie(target.gilCondVar, target.gilCondSize) = staticOf("gil_cond", 32, 64);
+        std::tie(target.gilMutexVar, target.gilMutexSize) = staticOf("gil_mutex", 32, 64);
+        target.gilLockVar = staticOf("interpreter_lock", 8, 8).first;
     }
 
     // --- _Py_DebugOffsets (3.13+): the target's own description of its structs -----

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "pyspy/common/error.h"
+#include "pyspy/process/maps.h"
 #include "pyspy/process/prefetched_memory.h"
 #include "pyspy/process/process.h"
 #include "pyspy/process/ptrace.h"
@@ -40,7 +41,19 @@ std::unique_ptr<PythonProcess> PythonProcess::attach(pid_t pid, const LocateOpti
     ProcessHandle handle(pid);  // first: from here on a reuse of the pid is seen
     checkProcessAccessible(pid);
     auto memory = std::make_unique<LiveProcessMemory>(pid);
-    PythonTarget target = locatePython(pid, *memory, options);
+    PythonTarget target;
+    try {
+        target = locatePython(pid, *memory, options);
+    } catch (const FatalError& e) {
+        // A process that exits while we look for its interpreter fails the reads: its
+        // memory is released before it becomes a zombie. That is "exited", not "not
+        // Python"; in that window /proc/PID/maps is already empty.
+        if ((e.kind() == ErrorKind::NotPython || e.kind() == ErrorKind::Internal) &&
+            (handle.exited() || !processAlive(pid) || readMaps(pid).empty())) {
+            throwGone(pid);
+        }
+        throw;
+    }
     const bool scanned = target.foundByScan;
     auto process = std::make_unique<PythonProcess>(pid, std::move(memory), std::move(target), std::move(handle));
     if (scanned && !process->stacksReadable()) {
@@ -162,15 +175,45 @@ std::uint64_t PythonProcess::gilAddress() const {
     return 0;
 }
 
+bool PythonProcess::gilWaitsKnown() const {
+    return target_.layout.gil_cond != kAbsent || target_.gilCondVar != 0 || target_.gilLockVar != 0;
+}
+
+std::vector<std::pair<std::uint64_t, std::uint64_t>> PythonProcess::gilWaitRanges() const {
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> ranges;
+    const PyLayout& l = target_.layout;
+    const auto add = [&ranges](std::uint64_t begin, std::uint64_t size) {
+        if (begin != 0 && size != 0) ranges.emplace_back(begin, begin + size);
+    };
+    if (l.gil_cond != kAbsent) {  // 3.7+: in the _gil_runtime_state
+        if (const std::uint64_t gil = gilAddress(); gil != 0) {
+            add(at(gil, l.gil_cond), static_cast<std::uint64_t>(l.gil_cond_size));
+            add(at(gil, l.gil_mutex), static_cast<std::uint64_t>(l.gil_mutex_size));
+        }
+    } else if (target_.gilCondVar != 0) {  // 3.6: statics of ceval_gil.h
+        add(target_.gilCondVar, target_.gilCondSize);
+        add(target_.gilMutexVar, target_.gilMutexSize);
+    } else if (target_.gilLockVar != 0) {
+        // 2.7: the GIL is a PyThread lock, a malloc'ed POSIX semaphore (32 bytes in glibc);
+        // a waiting thread sleeps in sem_wait, on a futex word inside it.
+        constexpr std::uint64_t kSemaphoreSize = 32;
+        add(readPointer(speculative_, target_.gilLockVar).valueOr(0), kSemaphoreSize);
+    }
+    return ranges;
+}
+
 bool PythonProcess::gcCollecting() const {
     // The GC runs in the thread that holds the GIL, with `collecting` set for the whole
-    // collection: in _PyRuntime (3.7-3.8) or in the interpreter (3.9+).
+    // collection: in _PyRuntime (3.7-3.8), in the interpreter (3.9+), or a static of
+    // gcmodule.c (2.7, 3.6).
     const PyLayout& l = target_.layout;
     std::uint64_t flag = 0;
     if (l.runtime_gc_collecting != kAbsent && target_.runtime != 0) {
         flag = at(target_.runtime, l.runtime_gc_collecting);
     } else if (l.interp_gc_collecting != kAbsent && target_.interpreter != 0) {
         flag = at(target_.interpreter, l.interp_gc_collecting);
+    } else {
+        flag = target_.gcCollectingVar;
     }
     if (flag == 0) return false;
     return readValue<std::int32_t>(speculative_, flag).valueOr(0) != 0;
@@ -372,7 +415,7 @@ ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
     // word: a thread waiting for the GIL sleeps on the GIL's condition variable or mutex.
     std::unordered_map<pid_t, bool> running;
     std::unordered_map<pid_t, std::uint64_t> futexWaits;
-    const bool wantWaits = options.gilWaiters && target_.layout.gil_cond != kAbsent;
+    const bool wantWaits = options.gilWaiters && gilWaitsKnown();
     for (pid_t tid : tids) {
         if (tid == lastGilHolder_) continue;  // see lastGilHolder_: one pread less per sample
         auto activity = threadStats_.activity(tid);
@@ -416,13 +459,10 @@ ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
     resolveNativeIds(states.value(), tids);
     const std::uint64_t holder = gilHolder();
     const bool collecting = holder != 0 && gcCollecting();
-    const std::uint64_t gil = futexWaits.empty() ? 0 : gilAddress();
+    const auto gilRanges = futexWaits.empty() ? decltype(gilWaitRanges()){} : gilWaitRanges();
     const auto onGil = [&](std::uint64_t address) {
-        const PyLayout& l = target_.layout;
-        const auto within = [&](std::int64_t offset, std::int64_t size) {
-            return address >= at(gil, offset) && address < at(gil, offset + size);
-        };
-        return gil != 0 && (within(l.gil_cond, l.gil_cond_size) || within(l.gil_mutex, l.gil_mutex_size));
+        return std::any_of(gilRanges.begin(), gilRanges.end(),
+                           [address](const auto& range) { return address >= range.first && address < range.second; });
     };
     speculative_.setRecording(false);  // a names lookup is rare and large: not worth replaying
     auto names = options.threadNames ? threadNames() : std::unordered_map<std::uint64_t, std::string>{};

@@ -26,7 +26,7 @@ struct SnapshotOptions {
     bool pause = true;        // stop all threads while reading (consistent, costs the target a pause)
     bool threadNames = true;  // look up threading.Thread names
     std::size_t maxThreads = 4096;
-    bool gilWaiters = false;  // mark threads asleep on the GIL (3.7+; one /proc read per sleeping thread)
+    bool gilWaiters = false;  // mark threads asleep on the GIL (2.7/3.6: with symbols; see gilWaitRanges)
     int localsLevel = 0;      // > 0: read each frame's locals (PyFrame::locals) with ReprLimits::forLevel
     // Unwind each thread's native stack while paused, symbolize it after the pause and
     // merge it with the Python stack (ThreadStack::merged; docs/native.md). Needs pause.
@@ -67,8 +67,12 @@ class PythonProcess {
     Result<std::vector<ThreadStateInfo>> readThreadStates(std::size_t maxThreads) const;
     Result<ThreadStateInfo> readThreadState(std::uint64_t address) const;
     std::uint64_t gilHolder() const;  // the PyThreadState* holding the GIL, or 0
-    bool gcCollecting() const;         // the GC's `collecting` flag is set (3.7+; false when unknown)
+    bool gcCollecting() const;         // the GC's `collecting` flag is set (false when unknown)
     std::uint64_t gilAddress() const;  // the _gil_runtime_state in use (3.7+), or 0
+    // The address ranges of the futexes a thread waiting for the GIL sleeps on: the
+    // GIL's condition variable and mutex (3.6+), or its lock's semaphore (2.7).
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> gilWaitRanges() const;
+    bool gilWaitsKnown() const;  // whether gilWaitRanges can say anything for this target
     std::unordered_map<std::uint64_t, std::string> threadNames() const;
     void resolveNativeIds(std::vector<ThreadStateInfo>& states, const std::vector<pid_t>& tids);
     Result<FrameChain> walkThread(const ThreadStateInfo& state, const WalkLimits& limits, FrameChain& partial);
