@@ -277,6 +277,8 @@ def probe_for(major: int, minor: int) -> Probe:
         add("code_linetable", "offsetof(PyCodeObject, co_linetable)")
     if v <= (3, 10):
         add("code_varnames", "offsetof(PyCodeObject, co_varnames)")
+        add("code_cellvars", "offsetof(PyCodeObject, co_cellvars)")
+        add("code_freevars", "offsetof(PyCodeObject, co_freevars)")
     else:
         add("code_localsplusnames", "offsetof(PyCodeObject, co_localsplusnames)")
         add("code_localspluskinds", "offsetof(PyCodeObject, co_localspluskinds)")

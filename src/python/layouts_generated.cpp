@@ -37,6 +37,8 @@ PyLayout layout_2_7() {
     layout.code_name = 88;
     layout.code_linetable = 104;
     layout.code_varnames = 56;
+    layout.code_cellvars = 72;
+    layout.code_freevars = 64;
     layout.object_type = 8;
     layout.varobject_size = 16;
     layout.type_name = 24;
@@ -106,6 +108,8 @@ PyLayout layout_3_6() {
     layout.code_name = 104;
     layout.code_linetable = 112;
     layout.code_varnames = 64;
+    layout.code_cellvars = 80;
+    layout.code_freevars = 72;
     layout.object_type = 8;
     layout.varobject_size = 16;
     layout.type_name = 24;
@@ -193,6 +197,8 @@ PyLayout layout_3_7() {
     layout.code_name = 104;
     layout.code_linetable = 112;
     layout.code_varnames = 64;
+    layout.code_cellvars = 80;
+    layout.code_freevars = 72;
     layout.object_type = 8;
     layout.varobject_size = 16;
     layout.type_name = 24;
@@ -280,6 +286,8 @@ PyLayout layout_3_8() {
     layout.code_name = 112;
     layout.code_linetable = 120;
     layout.code_varnames = 72;
+    layout.code_cellvars = 88;
+    layout.code_freevars = 80;
     layout.object_type = 8;
     layout.varobject_size = 16;
     layout.type_name = 24;
@@ -367,6 +375,8 @@ PyLayout layout_3_9() {
     layout.code_name = 112;
     layout.code_linetable = 120;
     layout.code_varnames = 72;
+    layout.code_cellvars = 88;
+    layout.code_freevars = 80;
     layout.object_type = 8;
     layout.varobject_size = 16;
     layout.type_name = 24;
@@ -454,6 +464,8 @@ PyLayout layout_3_10() {
     layout.code_name = 112;
     layout.code_linetable = 120;
     layout.code_varnames = 72;
+    layout.code_cellvars = 88;
+    layout.code_freevars = 80;
     layout.object_type = 8;
     layout.varobject_size = 16;
     layout.type_name = 24;

@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
+#include <string>
+#include <unordered_map>
 
 #include <fmt/format.h>
 
@@ -243,6 +246,92 @@ Result<std::vector<std::uint64_t>> tupleItems(const ObjectReader& reader, std::u
     return items;
 }
 
+// One variable of a 2.7-3.10 frame before its value is formatted.
+struct Variable {
+    std::string name;
+    bool named = false;              // `name` was read (not an <unreadable: ...> placeholder)
+    std::uint64_t value = 0;         // 0: not bound
+    std::optional<ReadError> error;  // its cell could not be read
+};
+
+// The content of the cell in a 2.7-3.10 cell or free slot (0: an empty cell).
+Result<std::uint64_t> cellContent(const ObjectReader& reader, std::uint64_t cell) {
+    const PyLayout& l = reader.layout();
+    if (l.cell_ref == kAbsent) return Err{ReadError{ReadErrorKind::Unsupported, cell, "no cell layout"}};
+    auto typeName = reader.typeName(cell);
+    if (!typeName.ok()) return Err{typeName.error()};
+    if (typeName.value() != "cell") return Err{invalid("not a cell", cell)};
+    return readPointer(reader.memory(), at(cell, l.cell_ref));
+}
+
+// 2.7-3.10: f_localsplus holds co_nlocals local slots (co_varnames), then one cell per
+// co_cellvars name, then one per co_freevars name (the function's closure). An argument
+// captured by an inner function is in co_varnames and co_cellvars: the cell is the
+// variable (3.x clears the argument's slot when it makes the cell; 2.7 leaves the value
+// the call passed there, stale once the cell is rebound), so its cell's value is shown
+// at the argument's place and the name once.
+Result<std::vector<LocalVariable>> readLocalsBefore311(const ObjectReader& reader, std::uint64_t frame,
+                                                       std::uint64_t code, const ReprLimits& limits) {
+    const PyLayout& l = reader.layout();
+    const ProcessMemory& memory = reader.memory();
+    PYSPY_TRY(auto nlocals, readValue<std::int32_t>(memory, at(code, l.code_nlocals)));
+    if (nlocals < 0) return Err{invalid("bad co_nlocals", code)};
+    PYSPY_TRY(auto varnamesTuple, readPointer(memory, at(code, l.code_varnames)));
+    PYSPY_TRY(auto varnames, tupleItems(reader, varnamesTuple, kMaxLocals));
+    varnames.resize(std::min(varnames.size(), static_cast<std::size_t>(nlocals)));
+    // Slot i of f_localsplus is named by names[i]; the cells start at co_nlocals.
+    std::vector<std::uint64_t> names = varnames;
+    const auto firstCell = static_cast<std::size_t>(nlocals);
+    if (l.code_cellvars != kAbsent && l.code_freevars != kAbsent && firstCell < kMaxLocals) {
+        PYSPY_TRY(auto cellsTuple, readPointer(memory, at(code, l.code_cellvars)));
+        PYSPY_TRY(auto cells, tupleItems(reader, cellsTuple, kMaxLocals - firstCell));
+        PYSPY_TRY(auto freesTuple, readPointer(memory, at(code, l.code_freevars)));
+        PYSPY_TRY(auto frees, tupleItems(reader, freesTuple, kMaxLocals - firstCell - cells.size()));
+        names.resize(firstCell, 0);  // a co_varnames shorter than co_nlocals: unnamed slots
+        names.insert(names.end(), cells.begin(), cells.end());
+        names.insert(names.end(), frees.begin(), frees.end());
+    }
+    std::vector<std::uint64_t> values(names.size());
+    if (!values.empty()) PYSPY_CHECK(memory.read(at(frame, l.frame_localsplus), values.data(), values.size() * 8));
+
+    std::vector<Variable> variables;
+    std::unordered_map<std::string, std::size_t> byName;  // the first variable of each name read
+    for (std::size_t i = 0; i < names.size(); ++i) {
+        const bool local = i < firstCell;
+        if (local && i >= varnames.size()) continue;  // no name for this slot
+        Variable variable;
+        auto name = reader.readString(names[i]);
+        variable.named = name.ok();
+        variable.name = name.ok() ? name.value() : unreadable(name.error());
+        variable.value = values[i];
+        if (!local && values[i] != 0) {
+            auto content = cellContent(reader, values[i]);
+            variable.value = content.ok() ? content.value() : 0;
+            if (!content.ok()) variable.error = content.error();
+        }
+        auto same = variable.named ? byName.find(variable.name) : byName.end();
+        if (!local && same != byName.end()) {
+            Variable& argument = variables[same->second];  // the cell is the variable: its value, at its place
+            argument.value = variable.value;
+            argument.error = std::move(variable.error);
+            continue;
+        }
+        if (variable.named) byName.emplace(variable.name, variables.size());
+        variables.push_back(std::move(variable));
+    }
+
+    const ValueFormatter formatter(reader, limits);
+    std::vector<LocalVariable> locals;
+    for (const auto& variable : variables) {
+        if (variable.error) {
+            locals.push_back({variable.name, unreadable(*variable.error)});
+        } else if (variable.value != 0) {  // 0: not bound (yet), or an empty cell
+            locals.push_back({variable.name, formatter.format(variable.value, 0)});
+        }
+    }
+    return locals;
+}
+
 }  // namespace
 
 ReprLimits ReprLimits::forLevel(int level) {
@@ -267,22 +356,13 @@ Result<std::vector<LocalVariable>> readFrameLocals(const ObjectReader& reader, s
     if (l.frame_localsplus == kAbsent || (!localsPlus && (l.code_varnames == kAbsent || l.code_nlocals == kAbsent))) {
         return Err{ReadError{ReadErrorKind::Unsupported, frame, "no locals layout"}};
     }
+    if (!localsPlus) return readLocalsBefore311(reader, frame, code, limits);
     const ProcessMemory& memory = reader.memory();
-    std::vector<std::uint64_t> names;
-    std::vector<std::uint8_t> kinds;
-    if (localsPlus) {
-        PYSPY_TRY(auto namesTuple, readPointer(memory, at(code, l.code_localsplusnames)));
-        PYSPY_TRY(names, tupleItems(reader, namesTuple, kMaxLocals));
-        PYSPY_TRY(auto kindsBytes, readPointer(memory, at(code, l.code_localspluskinds)));
-        PYSPY_TRY(kinds, reader.readBytesObject(kindsBytes));
-        if (kinds.size() < names.size()) return Err{invalid("fewer local kinds than names", code)};
-    } else {
-        PYSPY_TRY(auto nlocals, readValue<std::int32_t>(memory, at(code, l.code_nlocals)));
-        PYSPY_TRY(auto namesTuple, readPointer(memory, at(code, l.code_varnames)));
-        PYSPY_TRY(names, tupleItems(reader, namesTuple, kMaxLocals));
-        if (nlocals < 0) return Err{invalid("bad co_nlocals", code)};
-        names.resize(std::min(names.size(), static_cast<std::size_t>(nlocals)));
-    }
+    PYSPY_TRY(auto namesTuple, readPointer(memory, at(code, l.code_localsplusnames)));
+    PYSPY_TRY(auto names, tupleItems(reader, namesTuple, kMaxLocals));
+    PYSPY_TRY(auto kindsBytes, readPointer(memory, at(code, l.code_localspluskinds)));
+    PYSPY_TRY(auto kinds, reader.readBytesObject(kindsBytes));
+    if (kinds.size() < names.size()) return Err{invalid("fewer local kinds than names", code)};
     std::vector<std::uint64_t> values(names.size());
     if (!values.empty()) PYSPY_CHECK(memory.read(at(frame, l.frame_localsplus), values.data(), values.size() * 8));
 
@@ -293,7 +373,7 @@ Result<std::vector<LocalVariable>> readFrameLocals(const ObjectReader& reader, s
     for (std::size_t i = 0; i < names.size(); ++i) {
         std::uint64_t value = values[i];
         if (value == 0) continue;  // not bound (yet)
-        if (localsPlus && (kinds[i] & cellOrFree) != 0 && l.cell_ref != kAbsent) {
+        if ((kinds[i] & cellOrFree) != 0 && l.cell_ref != kAbsent) {
             // A cell variable holds a cell once MAKE_CELL ran (before, the plain argument).
             auto typeName = reader.typeName(value);
             if (typeName.ok() && typeName.value() == "cell") {

@@ -6,11 +6,12 @@ Run by ctest (tests/integration/CMakeLists.txt) with the system python3:
   test_locals.py --binary BUILD/pyspy-cpp PYTHON
 
 Starts tests/targets/locals_target.py under PYTHON; its READY line names every argument
-and local of its frame `holder` with Python's own repr() and what `-l` and `-ll` must
-show. Then checks, for that frame, that `dump -l` (text), `dump -l --json` and
-`dump -ll --json` show exactly those names with exactly those values, and that a plain
-`dump` shows no locals. Exit code 0 = passed, 1 = failed, 77 = skipped (the
-interpreter is not installed).
+and local of its frames `holder`, `cell_holder` (cell variables: locals and an argument
+captured by an inner function) and `reader` (that closure, with free variables) with
+Python's own repr() and what `-l` and `-ll` must show. Then checks, for each of those
+frames, that `dump -l` (text), `dump -l --json` and `dump -ll --json` show exactly those
+names, each once, with exactly those values, and that a plain `dump` shows no locals.
+Exit code 0 = passed, 1 = failed, 77 = skipped (the interpreter is not installed).
 """
 
 import json
@@ -87,26 +88,51 @@ def holder_locals_text(text, function):
     raise Failure("no frame %s in the text dump:\n%s" % (function, text))
 
 
+def check_cells(frames):
+    """The target's own report has the cell and free variables this test is about."""
+    by_function = dict((frame["function"], frame["locals"]) for frame in frames)
+    check(len(by_function) == 3, "the target reported frames %s" % sorted(by_function))
+    cells = [names for function, names in by_function.items() if function.split(".")[-1] == "cell_holder"]
+    free = [names for function, names in by_function.items() if function.split(".")[-1] == "reader"]
+    check(len(cells) == 1 and len(free) == 1, "no cell_holder or reader frame: %s" % sorted(by_function))
+    for names, what in ((cells[0], "cell_holder"), (free[0], "reader")):
+        check(names.get("captured", {}).get("repr") == "['shared', 2]", "%s: captured %s" % (what, names))
+        check(names.get("counter", {}).get("repr") == "42", "%s: counter %s" % (what, names))
+        check("later" not in names, "%s: the empty cell later is reported" % what)
+    check(set(cells[0]) == set(["counter", "kept", "captured", "plain", "reader"]),
+          "cell_holder reported %s" % sorted(cells[0]))
+    check(set(free[0]) == set(["step", "own", "captured", "counter"]), "reader reported %s" % sorted(free[0]))
+
+
 def run(binary, python, tmp):
     proc, ready = start_target(python)
     try:
-        pid, function, expected = ready["pid"], ready["function"], ready["locals"]
-        check(len(expected) >= 25, "the target reported only %d locals" % len(expected))
+        pid, frames = ready["pid"], ready["frames"]
+        check(len(ready["locals"]) >= 25, "the target reported only %d locals" % len(ready["locals"]))
+        check(frames[0]["function"] == ready["function"], "the first frame reported is %s" % frames[0]["function"])
+        check_cells(frames)
 
         plain = dump(binary, pid)
-        check(holder_locals_text(plain, function) == [], "dump without --locals shows locals")
+        for frame in frames:
+            check(holder_locals_text(plain, frame["function"]) == [], "dump without --locals shows locals")
 
         text = dump(binary, pid, "--locals")
-        compare(holder_locals_text(text, function), expected, "short", "dump -l")
+        short_json = json.loads(dump(binary, pid, "-l", "--json"))
+        long_json = json.loads(dump(binary, pid, "-ll", "--json"))
+        for report in frames:
+            function, expected = report["function"], report["locals"]
+            compare(holder_locals_text(text, function), expected, "short", "%s: dump -l" % function)
 
-        frame = holder_frame_json(json.loads(dump(binary, pid, "-l", "--json")), function)
-        check(frame.get("locals_error") is None, "locals_error: %s" % frame.get("locals_error"))
-        compare([(v["name"], v["repr"]) for v in frame["locals"]], expected, "short", "dump -l --json")
+            frame = holder_frame_json(short_json, function)
+            check(frame.get("locals_error") is None, "%s: locals_error: %s" % (function, frame.get("locals_error")))
+            compare([(v["name"], v["repr"]) for v in frame["locals"]], expected, "short",
+                    "%s: dump -l --json" % function)
 
-        frame = holder_frame_json(json.loads(dump(binary, pid, "-ll", "--json")), function)
-        compare([(v["name"], v["repr"]) for v in frame["locals"]], expected, "long", "dump -ll --json")
+            frame = holder_frame_json(long_json, function)
+            compare([(v["name"], v["repr"]) for v in frame["locals"]], expected, "long",
+                    "%s: dump -ll --json" % function)
 
-        plain_json = holder_frame_json(json.loads(dump(binary, pid, "--json")), function)
+        plain_json = holder_frame_json(json.loads(dump(binary, pid, "--json")), ready["function"])
         check("locals" not in plain_json, "dump --json without --locals has a locals field")
         check(proc.poll() is None, "the target died during the dumps")
     finally:

@@ -1,16 +1,21 @@
 # Integration test target for `pyspy-cpp dump --locals` (tests/integration/test_locals.py).
-# Valid under Python 2.7 and 3.6-3.13. The main thread parks in `holder`, whose
-# arguments and locals hold one value of each type dump --locals shows, then writes
+# Valid under Python 2.7 and 3.6-3.13. The main thread goes through `holder`, whose
+# arguments and locals hold one value of each type dump --locals shows, then
+# `cell_holder`, whose variables `captured` and `counter` (an argument, rebound) are
+# cell variables of the closure `reader` it calls, which parks with them as free
+# variables, and writes
 #   READY {"pid": ..., "function": "holder", "locals": {name: {"repr": ..., "short": ...,
-#          "long": ...}}}
-# where "repr" is Python's own repr() of the value and "short"/"long" are what `-l`
-# and `-ll` must print for it, built from repr() of the value and its elements by
-# the documented rules (docs/dump-json.md: bounded values). It exits by itself after
-# LIFETIME seconds (argv[1], default 60).
+#          "long": ...}}, "frames": [{"function": ..., "locals": {...}}, ...]}
+# where "locals" are holder's and "frames" has holder, cell_holder and reader (as
+# dump names them: co_qualname on 3.11+), "repr" is Python's own repr() of the value
+# and "short"/"long" are what `-l` and `-ll` must print for it, built from repr() of
+# the value and its elements by the documented rules (docs/dump-json.md: bounded
+# values). It exits by itself after LIFETIME seconds (argv[1], default 60).
 import json
 import os
 import sys
 import time
+import types
 
 LIFETIME = float(sys.argv[1]) if len(sys.argv) > 1 else 60.0
 
@@ -47,6 +52,8 @@ def expected(value, limits):
         return cut("{%s, ...} (len %d)" % (shown, len(pairs)), chars)
     if isinstance(value, Thing):
         return "<Thing object at 0x%x>" % id(value)
+    if isinstance(value, types.FunctionType):
+        return "<function object at 0x%x>" % id(value)
     return cut(repr(value), chars)
 
 
@@ -78,15 +85,49 @@ def holder(number, text, flag=True, *rest, **options):
     empty_set = set()
     frozen = frozenset([7])
     thing = Thing()
-    announce(locals())
-    time.sleep(LIFETIME)
+    collect(locals())
+    cell_holder(41, "kept")
 
 
-def announce(names):
-    report = {}
+def cell_holder(counter, kept):
+    captured = ["shared", 2]
+    counter += 1  # a captured argument, rebound: its cell holds 42 (2.7 keeps 41 in the argument's slot)
+    plain = "not captured"
+
+    def reader(step):
+        own = step * 2
+        if LIFETIME < 0:
+            return later  # makes `later` a cell variable of cell_holder, still empty at READY
+        collect(locals())  # step, own and the free variables captured and counter
+        announce()
+        time.sleep(LIFETIME)
+        return captured, counter
+
+    collect(locals())  # counter, kept, captured, plain, reader: not `later`, still unbound
+    reader(5)
+    later = None
+
+
+FRAMES = []  # [(function as dump names it, its locals)], outermost first
+
+
+def collect(names):
+    code = sys._getframe(1).f_code
+    FRAMES.append((getattr(code, "co_qualname", code.co_name), dict(names)))
+
+
+def report(names):
+    out = {}
     for name, value in names.items():
-        report[name] = {"repr": repr(value), "short": expected(value, SHORT), "long": expected(value, LONG)}
-    sys.stdout.write("READY " + json.dumps({"pid": os.getpid(), "function": "holder", "locals": report}) + "\n")
+        out[name] = {"repr": repr(value), "short": expected(value, SHORT), "long": expected(value, LONG)}
+    return out
+
+
+def announce():
+    frames = [{"function": function, "locals": report(names)} for function, names in FRAMES]
+    document = {"pid": os.getpid(), "function": frames[0]["function"], "locals": frames[0]["locals"],
+                "frames": frames}
+    sys.stdout.write("READY " + json.dumps(document) + "\n")
     sys.stdout.flush()
 
 

@@ -101,6 +101,8 @@ struct PyLayout {
     std::int64_t code_qualname = kAbsent;        // 3.11+
     std::int64_t code_linetable = kAbsent;       // co_lnotab (<=3.9), co_linetable (3.10+)
     std::int64_t code_varnames = kAbsent;        // co_varnames (<=3.10)
+    std::int64_t code_cellvars = kAbsent;        // co_cellvars (<=3.10)
+    std::int64_t code_freevars = kAbsent;        // co_freevars (<=3.10)
     std::int64_t code_localsplusnames = kAbsent; // co_localsplusnames (3.11+)
     std::int64_t code_localspluskinds = kAbsent; // co_localspluskinds (3.11+)
     std::int64_t code_code_adaptive = kAbsent;   // co_code_adaptive (3.11+), bytecode inline

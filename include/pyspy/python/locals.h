@@ -32,9 +32,12 @@ struct ReprLimits {
 std::string formatValue(const ObjectReader& reader, std::uint64_t object, const ReprLimits& limits);
 
 // The arguments and locals of the frame at `frame` running the code object at `code`
-// (PyFrame::address / codeAddress), in the code object's order. Unbound locals are
-// left out. On 3.11+ cell and free variables are dereferenced; before 3.11 only the
-// co_varnames slots are read.
+// (PyFrame::address / codeAddress), in the code object's order. Unbound locals (and
+// empty cells) are left out. Cell variables (captured by an inner function) and free
+// variables (of an enclosing function, in a closure) are shown with their cell's
+// content: on 3.11+ every co_localsplusnames entry; before 3.11 the co_varnames slots,
+// then the co_cellvars and co_freevars cells, an argument that is also a cell variable
+// once, at its argument's place, with its cell's (current) value.
 Result<std::vector<LocalVariable>> readFrameLocals(const ObjectReader& reader, std::uint64_t frame, std::uint64_t code,
                                                    const ReprLimits& limits);
 

@@ -193,6 +193,10 @@ TEST_CASE("layouts: a table for every supported version, with the key fields", "
 
         const bool interpreterFrames = major == 3 && minor >= 11;
         CHECK(has(l.frame_lasti) == !interpreterFrames);
+        CHECK(has(l.code_varnames) == !interpreterFrames);
+        CHECK(has(l.code_cellvars) == !interpreterFrames);
+        CHECK(has(l.code_freevars) == !interpreterFrames);
+        CHECK(has(l.code_localsplusnames) == interpreterFrames);
         CHECK(has(l.code_code_adaptive) == interpreterFrames);
         CHECK(has(l.code_qualname) == interpreterFrames);
         CHECK(has(l.tstate_datastack_chunk) == interpreterFrames);
