@@ -6,6 +6,7 @@
 #include <cstring>
 #include <string>
 
+#include "fake_unicode.h"
 #include "pyspy/process/memory.h"
 #include "pyspy/process/prefetched_memory.h"
 #include "pyspy/python/frame_walker.h"
@@ -34,13 +35,7 @@ PyLayout fakeLayout() {
     l.code_firstlineno = 48;
     l.code_firsttraceable = 52;
     l.code_code_adaptive = 64;
-    l.unicode_length = 16;
-    l.unicode_state = 32;
-    l.unicode_ascii_size = 40;
-    l.unicode_compact_size = 56;
-    l.unicode_kind_shift = 2;
-    l.unicode_compact_bit = 5;
-    l.unicode_ascii_bit = 6;
+    test::setFakeUnicodeLayout(l);
     l.bytes_size = 16;
     l.bytes_sval = 32;
     l.varobject_size = 16;
@@ -57,7 +52,7 @@ struct FakeProcess {
         // Padded like a pymalloc block in its pool: FrameWalker fingerprints 128 bytes.
         std::vector<std::uint8_t> obj(std::max<std::size_t>(40 + text.size() + 1, 256), 0);
         std::uint64_t type = kStrType, length = text.size();
-        std::uint32_t state = (1u << 2) | (1u << 5) | (1u << 6);  // kind 1, compact, ascii
+        std::uint32_t state = test::kFakeAsciiState;
         std::memcpy(obj.data() + 8, &type, 8);
         std::memcpy(obj.data() + 16, &length, 8);
         std::memcpy(obj.data() + 32, &state, 4);

@@ -5,6 +5,7 @@
 #include <utility>
 #include <vector>
 
+#include "fake_unicode.h"
 #include "pyspy/process/memory.h"
 #include "pyspy/python/locals.h"
 
@@ -29,13 +30,7 @@ PyLayout layoutBefore311() {
     l.type_name = 24;
     l.tuple_item = 24;
     l.cell_ref = 16;
-    l.unicode_length = 16;
-    l.unicode_state = 32;
-    l.unicode_ascii_size = 40;
-    l.unicode_compact_size = 56;
-    l.unicode_kind_shift = 2;
-    l.unicode_compact_bit = 5;
-    l.unicode_ascii_bit = 6;
+    test::setFakeUnicodeLayout(l);
     l.code_nlocals = 20;
     l.code_varnames = 32;
     l.code_cellvars = 40;
@@ -57,7 +52,7 @@ class FakeTarget {
         std::vector<std::uint8_t> image(40 + text.size() + 1);
         put<std::uint64_t>(image, 8, kStrType);
         put<std::int64_t>(image, 16, static_cast<std::int64_t>(text.size()));
-        put<std::uint32_t>(image, 32, (1u << 2) | (1u << 5) | (1u << 6));  // kind 1, compact, ascii
+        put<std::uint32_t>(image, 32, test::kFakeAsciiState);
         std::memcpy(image.data() + 40, text.data(), text.size());
         return place(std::move(image));
     }

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "fake_unicode.h"
 #include "pyspy/process/live_memory.h"
 #include "pyspy/python/objects.h"
 #include "support/child_process.h"
@@ -31,14 +32,8 @@ PyLayout layout312() {
     l.minor = 12;
     l.object_type = 8;
     l.type_flags = kFlagsOffset;
-    l.unicode_length = 16;
-    l.unicode_state = 32;
-    l.unicode_ascii_size = 40;
-    l.unicode_compact_size = 56;
+    test::setFakeUnicodeLayout(l);
     l.unicode_data = 56;
-    l.unicode_kind_shift = 2;
-    l.unicode_compact_bit = 5;
-    l.unicode_ascii_bit = 6;
     l.bytes_size = 16;
     l.bytes_sval = 32;
     l.long_lv_tag = 16;
