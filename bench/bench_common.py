@@ -13,3 +13,26 @@ def interpreters():
             if line.strip() and not line.startswith("#"):
                 label, path = line.split(None, 1)
                 yield label, path.strip().replace("$PYENV_ROOT", pyenv)
+
+
+def overhead_args(seconds, rounds):
+    """The options of the overhead benchmarks: --seconds, --rounds, --binary, --only."""
+    import argparse
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=seconds)
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--binary", default=os.path.join(ROOT, "build", "pyspy-cpp"))
+    parser.add_argument("--only")
+    return parser.parse_args()
+
+
+def installed_interpreters(only, columns):
+    """interpreters() limited to label `only` (if given); one that is not installed gets a
+    table row saying so (with `columns` cells in all) and is not yielded."""
+    for label, python in interpreters():
+        if only and label != only:
+            continue
+        if not os.access(python, os.X_OK):
+            print("| %s | skipped (not installed) |%s" % (label, " |" * (columns - 2)))
+            continue
+        yield label, python

@@ -25,7 +25,6 @@ the hypervisor to wake that vCPU on resume (measured: 40% slowdown at 100 Hz blo
 on the 2-vCPU Firecracker VM, against ~2% unpinned), which is a property of the host,
 not of the profiler. Prints a Markdown table.
 """
-import argparse
 import os
 import re
 import select
@@ -34,7 +33,7 @@ import subprocess
 import sys
 import time
 
-from bench_common import interpreters
+from bench_common import installed_interpreters, overhead_args
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -71,22 +70,12 @@ def profiler_cpu_ns(pid):
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=float, default=8)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--binary", default=os.path.join(ROOT, "build", "pyspy-cpp"))
-    parser.add_argument("--only")
-    args = parser.parse_args()
+    args = overhead_args(seconds=8, rounds=3)
     print("| Python | alone (it/s of CPU) | blocking: target held stopped | blocking: slowdown per CPU-s "
           "| --nonblocking: slowdown per CPU-s | blocking: slowdown per wall-s | --nonblocking: slowdown per wall-s "
           "| profiler CPU blocking (steady; whole run) | profiler CPU --nonblocking (steady; whole run) |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for label, python in interpreters():
-        if args.only and label != args.only:
-            continue
-        if not os.access(python, os.X_OK):
-            print("| %s | skipped (not installed) | | | | | | | |" % label)
-            continue
+    for label, python in installed_interpreters(args.only, 9):
         target = subprocess.Popen([python, TARGET, "throughput"], stdout=subprocess.PIPE)
         try:
             target.stdout.readline()  # READY

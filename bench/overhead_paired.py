@@ -20,7 +20,6 @@ Rates are per second of the target's CPU time (getrusage), so time spent stopped
 waiting for a CPU does not count; the blocking pause itself (record's "target held
 stopped") is reported by overhead.py.
 """
-import argparse
 import os
 import select
 import statistics
@@ -28,10 +27,9 @@ import subprocess
 import sys
 import time
 
-from bench_common import interpreters
+from bench_common import installed_interpreters, overhead_args
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
 TARGET = os.path.join(HERE, "deep_stack_target.py")
 
 
@@ -57,20 +55,10 @@ def ratio(rates, a, b):
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=float, default=6)
-    parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--binary", default=os.path.join(ROOT, "build", "pyspy-cpp"))
-    parser.add_argument("--only")
-    args = parser.parse_args()
+    args = overhead_args(seconds=6, rounds=4)
     print("| Python | blocking: slowdown per CPU-s (median; min..max) | --nonblocking: slowdown per CPU-s (median; min..max) |")
     print("|---|---|---|")
-    for label, python in interpreters():
-        if args.only and label != args.only:
-            continue
-        if not os.access(python, os.X_OK):
-            print("| %s | skipped (not installed) | |" % label)
-            continue
+    for label, python in installed_interpreters(args.only, 3):
         twins = [subprocess.Popen([python, TARGET, "throughput"], stdout=subprocess.PIPE) for _ in range(2)]
         try:
             for twin in twins:
