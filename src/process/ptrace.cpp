@@ -68,6 +68,11 @@ bool isGroupLeader(pid_t tid) {
 // waitpid(tid, __WALL | WNOHANG) for a tracee, except that the exit of a thread-group
 // leader is only peeked at, never reaped: its real parent (maybe this process, for
 // `record -- PROGRAM`) must still collect its exit status. Returns like waitpid.
+// Whether a waitid report is an exit (not a stop or a continue).
+bool reportsExit(const siginfo_t& info) {
+    return info.si_code == CLD_EXITED || info.si_code == CLD_KILLED || info.si_code == CLD_DUMPED;
+}
+
 // A stop of `tid` to report, consumed: WSTOPPED without WEXITED can never reap an exit.
 bool takeStop(pid_t tid, int& status) {
     siginfo_t info{};
@@ -83,8 +88,7 @@ pid_t waitTracee(pid_t tid, int& status) {
     siginfo_t info{};
     if (::waitid(P_PID, static_cast<id_t>(tid), &info, WEXITED | __WALL | WNOHANG | WNOWAIT) != 0) return -1;
     if (info.si_pid == 0) return 0;
-    const bool exited = info.si_code == CLD_EXITED || info.si_code == CLD_KILLED || info.si_code == CLD_DUMPED;
-    if (exited && isGroupLeader(tid)) {
+    if (reportsExit(info) && isGroupLeader(tid)) {
         status = info.si_code == CLD_EXITED ? (info.si_status & 0xff) << 8 : info.si_status & 0x7f;
         return tid;
     }
@@ -161,8 +165,7 @@ Blocked blockUntilReportable(pid_t tid, Clock::time_point deadline) {
     siginfo_t info{};
     const int r = ::waitid(P_PID, static_cast<id_t>(tid), &info, WEXITED | WSTOPPED | __WALL | WNOWAIT);
     alarm->disarm();
-    const bool exited = r == 0 && info.si_pid != 0 &&
-                        (info.si_code == CLD_EXITED || info.si_code == CLD_KILLED || info.si_code == CLD_DUMPED);
+    const bool exited = r == 0 && info.si_pid != 0 && reportsExit(info);
     return exited || (r != 0 && errno == ECHILD) ? Blocked::Exited : Blocked::Woken;
 }
 
@@ -290,11 +293,7 @@ ReadError pauseError(ReadErrorKind kind, pid_t pid, const std::string& what) {
 }  // namespace
 
 Result<ThreadPause> ThreadPause::pauseAll(pid_t pid, std::chrono::milliseconds timeout) {
-    if (pid <= 0) {
-        retryAbandoned();
-        return Err{pauseError(ReadErrorKind::ProcessGone, pid, "no such process")};
-    }
-    const TaskDirectory tasks(pid);
+    const TaskDirectory tasks(pid);  // pid <= 0: no such directory; the overload refuses it
     return pauseAll(tasks, {}, timeout);
 }
 
