@@ -2,7 +2,7 @@
 # (tests/integration/test_status.py). Valid under Python 2.7 and 3.6-3.13.
 # A thread "collector" keeps ~400,000 tracked containers alive and runs gc.collect()
 # in a loop, so that it is inside a collection (holding the GIL) most of the time;
-# the main thread sleeps. Once the loop runs it writes one JSON line
+# the main thread sleeps. After the first collection it writes one JSON line
 #   READY {"pid": ..., "collector_native_id": ..., "main_native_id": ...}
 # and exits by itself after LIFETIME seconds (argv[1], default 60).
 import gc
@@ -15,6 +15,7 @@ import time
 
 LIFETIME = float(sys.argv[1]) if len(sys.argv) > 1 else 60.0
 started = threading.Event()
+reported = threading.Event()
 native_ids = {}
 
 
@@ -27,8 +28,13 @@ def current_native_id():
 
 
 def collect_loop(deadline):
+    gc.collect()
+    # Hand the GIL to the main thread until it has written READY: 2.7's GIL is unfair, a
+    # waiter can starve for tens of seconds behind a loop of long collections.
+    started.set()
+    reported.wait()
     while time.time() < deadline:
-        started.set(); gc.collect()  # noqa: E702
+        gc.collect()
 
 
 def collector(deadline):
@@ -46,5 +52,6 @@ started.wait()
 sys.stdout.write("READY " + json.dumps({"pid": os.getpid(), "collector_native_id": native_ids["collector"],
                                         "main_native_id": current_native_id()}) + "\n")
 sys.stdout.flush()
+reported.set()
 while time.time() < deadline:
     time.sleep(0.2)
