@@ -35,6 +35,15 @@ std::uint64_t at(std::uint64_t base, std::int64_t offset) {
     throw FatalError(ErrorKind::TargetExited, fmt::format("process {} exited", pid));
 }
 
+// Whether the process `handle` pins has exited or is exiting. An exiting process loses
+// its memory before its pidfd says so: a read that found no process (ESRCH), or an
+// empty /proc/PID/maps, already means it is going. A pid with no live process behind
+// it cannot be ours either; the pidfd alone sees a pid given to another process.
+bool processGone(const ProcessHandle& handle, pid_t pid, const ReadError* error) {
+    return (error != nullptr && error->kind == ReadErrorKind::ProcessGone) || handle.exited() ||
+           !processAlive(pid) || readMaps(pid).empty();
+}
+
 }  // namespace
 
 std::unique_ptr<PythonProcess> PythonProcess::attach(pid_t pid, const LocateOptions& options) {
@@ -45,11 +54,10 @@ std::unique_ptr<PythonProcess> PythonProcess::attach(pid_t pid, const LocateOpti
     try {
         target = locatePython(pid, *memory, options);
     } catch (const FatalError& e) {
-        // A process that exits while we look for its interpreter fails the reads: its
-        // memory is released before it becomes a zombie. That is "exited", not "not
-        // Python"; in that window /proc/PID/maps is already empty.
+        // A process that exits while we look for its interpreter fails the reads: that
+        // is "exited", not "not Python".
         if ((e.kind() == ErrorKind::NotPython || e.kind() == ErrorKind::Internal) &&
-            (handle.exited() || !processAlive(pid) || readMaps(pid).empty())) {
+            processGone(handle, pid, nullptr)) {
             throwGone(pid);
         }
         throw;
@@ -78,10 +86,7 @@ bool PythonProcess::stacksReadable() {
 }
 
 bool PythonProcess::gone(const ReadError* error) const {
-    // An exiting process loses its memory before its pidfd says so: a read that found
-    // no process (ESRCH) already means it is going. A pid with no live process behind it
-    // cannot be ours either; the pidfd alone sees a pid given to another process.
-    return (error != nullptr && error->kind == ReadErrorKind::ProcessGone) || handle_.exited() || !processAlive(pid_);
+    return processGone(handle_, pid_, error);
 }
 
 PythonProcess::PythonProcess(pid_t pid, std::unique_ptr<ProcessMemory> memory, PythonTarget target,
