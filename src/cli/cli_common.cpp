@@ -2,10 +2,13 @@
 
 #include <unistd.h>
 
+#include <csignal>
 #include <ctime>
 
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
+
+#include "pyspy/process/pause_gate.h"
 
 namespace pyspy {
 
@@ -79,20 +82,44 @@ Watchdog::~Watchdog() {
     if (thread_.joinable()) thread_.join();
 }
 
-StopSignals::StopSignals() {
+namespace {
+
+// The signals StopSignals takes synchronously: the two that stop a run, and Ctrl-Z.
+sigset_t stopSignalSet() {
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGTSTP);
+    return set;
+}
+
+// Ctrl-Z: stop this process the way SIGTSTP's own disposition would (the default
+// action, or the handler ncurses installs for `top`, which restores the terminal
+// first), but only once no target is held in a pause: new pauses are refused and the
+// ones in flight end first (at most one pause timeout, 2 s). Runs on the thread that
+// owns StopSignals; the signal is unblocked in this thread only, so it is taken here.
+void stopForJobControl() {
+    (void)pause_gate::closeAndDrain(std::chrono::milliseconds(5000));
+    sigset_t tstp;
+    sigemptyset(&tstp);
+    sigaddset(&tstp, SIGTSTP);
+    pthread_sigmask(SIG_UNBLOCK, &tstp, nullptr);
+    ::raise(SIGTSTP);  // stops here until SIGCONT (ignored if our process group is orphaned)
+    pthread_sigmask(SIG_BLOCK, &tstp, nullptr);
+    pause_gate::open();
+}
+
+}  // namespace
+
+StopSignals::StopSignals() {
+    const sigset_t set = stopSignalSet();
     pthread_sigmask(SIG_BLOCK, &set, &oldMask_);
 }
 
 StopSignals::~StopSignals() {
     // Drop a signal still pending from the stop, so restoring the mask does not kill us.
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
+    const sigset_t set = stopSignalSet();
     const timespec zero{0, 0};
     while (sigtimedwait(&set, nullptr, &zero) > 0) {
     }
@@ -100,13 +127,14 @@ StopSignals::~StopSignals() {
 }
 
 int StopSignals::wait(std::chrono::milliseconds timeout) {
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
+    const sigset_t set = stopSignalSet();
     const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(timeout).count();
     const timespec ts{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
     const int sig = sigtimedwait(&set, nullptr, &ts);
+    if (sig == SIGTSTP) {
+        stopForJobControl();
+        return 0;
+    }
     return sig > 0 ? sig : 0;
 }
 

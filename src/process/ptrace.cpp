@@ -28,6 +28,7 @@
 #include <string>
 #include <thread>
 
+#include "pyspy/process/pause_gate.h"
 #include "pyspy/process/process.h"
 #include "pyspy/process/thread_stats.h"
 
@@ -302,6 +303,17 @@ Result<ThreadPause> ThreadPause::pauseAll(const TaskDirectory& tasks, std::vecto
     retryAbandoned();
     const pid_t pid = tasks.pid();
     if (pid <= 0) return Err{pauseError(ReadErrorKind::ProcessGone, pid, "no such process")};
+    // Counted in the gate from before the first request until resume(): a Ctrl-Z waits
+    // for this pause to end (pause_gate.h). Refused while pyspy-cpp is being stopped.
+    if (!pause_gate::tryEnter()) {
+        return Err{pauseError(ReadErrorKind::Fault, pid, "not paused: pyspy-cpp is stopping (job control)")};
+    }
+    struct GateTicket {
+        bool held = true;
+        ~GateTicket() {
+            if (held) pause_gate::leave();
+        }
+    } ticket;
     const auto deadline = Clock::now() + timeout;
     // A recent list is only a guess: at least one listing taken during this pause must
     // show nothing new, and every tracee must be in it (see below).
@@ -389,11 +401,15 @@ Result<ThreadPause> ThreadPause::pauseAll(const TaskDirectory& tasks, std::vecto
     for (const auto& tracee : tracees) threads.push_back(tracee.tid);
     // Same order as listThreads: main thread first, then ascending.
     std::ranges::sort(threads, [pid](pid_t a, pid_t b) { return (a == pid) != (b == pid) ? a == pid : a < b; });
+    ticket.held = false;  // the ThreadPause leaves the gate when it resumes
     return ThreadPause(pid, std::move(threads), firstStop.value_or(Clock::now()));
 }
 
 ThreadPause::ThreadPause(ThreadPause&& other) noexcept
-    : pid_(std::exchange(other.pid_, 0)), threads_(std::exchange(other.threads_, {})), stoppedAt_(other.stoppedAt_) {}
+    : pid_(std::exchange(other.pid_, 0)),
+      threads_(std::exchange(other.threads_, {})),
+      stoppedAt_(other.stoppedAt_),
+      inGate_(std::exchange(other.inGate_, false)) {}
 
 ThreadPause& ThreadPause::operator=(ThreadPause&& other) noexcept {
     if (this != &other) {
@@ -401,6 +417,7 @@ ThreadPause& ThreadPause::operator=(ThreadPause&& other) noexcept {
         pid_ = std::exchange(other.pid_, 0);
         threads_ = std::exchange(other.threads_, {});
         stoppedAt_ = other.stoppedAt_;
+        inGate_ = std::exchange(other.inGate_, false);
     }
     return *this;
 }
@@ -417,6 +434,7 @@ std::chrono::steady_clock::time_point ThreadPause::resume() {
     }
     threads_.clear();
     retryAbandoned();
+    if (std::exchange(inGate_, false)) pause_gate::leave();
     return released;
 }
 

@@ -40,8 +40,8 @@ std::uint64_t at(std::uint64_t base, std::int64_t offset) {
 // empty /proc/PID/maps, already means it is going. A pid with no live process behind
 // it cannot be ours either; the pidfd alone sees a pid given to another process.
 bool processGone(const ProcessHandle& handle, pid_t pid, const ReadError* error) {
-    return (error != nullptr && error->kind == ReadErrorKind::ProcessGone) || handle.exited() ||
-           !processAlive(pid) || readMaps(pid).empty();
+    return (error != nullptr && error->kind == ReadErrorKind::ProcessGone) || handle.exited() || !processAlive(pid) ||
+           readMaps(pid).empty();
 }
 
 }  // namespace

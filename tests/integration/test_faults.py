@@ -115,16 +115,18 @@ def check_error(result, code, what, pattern=None):
     log("ok   %s: exit %d: %s" % (what, got, err.strip()))
 
 
+def stat_state(path):
+    """The state letter of a /proc .../stat file, or None if it is gone."""
+    try:
+        with open(path) as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+
+
 def stopped_threads(pid):
-    stopped = []
-    for tid in os.listdir("/proc/%d/task" % pid):
-        try:
-            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
-                if f.read().rsplit(")", 1)[1].split()[0] in ("t", "T"):
-                    stopped.append(int(tid))
-        except OSError:
-            pass
-    return stopped
+    return [int(tid) for tid in os.listdir("/proc/%d/task" % pid)
+            if stat_state("/proc/%d/task/%s/stat" % (pid, tid)) in ("t", "T")]
 
 
 def check_target_unharmed(target, what):
@@ -477,11 +479,7 @@ def test_exits(binary, python, tmp, blocking):
 # --- 5. pid edge cases ---------------------------------------------------------------
 
 def proc_state(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return None
+    return stat_state("/proc/%d/stat" % pid)
 
 
 def commands(binary, pid, tmp, name):
@@ -535,6 +533,67 @@ def test_pids(binary, python, tmp):
     finally:
         p.kill()
         p.wait()
+
+
+# --- 5a. Ctrl-Z ----------------------------------------------------------------------
+
+JOBSTOPS = 25
+
+
+def all_stopped(pid):
+    """Whether every thread of pid is in a job-control stop (the group stop is done)."""
+    try:
+        tids = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return False
+    return all(stat_state("/proc/%d/task/%s/stat" % (pid, tid)) == "T" for tid in tids)
+
+
+def test_jobstop(binary, python, tmp):
+    """Ctrl-Z (SIGTSTP) stops `record` (blocking mode, 1000 Hz, a 9-thread target: it
+    holds the target stopped much of the time), but never while it holds the target:
+    each of JOBSTOPS stops, once every thread of pyspy-cpp has stopped, must find the
+    target untraced and running. After SIGCONT sampling goes on; SIGINT ends the run
+    with the profile written. In its own process group, as a shell's job would be (the
+    kernel drops SIGTSTP's stop in an orphaned group)."""
+    target = Target(python, "fault_threads_target.py", [8, 120])
+    out = os.path.join(tmp, "jobstop.txt")
+    prof = subprocess.Popen([binary, "record", "--pid", str(target.pid), "-r", "1000", "-f", "raw", "-o", out],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            preexec_fn=os.setpgrp)
+    try:
+        time.sleep(0.5)
+        for i in range(JOBSTOPS):
+            prof.send_signal(signal.SIGTSTP)
+            deadline = time.time() + 10
+            while not all_stopped(prof.pid):
+                if prof.poll() is not None:
+                    raise Failure("pyspy-cpp exited on SIGTSTP: %s" % prof.communicate()[1][-500:])
+                check(time.time() < deadline, "stop %d: pyspy-cpp did not stop within 10 s of SIGTSTP" % i)
+                time.sleep(0.001)
+            check(tracer_of(target.pid) == 0, "stop %d: pyspy-cpp stopped while tracing the target" % i)
+            check(not stopped_threads(target.pid), "stop %d: target threads %s left stopped while pyspy-cpp "
+                  "is stopped" % (i, stopped_threads(target.pid)))
+            prof.send_signal(signal.SIGCONT)
+            time.sleep(random.uniform(0.005, 0.03))
+        log("ok   %d stops of record, none while the target was held" % JOBSTOPS)
+        time.sleep(0.3)
+        prof.send_signal(signal.SIGINT)
+        try:
+            _, err = prof.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            raise Failure("record did not end within 30 s of SIGINT after the stops")
+        check(prof.returncode == 0, "record exited %d after the stops: %s" % (prof.returncode, err[-1000:]))
+        with open(out) as f:
+            samples = sum(int(line.rsplit(" ", 1)[1]) for line in f if "parked_thread" in line)
+        check(samples > 0, "record after the stops: no sample of parked_thread in %s" % out)
+        check_target_unharmed(target, "jobstop")
+    finally:
+        if prof.poll() is None:
+            prof.send_signal(signal.SIGCONT)
+            prof.kill()
+            prof.wait()
+        target.close()
 
 
 # --- 5b. a pid reused while recording --------------------------------------------------
@@ -873,6 +932,7 @@ TESTS = {
     "permission": test_permission,
     "pids": test_pids,
     "pid-reuse": test_pid_reuse,
+    "jobstop": test_jobstop,
 }
 NEEDS_PYTHON = set(TESTS) - {"pids"}
 

@@ -72,10 +72,12 @@ void attachSamplingTarget(const SamplingArgs& args, std::optional<SpawnedProgram
 // The sampler options the shared arguments decide (rate, pause, --gil, --idle, --native).
 SamplerOptions samplerOptions(const SamplingArgs& args);
 
-// Blocks SIGINT and SIGTERM in the calling thread (call it before starting threads,
-// so they inherit the mask) and restores the old mask when destroyed. The owner polls
-// with wait(): the signals are then taken synchronously, never run as handlers in the
-// middle of a ptrace pause or an output write.
+// Blocks SIGINT, SIGTERM and SIGTSTP in the calling thread (call it before starting
+// threads, so they inherit the mask) and restores the old mask when destroyed. The
+// owner polls with wait(): the signals are then taken synchronously, never run as
+// handlers in the middle of a ptrace pause or an output write. A Ctrl-Z (SIGTSTP) is
+// carried out inside wait() once no target is paused (pause_gate.h), so a stopped
+// pyspy-cpp never holds its target stopped.
 class StopSignals {
   public:
     StopSignals();
@@ -83,7 +85,8 @@ class StopSignals {
     StopSignals(const StopSignals&) = delete;
     StopSignals& operator=(const StopSignals&) = delete;
 
-    // Waits up to `timeout` for SIGINT/SIGTERM; returns the signal number, or 0.
+    // Waits up to `timeout` for SIGINT/SIGTERM; returns the signal number, or 0 (also
+    // early, after a job-control stop and continue).
     int wait(std::chrono::milliseconds timeout);
 
   private:

@@ -1,7 +1,8 @@
 // ThreadPause: stops every thread of a process with ptrace (PTRACE_SEIZE +
 // PTRACE_INTERRUPT) for a consistent snapshot, and resumes them (PTRACE_DETACH) in
 // its destructor on every path: return, exception, or Ctrl-C handled by the caller.
-// If pyspy-cpp is killed, the kernel detaches and the target runs on.
+// If pyspy-cpp is killed, the kernel detaches and the target runs on; a Ctrl-Z waits
+// for the pause to end (pause_gate.h).
 #pragma once
 
 #include <sys/types.h>
@@ -47,10 +48,11 @@ class ThreadPause {
 
   private:
     ThreadPause(pid_t pid, std::vector<pid_t> threads, std::chrono::steady_clock::time_point stoppedAt)
-        : pid_(pid), threads_(std::move(threads)), stoppedAt_(stoppedAt) {}
+        : pid_(pid), threads_(std::move(threads)), stoppedAt_(stoppedAt), inGate_(true) {}
     pid_t pid_ = 0;
     std::vector<pid_t> threads_;
     std::chrono::steady_clock::time_point stoppedAt_{};
+    bool inGate_ = false;  // counted in pause_gate until resume()
 };
 
 }  // namespace pyspy
