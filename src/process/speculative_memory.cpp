@@ -15,12 +15,17 @@ void SpeculativeMemory::begin() {
     recordedBytes_ = 0;
     lastPrefetchRanges_ = 0;
     if (ranges_.empty()) return;
-    // Merge overlapping and adjacent ranges: fewer ranges for the kernel to pin.
+    // Merge ranges that overlap, touch, or are less than kMaxGap apart: the kernel pins
+    // each range's pages on its own (a VMA lookup and a page-table walk per range), which
+    // costs more than copying a few bytes in between. A gap shorter than a page lies on
+    // the pages of the two ranges it separates, which are read anyway: merging never
+    // makes the batched read touch an unmapped page.
+    static_assert(kMaxGap < 4096);
     std::sort(ranges_.begin(), ranges_.end(), [](const Range& a, const Range& b) { return a.address < b.address; });
     std::vector<Range>& merged = merged_;
     merged.clear();
     for (const auto& r : ranges_) {
-        if (!merged.empty() && r.address <= merged.back().address + merged.back().size) {
+        if (!merged.empty() && r.address <= merged.back().address + merged.back().size + kMaxGap) {
             const std::uint64_t end = std::max(merged.back().address + merged.back().size, r.address + r.size);
             merged.back().size = static_cast<std::size_t>(end - merged.back().address);
         } else {
@@ -87,8 +92,7 @@ Status SpeculativeMemory::readMany(std::span<const ReadRequest> requests) const 
     for (const auto& request : requests) {
         record(request.address, request.size);
         if (const Region* region = find(request.address, request.size)) {
-            std::memcpy(request.out, copy_.data() + region->offset + (request.address - region->address),
-                        request.size);
+            std::memcpy(request.out, copy_.data() + region->offset + (request.address - region->address), request.size);
         } else {
             misses.push_back(request);
         }

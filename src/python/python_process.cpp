@@ -97,7 +97,8 @@ PythonProcess::PythonProcess(pid_t pid, std::unique_ptr<ProcessMemory> memory, P
       target_(std::move(target)),
       speculative_(*memory_),
       reader_(speculative_, target_.layout, target_.types),
-      commandLine_(readCommandLine(pid)) {}
+      commandLine_(readCommandLine(pid)),
+      versionText_(target_.version.toString()) {}
 
 Result<PythonProcess::ThreadStateInfo> PythonProcess::readThreadState(std::uint64_t address) const {
     const PyLayout& l = target_.layout;
@@ -408,7 +409,7 @@ ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
     ProcessSnapshot snap;
     snap.pid = pid_;
     snap.commandLine = commandLine_;
-    snap.pythonVersion = target_.version.toString();
+    snap.pythonVersion = versionText_;
     snap.executable = target_.executable;
     snap.timestamp = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 

@@ -66,7 +66,7 @@ class PythonProcess {
     };
     Result<std::vector<ThreadStateInfo>> readThreadStates(std::size_t maxThreads) const;
     Result<ThreadStateInfo> readThreadState(std::uint64_t address) const;
-    std::uint64_t gilHolder() const;  // the PyThreadState* holding the GIL, or 0
+    std::uint64_t gilHolder() const;   // the PyThreadState* holding the GIL, or 0
     bool gcCollecting() const;         // the GC's `collecting` flag is set (false when unknown)
     std::uint64_t gilAddress() const;  // the _gil_runtime_state in use (3.7+), or 0
     // The address ranges of the futexes a thread waiting for the GIL sleeps on: the
@@ -90,6 +90,7 @@ class PythonProcess {
     ObjectReader reader_;
     CodeCache codes_;
     std::string commandLine_;
+    std::string versionText_;                       // target_.version.toString(), formatted once
     std::optional<std::int64_t> pthreadTidOffset_;  // where glibc's struct pthread keeps the tid (<3.8)
     ThreadStatReader threadStats_{pid_};            // OS thread states, with the stat files kept open
     bool relistThreads_ = false;                    // a thread state named a thread not listed yet

@@ -3,6 +3,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
 #include <cstring>
 #include <thread>
@@ -113,4 +114,32 @@ TEST_CASE("ThreadStatReader reads the states of this process's threads repeatedl
     stop = true;
     spinner.join();
     CHECK_FALSE(reader.activity(999999999).ok());
+}
+
+TEST_CASE("SpeculativeMemory reads ranges closer than kMaxGap as one", "[speculative]") {
+    BufferMemory memory;
+    memory.map(0x10000, pattern(8192, 5));
+    SpeculativeMemory speculative(memory);
+    constexpr std::uint64_t kNear = 0x10000 + 16 + SpeculativeMemory::kMaxGap;  // gap of kMaxGap - 8 after the first
+    constexpr std::uint64_t kFar = kNear + 8 + SpeculativeMemory::kMaxGap + 1;  // one byte too far from the second
+    const auto readAll = [&] {
+        std::array<std::uint64_t, 3> values{};
+        REQUIRE(speculative.read(0x10010, &values[0], 8).ok());
+        REQUIRE(speculative.read(kNear, &values[1], 8).ok());
+        REQUIRE(speculative.read(kFar, &values[2], 8).ok());
+        return values;
+    };
+    std::array<std::uint64_t, 3> expect{};
+    REQUIRE(memory.read(0x10010, &expect[0], 8).ok());
+    REQUIRE(memory.read(kNear, &expect[1], 8).ok());
+    REQUIRE(memory.read(kFar, &expect[2], 8).ok());
+    speculative.begin();
+    CHECK(readAll() == expect);
+    speculative.end();
+    speculative.begin();
+    CHECK(speculative.lastPrefetchRanges() == 2);  // the first two merged, the third apart
+    const auto batched = memory.readCount();
+    CHECK(readAll() == expect);
+    CHECK(memory.readCount() == batched);
+    speculative.end();
 }
