@@ -2,13 +2,13 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 
 namespace pyspy {
 
 void SpeculativeMemory::begin() {
     // Every buffer here is a member reused tick after tick: a steady sampler allocates nothing.
     regions_.clear();
-    copy_.clear();
     active_ = true;
     std::swap(ranges_, recorded_);
     recorded_.clear();
@@ -34,12 +34,15 @@ void SpeculativeMemory::begin() {
     }
     std::size_t total = 0;
     for (const auto& r : merged) total += r.size;
-    copy_.resize(total);
+    if (total > copyCapacity_) {
+        copy_ = std::make_unique_for_overwrite<std::uint8_t[]>(total);  // not zeroed: every byte is read into
+        copyCapacity_ = total;
+    }
     std::vector<ReadRequest>& requests = requests_;
     requests.clear();
     std::size_t offset = 0;
     for (const auto& r : merged) {
-        requests.push_back({r.address, copy_.data() + offset, r.size});
+        requests.push_back({r.address, copy_.get() + offset, r.size});
         regions_.push_back(Region{r.address, offset, r.size});
         offset += r.size;
     }
@@ -47,7 +50,6 @@ void SpeculativeMemory::begin() {
         // Some range is gone (a freed frame, an exited thread): read live this time and
         // record afresh.
         regions_.clear();
-        copy_.clear();
         return;
     }
     lastPrefetchRanges_ = merged.size();
@@ -56,7 +58,6 @@ void SpeculativeMemory::begin() {
 void SpeculativeMemory::end() {
     active_ = false;
     regions_.clear();
-    copy_.clear();
 }
 
 const SpeculativeMemory::Region* SpeculativeMemory::find(std::uint64_t address, std::size_t size) const {
@@ -79,7 +80,7 @@ Status SpeculativeMemory::read(std::uint64_t address, void* out, std::size_t siz
     if (!active_) return underlying_.read(address, out, size);
     record(address, size);
     if (const Region* region = find(address, size)) {
-        std::memcpy(out, copy_.data() + region->offset + (address - region->address), size);
+        std::memcpy(out, copy_.get() + region->offset + (address - region->address), size);
         return {};
     }
     return underlying_.read(address, out, size);
@@ -92,7 +93,7 @@ Status SpeculativeMemory::readMany(std::span<const ReadRequest> requests) const 
     for (const auto& request : requests) {
         record(request.address, request.size);
         if (const Region* region = find(request.address, request.size)) {
-            std::memcpy(request.out, copy_.data() + region->offset + (request.address - region->address), request.size);
+            std::memcpy(request.out, copy_.get() + region->offset + (request.address - region->address), request.size);
         } else {
             misses.push_back(request);
         }

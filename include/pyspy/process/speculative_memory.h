@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "pyspy/process/memory.h"
@@ -50,7 +51,8 @@ class SpeculativeMemory : public ProcessMemory {
     const ProcessMemory& underlying_;
     bool active_ = false;
     bool recording_ = true;
-    std::vector<std::uint8_t> copy_;
+    std::unique_ptr<std::uint8_t[]> copy_;  // the batched read's bytes; regions_ says which are valid
+    std::size_t copyCapacity_ = 0;
     std::vector<Region> regions_;  // sorted by address
     mutable std::vector<Range> recorded_;
     // Scratch space of begin() and readMany(), kept for its capacity.
