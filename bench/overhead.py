@@ -33,7 +33,7 @@ import subprocess
 import sys
 import time
 
-from bench_common import installed_interpreters, overhead_args
+from bench_common import installed_interpreters, overhead_args, profiler_cpu_ns
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -55,18 +55,6 @@ def rates(target, seconds):
             wall.append(int(fields[1]))
             cpu.append(int(fields[2]))
     return wall[1:], cpu[1:]  # the first may straddle the phase change
-
-
-def profiler_cpu_ns(pid):
-    """CPU time of all threads of `pid` so far, in ns (schedstat: finer than stat's ticks)."""
-    total = 0
-    for task in os.listdir("/proc/%d/task" % pid):
-        try:
-            with open("/proc/%d/task/%s/schedstat" % (pid, task)) as f:
-                total += int(f.read().split()[0])
-        except (OSError, ValueError, IndexError):
-            pass  # a thread that ended between the listing and the read
-    return total
 
 
 def main():
