@@ -15,10 +15,13 @@ namespace {
 
 ReadError errnoToReadError(int err, std::uint64_t address) {
     switch (err) {
-        case ESRCH: return ReadError{ReadErrorKind::ProcessGone, address, "process exited"};
+        case ESRCH:
+            return ReadError{ReadErrorKind::ProcessGone, address, "process exited"};
         case EPERM:
-        case EACCES: return ReadError{ReadErrorKind::Permission, address, "permission denied"};
-        default: return ReadError{ReadErrorKind::Fault, address, "unreadable address"};
+        case EACCES:
+            return ReadError{ReadErrorKind::Permission, address, "permission denied"};
+        default:
+            return ReadError{ReadErrorKind::Fault, address, "unreadable address"};
     }
 }
 
@@ -54,14 +57,24 @@ Status LiveProcessMemory::readMany(std::span<const ReadRequest> requests) const 
         const std::size_t count = std::min(kBatch, requests.size() - start);
         iovec local[kBatch];
         iovec remote[kBatch];
+        std::size_t locals = 0;
         std::size_t total = 0;
         for (std::size_t i = 0; i < count; ++i) {
             const auto& r = requests[start + i];
-            local[i] = iovec{r.out, r.size};
+            // Destinations that follow each other in our memory (SpeculativeMemory lays
+            // its ranges out back to back) are one local range: up to 8 ranges the kernel
+            // copies the list on its stack, beyond that it allocates.
+            auto* out = static_cast<std::uint8_t*>(r.out);
+            if (locals > 0 &&
+                static_cast<std::uint8_t*>(local[locals - 1].iov_base) + local[locals - 1].iov_len == out) {
+                local[locals - 1].iov_len += r.size;
+            } else {
+                local[locals++] = iovec{out, r.size};
+            }
             remote[i] = iovec{reinterpret_cast<void*>(r.address), r.size};  // NOLINT(performance-no-int-to-ptr)
             total += r.size;
         }
-        const ssize_t n = ::process_vm_readv(pid_, local, count, remote, count, 0);
+        const ssize_t n = ::process_vm_readv(pid_, local, locals, remote, count, 0);
         if (n == static_cast<ssize_t>(total)) continue;
         if (n < 0 && errno == ESRCH) return Err{errnoToReadError(ESRCH, requests[start].address)};
         // A partial transfer stops at the first failing range, and ENOSYS/EPERM need the

@@ -33,7 +33,7 @@ class SpeculativeMemory : public ProcessMemory {
     static constexpr std::size_t kMaxRangeBytes = 64 * 1024;  // bigger reads are not replayed
     static constexpr std::size_t kMaxRanges = 512;
     static constexpr std::size_t kMaxTotalBytes = 1024 * 1024;
-    static constexpr std::size_t kMaxGap = 2048;  // ranges closer than this are read as one
+    static constexpr std::size_t kMaxGap = 4095;  // ranges closer than this are read as one
 
   private:
     struct Range {

@@ -15,7 +15,9 @@ namespace {
 
 constexpr std::size_t kBufferSize = 64 * 1024;
 
-std::uint8_t patternAt(std::size_t i) { return static_cast<std::uint8_t>((i * 7 + 3) & 0xff); }
+std::uint8_t patternAt(std::size_t i) {
+    return static_cast<std::uint8_t>((i * 7 + 3) & 0xff);
+}
 
 // A child whose heap holds kBufferSize pattern bytes; it sends their address.
 test::ForkedChild patternChild() {
@@ -54,7 +56,24 @@ TEST_CASE("LiveProcessMemory reads a child's memory with both backends", "[live_
         REQUIRE(value.ok());
         CHECK((*value & 0xff) == patternAt(1001));
 
-        SECTION("readMany with several ranges, more than one batch") {
+        SECTION("readMany into destinations that are not back to back") {
+            std::uint8_t first[4] = {}, second[4] = {}, third[2] = {};
+            // Consecutive requests whose destinations do not follow each other in memory.
+            const std::vector<ReadRequest> requests{{buffer + 10, first, 2},
+                                                    {buffer + 300, second + 1, 3},
+                                                    {buffer + 20, first + 2, 2},
+                                                    {buffer + 7, third, 2}};
+            REQUIRE(memory.readMany(requests).ok());
+            CHECK(first[0] == patternAt(10));
+            CHECK(first[1] == patternAt(11));
+            CHECK(first[2] == patternAt(20));
+            CHECK(first[3] == patternAt(21));
+            CHECK(second[0] == 0);
+            CHECK(second[1] == patternAt(300));
+            CHECK(second[3] == patternAt(302));
+            CHECK(third[1] == patternAt(8));
+        }
+        SECTION("readMany with several ranges, more than one batch (destinations back to back)") {
             constexpr std::size_t kRanges = 1200;  // > the 512 ranges of one process_vm_readv batch
             std::vector<std::uint8_t> out(kRanges * 3);
             std::vector<ReadRequest> requests;

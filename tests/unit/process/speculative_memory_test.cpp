@@ -118,7 +118,7 @@ TEST_CASE("ThreadStatReader reads the states of this process's threads repeatedl
 
 TEST_CASE("SpeculativeMemory reads ranges closer than kMaxGap as one", "[speculative]") {
     BufferMemory memory;
-    memory.map(0x10000, pattern(8192, 5));
+    memory.map(0x10000, pattern(4 * 4096, 5));
     SpeculativeMemory speculative(memory);
     constexpr std::uint64_t kNear = 0x10000 + 16 + SpeculativeMemory::kMaxGap;  // gap of kMaxGap - 8 after the first
     constexpr std::uint64_t kFar = kNear + 8 + SpeculativeMemory::kMaxGap + 1;  // one byte too far from the second
