@@ -112,6 +112,17 @@ void stopForJobControl() {
 
 }  // namespace
 
+DeferredJobStop::DeferredJobStop() {
+    sigset_t tstp;
+    sigemptyset(&tstp);
+    sigaddset(&tstp, SIGTSTP);
+    pthread_sigmask(SIG_BLOCK, &tstp, &oldMask_);
+}
+
+DeferredJobStop::~DeferredJobStop() {
+    pthread_sigmask(SIG_SETMASK, &oldMask_, nullptr);  // a pending SIGTSTP stops us here
+}
+
 StopSignals::StopSignals() {
     const sigset_t set = stopSignalSet();
     pthread_sigmask(SIG_BLOCK, &set, &oldMask_);

@@ -105,6 +105,7 @@ int runDump(const DumpArgs& args) {
         throw FatalError(ErrorKind::Usage,
                          "--native needs the target paused: it cannot be combined with --nonblocking");
     }
+    const DeferredJobStop deferStop;  // a Ctrl-Z waits for the dump: never a stop mid-pause
     Watchdog watchdog(args.timeout);
     LocateOptions locate;
     locate.ignoreSymbols = args.scanOnly;

@@ -611,6 +611,48 @@ def test_jobstop(binary, python, tmp):
             prof.kill()
             prof.wait()
         target.close()
+    jobstop_dump(binary, python)
+
+
+def jobstop_dump(binary, python):
+    """`dump` of a 300-thread target (its pause of every thread takes long enough to be
+    hit), SIGTSTP sent at random moments: it stops only once the target is let go, then
+    finishes after SIGCONT."""
+    target = Target(python, "fault_threads_target.py", [300, 120])
+    try:
+        stopped_at = 0
+        for i in range(8):
+            # Output to a file: a pipe nobody reads until the end would block the dump.
+            out_file = tempfile.TemporaryFile()
+            dump = subprocess.Popen([binary, "dump", "--pid", str(target.pid)], stdout=out_file,
+                                    stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, preexec_fn=os.setpgrp)
+            try:
+                time.sleep(random.uniform(0.0, 0.06))
+                dump.send_signal(signal.SIGTSTP)
+                deadline = time.time() + 30
+                while dump.poll() is None and not all_stopped(dump.pid):
+                    check(time.time() < deadline, "dump %d neither stopped nor ended within 30 s of SIGTSTP" % i)
+                    time.sleep(0.001)
+                if dump.poll() is None:
+                    stopped_at += 1
+                    check(tracer_of(target.pid) == 0, "dump %d stopped while tracing the target" % i)
+                    check(not stopped_threads(target.pid), "dump %d stopped with target threads stopped" % i)
+                    dump.send_signal(signal.SIGCONT)
+                _, err = dump.communicate(timeout=30)
+                out_file.seek(0)
+                out = out_file.read()
+                check(dump.returncode == 0, "dump %d after SIGTSTP: exit %d: %s" % (i, dump.returncode, err[-500:]))
+                check(out.count(b"parked_thread") >= 300, "dump %d after SIGTSTP: incomplete output" % i)
+            finally:
+                if dump.poll() is None:
+                    dump.send_signal(signal.SIGCONT)
+                    dump.kill()
+                    dump.wait()
+                out_file.close()
+        log("ok   dump: 8 SIGTSTPs, %d stopped it (after its pause), all ended with a full dump" % stopped_at)
+        check_target_unharmed(target, "jobstop dump")
+    finally:
+        target.close()
 
 
 # --- 5b. a pid reused while recording --------------------------------------------------

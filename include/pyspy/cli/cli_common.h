@@ -78,6 +78,20 @@ SamplerOptions samplerOptions(const SamplingArgs& args);
 // handlers in the middle of a ptrace pause or an output write. A Ctrl-Z (SIGTSTP) is
 // carried out inside wait() once no target is paused (pause_gate.h), so a stopped
 // pyspy-cpp never holds its target stopped.
+// Holds back Ctrl-Z (SIGTSTP) in a command that pauses its target from the calling
+// thread without polling for signals (dump): a stop asked for meanwhile takes effect
+// when this is destroyed, after every pause has ended. Create it before any thread.
+class DeferredJobStop {
+  public:
+    DeferredJobStop();
+    ~DeferredJobStop();
+    DeferredJobStop(const DeferredJobStop&) = delete;
+    DeferredJobStop& operator=(const DeferredJobStop&) = delete;
+
+  private:
+    sigset_t oldMask_{};
+};
+
 class StopSignals {
   public:
     StopSignals();
