@@ -112,29 +112,24 @@ void stopForJobControl() {
 
 }  // namespace
 
-DeferredJobStop::DeferredJobStop() {
-    sigset_t tstp;
-    sigemptyset(&tstp);
-    sigaddset(&tstp, SIGTSTP);
-    pthread_sigmask(SIG_BLOCK, &tstp, &oldMask_);
-}
-
-DeferredJobStop::~DeferredJobStop() {
-    pthread_sigmask(SIG_SETMASK, &oldMask_, nullptr);  // a pending SIGTSTP stops us here
-}
-
-StopSignals::StopSignals() {
-    const sigset_t set = stopSignalSet();
+BlockedSignals::BlockedSignals(std::initializer_list<int> signals) {
+    sigset_t set;
+    sigemptyset(&set);
+    for (const int sig : signals) sigaddset(&set, sig);
     pthread_sigmask(SIG_BLOCK, &set, &oldMask_);
 }
 
+BlockedSignals::~BlockedSignals() {
+    pthread_sigmask(SIG_SETMASK, &oldMask_, nullptr);
+}
+
+StopSignals::StopSignals() : blocked_({SIGINT, SIGTERM, SIGTSTP}) {}
+
 StopSignals::~StopSignals() {
-    // Drop a signal still pending from the stop, so restoring the mask does not kill us.
     const sigset_t set = stopSignalSet();
     const timespec zero{0, 0};
     while (sigtimedwait(&set, nullptr, &zero) > 0) {
     }
-    pthread_sigmask(SIG_SETMASK, &oldMask_, nullptr);
 }
 
 int StopSignals::wait(std::chrono::milliseconds timeout) {

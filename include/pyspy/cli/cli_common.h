@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <initializer_list>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -72,39 +73,45 @@ void attachSamplingTarget(const SamplingArgs& args, std::optional<SpawnedProgram
 // The sampler options the shared arguments decide (rate, pause, --gil, --idle, --native).
 SamplerOptions samplerOptions(const SamplingArgs& args);
 
+// Blocks `signals` in the calling thread from construction on (threads started later
+// inherit the mask) and restores the thread's old mask when destroyed: a signal still
+// pending then is delivered at that point.
+class BlockedSignals {
+  public:
+    explicit BlockedSignals(std::initializer_list<int> signals);
+    ~BlockedSignals();
+    BlockedSignals(const BlockedSignals&) = delete;
+    BlockedSignals& operator=(const BlockedSignals&) = delete;
+
+  private:
+    sigset_t oldMask_{};
+};
+
+// Holds back Ctrl-Z (SIGTSTP) in a command that pauses its target from the calling
+// thread without polling for signals (dump): a stop asked for meanwhile takes effect
+// when this is destroyed, after every pause has ended. Create it before any thread.
+class DeferredJobStop : BlockedSignals {
+  public:
+    DeferredJobStop() : BlockedSignals({SIGTSTP}) {}
+};
+
 // Blocks SIGINT, SIGTERM and SIGTSTP in the calling thread (call it before starting
 // threads, so they inherit the mask) and restores the old mask when destroyed. The
 // owner polls with wait(): the signals are then taken synchronously, never run as
 // handlers in the middle of a ptrace pause or an output write. A Ctrl-Z (SIGTSTP) is
 // carried out inside wait() once no target is paused (pause_gate.h), so a stopped
 // pyspy-cpp never holds its target stopped.
-// Holds back Ctrl-Z (SIGTSTP) in a command that pauses its target from the calling
-// thread without polling for signals (dump): a stop asked for meanwhile takes effect
-// when this is destroyed, after every pause has ended. Create it before any thread.
-class DeferredJobStop {
-  public:
-    DeferredJobStop();
-    ~DeferredJobStop();
-    DeferredJobStop(const DeferredJobStop&) = delete;
-    DeferredJobStop& operator=(const DeferredJobStop&) = delete;
-
-  private:
-    sigset_t oldMask_{};
-};
-
 class StopSignals {
   public:
     StopSignals();
-    ~StopSignals();
-    StopSignals(const StopSignals&) = delete;
-    StopSignals& operator=(const StopSignals&) = delete;
+    ~StopSignals();  // drops a stop signal still pending, so restoring the mask does not act on it
 
     // Waits up to `timeout` for SIGINT/SIGTERM; returns the signal number, or 0 (also
     // early, after a job-control stop and continue).
     int wait(std::chrono::milliseconds timeout);
 
   private:
-    sigset_t oldMask_{};
+    BlockedSignals blocked_;
 };
 
 }  // namespace pyspy
