@@ -566,6 +566,34 @@ def all_stopped(pid):
     return all(stat_state("/proc/%d/task/%s/stat" % (pid, tid)) == "T" for tid in tids)
 
 
+def stop_job(proc, target_pid, what, timeout, may_end=False):
+    """Sends SIGTSTP to pyspy-cpp `proc` and waits until every thread of it has stopped;
+    a stopped pyspy-cpp must hold no thread of the target. With may_end, ending first
+    (before the stop took effect) is allowed. Returns whether it stopped."""
+    proc.send_signal(signal.SIGTSTP)
+    deadline = time.time() + timeout
+    while not all_stopped(proc.pid):
+        if proc.poll() is not None:
+            if may_end:
+                return False
+            raise Failure("%s: pyspy-cpp exited on SIGTSTP: %s" % (what, proc.communicate()[1][-500:]))
+        check(time.time() < deadline, "%s: pyspy-cpp neither stopped nor ended within %d s of SIGTSTP" %
+              (what, timeout))
+        time.sleep(0.001)
+    check(tracer_of(target_pid) == 0, "%s: pyspy-cpp stopped while tracing the target" % what)
+    check(not stopped_threads(target_pid), "%s: target threads %s left stopped while pyspy-cpp is stopped" %
+          (what, stopped_threads(target_pid)))
+    return True
+
+
+def kill_job(proc):
+    """Ends `proc` if it still runs, stopped or not."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGCONT)
+        proc.kill()
+        proc.wait()
+
+
 def test_jobstop(binary, python, tmp):
     """Ctrl-Z (SIGTSTP) stops `record` (blocking mode, 1000 Hz, a 9-thread target: it
     holds the target stopped much of the time), but never while it holds the target:
@@ -581,16 +609,7 @@ def test_jobstop(binary, python, tmp):
     try:
         time.sleep(0.5)
         for i in range(JOBSTOPS):
-            prof.send_signal(signal.SIGTSTP)
-            deadline = time.time() + 10
-            while not all_stopped(prof.pid):
-                if prof.poll() is not None:
-                    raise Failure("pyspy-cpp exited on SIGTSTP: %s" % prof.communicate()[1][-500:])
-                check(time.time() < deadline, "stop %d: pyspy-cpp did not stop within 10 s of SIGTSTP" % i)
-                time.sleep(0.001)
-            check(tracer_of(target.pid) == 0, "stop %d: pyspy-cpp stopped while tracing the target" % i)
-            check(not stopped_threads(target.pid), "stop %d: target threads %s left stopped while pyspy-cpp "
-                  "is stopped" % (i, stopped_threads(target.pid)))
+            stop_job(prof, target.pid, "record stop %d" % i, timeout=10)
             prof.send_signal(signal.SIGCONT)
             time.sleep(random.uniform(0.005, 0.03))
         log("ok   %d stops of record, none while the target was held" % JOBSTOPS)
@@ -606,10 +625,7 @@ def test_jobstop(binary, python, tmp):
         check(samples > 0, "record after the stops: no sample of parked_thread in %s" % out)
         check_target_unharmed(target, "jobstop")
     finally:
-        if prof.poll() is None:
-            prof.send_signal(signal.SIGCONT)
-            prof.kill()
-            prof.wait()
+        kill_job(prof)
         target.close()
     jobstop_dump(binary, python)
 
@@ -628,15 +644,8 @@ def jobstop_dump(binary, python):
                                     stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, preexec_fn=os.setpgrp)
             try:
                 time.sleep(random.uniform(0.0, 0.06))
-                dump.send_signal(signal.SIGTSTP)
-                deadline = time.time() + 30
-                while dump.poll() is None and not all_stopped(dump.pid):
-                    check(time.time() < deadline, "dump %d neither stopped nor ended within 30 s of SIGTSTP" % i)
-                    time.sleep(0.001)
-                if dump.poll() is None:
+                if stop_job(dump, target.pid, "dump %d" % i, timeout=30, may_end=True):
                     stopped_at += 1
-                    check(tracer_of(target.pid) == 0, "dump %d stopped while tracing the target" % i)
-                    check(not stopped_threads(target.pid), "dump %d stopped with target threads stopped" % i)
                     dump.send_signal(signal.SIGCONT)
                 _, err = dump.communicate(timeout=30)
                 out_file.seek(0)
@@ -644,10 +653,7 @@ def jobstop_dump(binary, python):
                 check(dump.returncode == 0, "dump %d after SIGTSTP: exit %d: %s" % (i, dump.returncode, err[-500:]))
                 check(out.count(b"parked_thread") >= 300, "dump %d after SIGTSTP: incomplete output" % i)
             finally:
-                if dump.poll() is None:
-                    dump.send_signal(signal.SIGCONT)
-                    dump.kill()
-                    dump.wait()
+                kill_job(dump)
                 out_file.close()
         log("ok   dump: 8 SIGTSTPs, %d stopped it (after its pause), all ended with a full dump" % stopped_at)
         check_target_unharmed(target, "jobstop dump")
