@@ -114,6 +114,15 @@ std::vector<MemoryMapping> parseMaps(std::string_view text) {
     return mappings;
 }
 
+bool mapsEmpty(pid_t pid) {
+    const std::string path = "/proc/" + std::to_string(pid) + "/maps";
+    FD fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) return errno == ENOENT || errno == ESRCH;
+    char byte = 0;
+    const ssize_t n = ::read(fd.get(), &byte, 1);
+    return n == 0 || (n < 0 && errno == ESRCH);
+}
+
 std::vector<MemoryMapping> readMaps(pid_t pid) {
     const std::string path = "/proc/" + std::to_string(pid) + "/maps";
     FD fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));

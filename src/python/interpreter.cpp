@@ -278,7 +278,7 @@ PythonTarget locatePython(pid_t pid, const ProcessMemory& memory, const LocateOp
     const LoadedModule* module = chooseModule(modules, exePath);
     if (module == nullptr) {
         // An exiting process has released its memory (no mappings) before it is a zombie.
-        if (!processAlive(pid) || target.maps.empty() || readMaps(pid).empty()) {
+        if (!processAlive(pid) || target.maps.empty() || mapsEmpty(pid)) {
             throw FatalError(ErrorKind::TargetExited, fmt::format("process {} exited", pid));
         }
         throw FatalError(ErrorKind::NotPython,

@@ -31,6 +31,11 @@ std::vector<MemoryMapping> parseMaps(std::string_view text);
 // Reads /proc/PID/maps. Throws FatalError (NoSuchProcess, PermissionDenied).
 std::vector<MemoryMapping> readMaps(pid_t pid);
 
+// Whether /proc/PID/maps is empty or gone with its process: an exiting process has
+// released its memory before its pidfd reports the exit. An unreadable file (permission)
+// says nothing: false. Reads one byte, never throws: for exit checks on error paths.
+bool mapsEmpty(pid_t pid);
+
 // A path through which this process can open the file behind `mapping` even when
 // the target runs in another mount namespace or the file was deleted:
 // /proc/PID/map_files/START-END when readable, else /proc/PID/root/PATH.

@@ -1,6 +1,7 @@
 // parseMaps on fixed samples, readMaps and targetFilePath on real children.
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -99,7 +100,10 @@ TEST_CASE("readMaps of a real child finds its executable and stack", "[maps]") {
     REQUIRE(fd.valid());
     char magic[4] = {};
     REQUIRE(::read(fd.get(), magic, 4) == 4);
-    CHECK(std::memcmp(magic, "\x7f" "ELF", 4) == 0);
+    CHECK(std::memcmp(magic,
+                      "\x7f"
+                      "ELF",
+                      4) == 0);
 }
 
 TEST_CASE("readMaps and targetFilePath handle a deleted file with spaces in its name", "[maps]") {
@@ -153,4 +157,22 @@ TEST_CASE("readMaps of a missing process is NoSuchProcess", "[maps]") {
     } catch (const FatalError& error) {
         CHECK(error.kind() == ErrorKind::NoSuchProcess);
     }
+}
+
+TEST_CASE("mapsEmpty: false for a live process, true for a zombie and a missing one", "[maps]") {
+    CHECK_FALSE(mapsEmpty(::getpid()));
+    CHECK(mapsEmpty(test::deadPid()));
+    const pid_t zombie = ::fork();
+    if (zombie == 0) ::_exit(0);
+    REQUIRE(zombie > 0);
+    // An exited, unreaped child has released its memory: its maps file reads empty.
+    bool empty = false;
+    for (int i = 0; i < 1000 && !empty; ++i) {
+        empty = mapsEmpty(zombie);
+        if (!empty) ::usleep(1000);
+    }
+    CHECK(empty);
+    int status = 0;
+    ::waitpid(zombie, &status, 0);
+    CHECK(mapsEmpty(zombie));  // reaped: no such process
 }
