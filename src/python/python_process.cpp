@@ -37,8 +37,9 @@ std::uint64_t at(std::uint64_t base, std::int64_t offset) {
 
 // Whether the process `handle` pins has exited or is exiting. An exiting process loses
 // its memory before its pidfd says so: a read that found no process (ESRCH), or an
-// empty /proc/PID/maps (mapsEmpty: reads one byte, never throws), already means it is going. A pid with no live process
-// behind it cannot be ours either; the pidfd alone sees a pid given to another process.
+// empty /proc/PID/maps (mapsEmpty: one byte read, never a throw), already means it is
+// going. A pid with no live process behind it cannot be ours either; the pidfd alone
+// sees a pid given to another process.
 bool processGone(const ProcessHandle& handle, pid_t pid, const ReadError* error) {
     return (error != nullptr && error->kind == ReadErrorKind::ProcessGone) || handle.exited() || !processAlive(pid) ||
            mapsEmpty(pid);
