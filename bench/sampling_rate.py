@@ -32,7 +32,7 @@ def run(binary, pid, seconds, extra):
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
     err = proc.stderr.read().decode()
-    m = re.search(r"(\d+) samples", err)
+    m = re.search(r"done after [0-9.]+ s: (\d+) samples", err)
     if not m or status != 0:
         raise RuntimeError("record failed: %s" % err)
     samples = int(m.group(1))

@@ -28,7 +28,7 @@ def traced(binary, pid, seconds, extra):
         argv = ["strace", "-f", "-c", "-o", out.name, binary, "record", "--pid", str(pid), "-r", "200", "-d",
                 str(seconds), "-f", "raw", "-o", "/tmp/pyspy-syscalls.txt"] + extra
         p = subprocess.run(argv, capture_output=True)
-        samples = int(re.search(r"(\d+) samples", p.stderr.decode()).group(1))
+        samples = int(re.search(r"done after [0-9.]+ s: (\d+) samples", p.stderr.decode()).group(1))
         counts = {}
         for line in open(out.name):
             parts = line.split()

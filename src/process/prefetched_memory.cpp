@@ -1,19 +1,34 @@
 #include "pyspy/process/prefetched_memory.h"
 
+#include <cstring>
+
 namespace pyspy {
 
-Status PrefetchedMemory::prefetch(std::uint64_t address, std::size_t size) {
-    PYSPY_TRY(auto bytes, readBytes(underlying_, address, size));
-    regions_.push_back(Region{address, std::move(bytes)});
+Result<std::span<const std::uint8_t>> PrefetchedMemory::prefetch(std::uint64_t address, std::size_t size) {
+    if (used_ == regions_.size()) regions_.emplace_back();
+    Region& region = regions_[used_];
+    region.address = address;
+    region.bytes.resize(size);
+    PYSPY_CHECK(underlying_.read(address, region.bytes.data(), size));
+    ++used_;
+    return std::span<const std::uint8_t>(region.bytes);
+}
+
+Status PrefetchedMemory::extend(std::size_t more) {
+    if (used_ == 0 || more == 0) return {};
+    Region& region = regions_[used_ - 1];
+    const std::size_t had = region.bytes.size();
+    region.bytes.resize(had + more);
+    if (auto status = underlying_.read(region.address + had, region.bytes.data() + had, more); !status.ok()) {
+        region.bytes.resize(had);
+        return status;
+    }
     return {};
 }
 
-void PrefetchedMemory::add(std::uint64_t address, std::vector<std::uint8_t> bytes) {
-    regions_.push_back(Region{address, std::move(bytes)});
-}
-
 const PrefetchedMemory::Region* PrefetchedMemory::find(std::uint64_t address, std::size_t size) const {
-    for (const auto& region : regions_) {
+    for (std::size_t i = 0; i < used_; ++i) {
+        const Region& region = regions_[i];
         const std::uint64_t end = region.address + region.bytes.size();
         if (address >= region.address && address <= end && size <= end - address) return &region;
     }

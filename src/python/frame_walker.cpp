@@ -95,21 +95,24 @@ Result<std::shared_ptr<const CodeInfo>> CodeCache::get(const ObjectReader& reade
     return std::shared_ptr<const CodeInfo>(std::move(info));
 }
 
-FrameWalker::FrameWalker(const ProcessMemory& memory, const ObjectReader& reader, CodeCache& codes, WalkLimits limits)
-    : memory_(memory), reader_(reader), codes_(codes), limits_(limits) {
+FrameWalker::FrameWalker(const ProcessMemory& memory, const ObjectReader& reader, CodeCache& codes, WalkLimits limits,
+                         Scratch* scratch)
+    : memory_(memory), reader_(reader), codes_(codes), limits_(limits), scratch_(scratch) {
     const PyLayout& l = reader.layout();
     frameReadSize_ = static_cast<std::size_t>(maxOffset({l.frame_back, l.frame_code, l.frame_lasti, l.frame_prev_instr,
                                                          l.frame_instr_ptr, l.frame_owner, l.frame_is_entry})) +
                      8;
 }
 
-Result<std::vector<FrameWalker::RawFrame>> FrameWalker::collect(std::uint64_t frame, bool& truncated,
-                                                                std::vector<std::size_t>* groupEnds) const {
+Status FrameWalker::collect(std::uint64_t frame, bool& truncated, bool groupEnds, Scratch& scratch) const {
     const PyLayout& l = reader_.layout();
     const bool interpreterFrames = l.major == 3 && l.minor >= 11;
     const std::int64_t instrField = l.frame_instr_ptr != kAbsent ? l.frame_instr_ptr : l.frame_prev_instr;
-    std::vector<RawFrame> raw;
-    std::vector<std::uint8_t> buffer(frameReadSize_);  // one per walk, not per frame
+    std::vector<RawFrame>& raw = scratch.raw;
+    raw.clear();
+    scratch.groupEnds.clear();
+    std::vector<std::uint8_t>& buffer = scratch.frameBytes;  // one per walk, not per frame
+    buffer.resize(frameReadSize_);
     // A chain read while frames are freed may loop. Brent's cycle detection: compare each
     // address with a checkpoint moved to the current frame at every power of two, so a
     // loop is found within twice its length plus its tail, with no memory per frame.
@@ -156,23 +159,25 @@ Result<std::vector<FrameWalker::RawFrame>> FrameWalker::collect(std::uint64_t fr
             entry.byteOffset = lasti < 0 ? -1 : (codeUnits ? std::int64_t{lasti} * 2 : lasti);
         }
         if (!skip && code != 0) raw.push_back(entry);
-        if (endsGroup && groupEnds != nullptr) groupEnds->push_back(raw.size());
+        if (endsGroup && groupEnds) scratch.groupEnds.push_back(raw.size());
         address = back;
     }
-    return raw;
+    return {};
 }
 
-Status FrameWalker::readFingerprints(std::span<const std::uint8_t> headers, std::size_t headerSize,
-                                     std::span<std::uint64_t> fingerprints) const {
+Status FrameWalker::readFingerprints(std::size_t headerSize, Scratch& scratch) const {
     // The bytes after the type pointer of the filename and line-table objects: their
     // length, cached hash and first characters. One batched read for the whole stack
     // (replayed with the frames by SpeculativeMemory on later ticks).
     const PyLayout& l = reader_.layout();
+    const std::span<const std::uint8_t> headers = scratch.headers;
+    std::vector<std::uint64_t>& fingerprints = scratch.fingerprints;
     const std::size_t count = fingerprints.size();
     const std::int64_t pointers[] = {l.code_filename, l.code_linetable};
-    std::vector<std::uint8_t> bytes(count * 2 * kFingerprintBytes);
-    std::vector<ReadRequest> requests;
-    requests.reserve(count * 2);
+    std::vector<std::uint8_t>& bytes = scratch.fingerprintBytes;
+    bytes.resize(count * 2 * kFingerprintBytes);
+    std::vector<ReadRequest>& requests = scratch.requests;
+    requests.clear();
     for (std::size_t i = 0; i < count; ++i) {
         const RemoteView header(0, headers.subspan(i * headerSize, headerSize));
         for (std::size_t k = 0; k < 2; ++k) {
@@ -193,10 +198,15 @@ Status FrameWalker::readFingerprints(std::span<const std::uint8_t> headers, std:
             PYSPY_CHECK(memory_.read(request.address, request.out, std::min(request.size, toPageEnd)));
         }
     }
+    static_assert(kFingerprintBytes % 8 == 0);
     for (std::size_t i = 0; i < count; ++i) {
-        std::uint64_t hash = 14695981039346656037ULL;  // FNV-1a
-        for (std::size_t b = 0; b < 2 * kFingerprintBytes; ++b) {
-            hash = (hash ^ bytes[i * 2 * kFingerprintBytes + b]) * 1099511628211ULL;
+        // FNV-1a over 64-bit words: each step is a bijection of the running hash, so two
+        // contents that differ in one word never collide.
+        std::uint64_t hash = 14695981039346656037ULL;
+        for (std::size_t w = 0; w < 2 * kFingerprintBytes; w += 8) {
+            std::uint64_t word = 0;
+            std::memcpy(&word, &bytes[i * 2 * kFingerprintBytes + w], sizeof word);
+            hash = (hash ^ word) * 1099511628211ULL;
         }
         fingerprints[i] = hash;
     }
@@ -205,24 +215,30 @@ Status FrameWalker::readFingerprints(std::span<const std::uint8_t> headers, std:
 
 Result<FrameChain> FrameWalker::walk(std::uint64_t frame, FrameChain* partial) const {
     FrameChain chain;
-    std::vector<std::size_t> groupEnds;
-    PYSPY_TRY(auto raw, collect(frame, chain.truncated, limits_.evalGroups ? &groupEnds : nullptr));
+    Scratch local;
+    Scratch& scratch = scratch_ != nullptr ? *scratch_ : local;
+    PYSPY_CHECK(collect(frame, chain.truncated, limits_.evalGroups, scratch));
+    const std::vector<RawFrame>& raw = scratch.raw;
+    const std::vector<std::size_t>& groupEnds = scratch.groupEnds;
 
     // One batched read for every code object header of the stack.
     const PyLayout& l = reader_.layout();
     const std::size_t headerSize = CodeCache::headerSize(l);
     // Each distinct code object once: recursion and hot functions repeat them, and the
     // kernel's cost is per range, not per byte.
-    std::vector<std::size_t> slot(raw.size());
-    std::vector<std::uint64_t> distinct;
+    std::vector<std::size_t>& slot = scratch.slot;
+    slot.resize(raw.size());
+    std::vector<std::uint64_t>& distinct = scratch.distinct;
+    distinct.clear();
     for (std::size_t i = 0; i < raw.size(); ++i) {
         const auto it = std::find(distinct.begin(), distinct.end(), raw[i].code);
         slot[i] = static_cast<std::size_t>(it - distinct.begin());
         if (it == distinct.end()) distinct.push_back(raw[i].code);
     }
-    std::vector<std::uint8_t> headers(distinct.size() * headerSize);
-    std::vector<ReadRequest> requests;
-    requests.reserve(distinct.size());
+    std::vector<std::uint8_t>& headers = scratch.headers;
+    headers.resize(distinct.size() * headerSize);
+    std::vector<ReadRequest>& requests = scratch.requests;
+    requests.clear();
     for (std::size_t i = 0; i < distinct.size(); ++i)
         requests.push_back({distinct[i], &headers[i * headerSize], headerSize});
     if (auto status = memory_.readMany(requests); !status.ok()) {
@@ -230,8 +246,8 @@ Result<FrameChain> FrameWalker::walk(std::uint64_t frame, FrameChain* partial) c
         return status.err();
     }
 
-    std::vector<std::uint64_t> fingerprints(distinct.size());
-    if (auto status = readFingerprints(headers, headerSize, fingerprints); !status.ok()) {
+    scratch.fingerprints.resize(distinct.size());
+    if (auto status = readFingerprints(headerSize, scratch); !status.ok()) {
         if (partial) *partial = chain;
         return status.err();
     }
@@ -245,11 +261,12 @@ Result<FrameChain> FrameWalker::walk(std::uint64_t frame, FrameChain* partial) c
         }
     };
     closeGroupsEndingAt(0);
+    chain.frames.reserve(raw.size());
     for (std::size_t i = 0; i < raw.size(); ++i) {
         if (limits_.evalGroups && i > 0) closeGroupsEndingAt(i);
         const auto* begin = headers.data() + slot[i] * headerSize;
         auto info = codes_.get(reader_, RemoteView(raw[i].code, std::span<const std::uint8_t>(begin, headerSize)),
-                               fingerprints[slot[i]]);
+                               scratch.fingerprints[slot[i]]);
         if (!info.ok()) {
             if (partial) *partial = chain;
             return info.err();

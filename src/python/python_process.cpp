@@ -311,7 +311,8 @@ Result<FrameChain> PythonProcess::walkThread(const ThreadStateInfo& state, const
     if (state.datastackChunk != 0 && l.stackchunk_size != kAbsent) {
         // 3.11+: the frames of a thread live in its data-stack chunks; copy them in
         // bulk so the walk itself costs no system call per frame.
-        PrefetchedMemory prefetched(speculative_);
+        PrefetchedMemory& prefetched = framePrefetch_;
+        prefetched.clear();
         std::uint64_t chunk = state.datastackChunk;
         for (std::size_t i = 0; chunk != 0 && i < kMaxStackChunks; ++i) {
             // The used part of the newest chunk ends at the thread's datastack_top; of an
@@ -322,14 +323,15 @@ Result<FrameChain> PythonProcess::walkThread(const ThreadStateInfo& state, const
             if (i == 0 && state.datastackTop > chunk && state.datastackTop - chunk <= kMaxStackChunkBytes) {
                 want = static_cast<std::size_t>((state.datastackTop - chunk + kPage - 1) / kPage * kPage);
             }
-            auto head = readBytes(speculative_, chunk, want);
-            if (!head.ok()) head = readBytes(speculative_, chunk, static_cast<std::size_t>(l.stackchunk_data));
+            auto head = prefetched.prefetch(chunk, want);
+            if (!head.ok()) head = prefetched.prefetch(chunk, static_cast<std::size_t>(l.stackchunk_data));
             if (!head.ok()) break;
-            std::vector<std::uint8_t> bytes = std::move(head.value());
+            const std::span<const std::uint8_t> bytes = head.value();
             const auto word = [&](std::int64_t offset) {
-                std::uint64_t value = 0;
-                std::memcpy(&value, bytes.data() + offset, sizeof value);
-                return value;
+                std::uint64_t v = 0;
+                if (offset >= 0 && static_cast<std::size_t>(offset) + 8 <= bytes.size())
+                    std::memcpy(&v, bytes.data() + offset, 8);
+                return v;
             };
             const std::uint64_t previous = word(l.stackchunk_previous);
             const std::uint64_t size = word(l.stackchunk_size);
@@ -341,18 +343,14 @@ Result<FrameChain> PythonProcess::walkThread(const ThreadStateInfo& state, const
             } else if (i > 0 && top <= size / 8) {
                 used = std::min<std::uint64_t>(size, static_cast<std::uint64_t>(l.stackchunk_data) + top * 8);
             }
-            if (used > bytes.size()) {
-                auto rest = readBytes(speculative_, chunk + bytes.size(), used - bytes.size());
-                if (rest.ok()) bytes.insert(bytes.end(), rest.value().begin(), rest.value().end());
-            }
-            prefetched.add(chunk, std::move(bytes));
+            if (used > bytes.size()) (void)prefetched.extend(static_cast<std::size_t>(used - bytes.size()));
             chunk = previous;
         }
         ObjectReader reader(prefetched, l, target_.types);
-        FrameWalker walker(prefetched, reader, codes_, limits);
+        FrameWalker walker(prefetched, reader, codes_, limits, &walkScratch_);
         return walker.walk(state.frame, &partial);
     }
-    FrameWalker walker(speculative_, reader_, codes_, limits);
+    FrameWalker walker(speculative_, reader_, codes_, limits, &walkScratch_);
     return walker.walk(state.frame, &partial);
 }
 
@@ -409,9 +407,11 @@ ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
     }
     ProcessSnapshot snap;
     snap.pid = pid_;
-    snap.commandLine = commandLine_;
-    snap.pythonVersion = versionText_;
-    snap.executable = target_.executable;
+    if (options.processInfo) {
+        snap.commandLine = commandLine_;
+        snap.pythonVersion = versionText_;
+        snap.executable = target_.executable;
+    }
     snap.timestamp = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 
     // OS thread states first: once paused, every thread reads as stopped.

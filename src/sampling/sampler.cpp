@@ -199,6 +199,7 @@ bool Sampler::tick(SampleSink& sink) {
     snapOptions.limits = options_.limits;
     snapOptions.native = options_.native;
     snapOptions.nativeAll = options_.nativeAll;
+    snapOptions.processInfo = false;
     snapOptions.threadNames = unnamedThread_ || t - lastNames_ >= kNameRefreshSeconds;
     if (snapOptions.threadNames) lastNames_ = t;
 
@@ -225,14 +226,18 @@ bool Sampler::tick(SampleSink& sink) {
     Sample& sample = sample_;
     sample.tick = stats_.ticks;
     sample.time = t;
-    sample.threads.clear();
     unnamedThread_ = false;
+    // The ThreadSamples of the last tick are reused, frame vectors included: a steady
+    // sampler allocates nothing here.
+    std::size_t used = 0;
     for (const auto& thread : snapshot.threads) {
         if (thread.error) {
             ++stats_.errors;
             continue;
         }
-        ThreadSample ts;
+        if (used == sample.threads.size()) sample.threads.emplace_back();
+        ThreadSample& ts = sample.threads[used++];
+        ts.frames.clear();
         const std::size_t known = threads_.size();
         ts.thread = threadIndex(thread);
         // A thread seen for the first time: look its name up on the next tick.
@@ -247,8 +252,8 @@ bool Sampler::tick(SampleSink& sink) {
         // Python stack alone, and the miss is counted, never silent.
         if (thread.nativeRequested && (thread.mergeFailed || thread.nativeFrames.empty())) ++stats_.mergeErrors;
         appendFrames(thread, ts.frames);
-        sample.threads.push_back(std::move(ts));
     }
+    sample.threads.resize(used);
     ++stats_.ticks;
     ticks_.store(stats_.ticks, std::memory_order_relaxed);
     errors_.store(stats_.errors, std::memory_order_relaxed);

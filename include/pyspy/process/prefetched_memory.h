@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "pyspy/process/memory.h"
@@ -14,11 +15,15 @@ class PrefetchedMemory : public ProcessMemory {
   public:
     explicit PrefetchedMemory(const ProcessMemory& underlying) : underlying_(underlying) {}
 
-    // Copies [address, address + size) now. Fails like a read would; nothing is kept then.
-    Status prefetch(std::uint64_t address, std::size_t size);
-    // Serves [address, address + bytes.size()) from bytes the caller has read already.
-    void add(std::uint64_t address, std::vector<std::uint8_t> bytes);
-    void clear() { regions_.clear(); }
+    // Copies [address, address + size) now and returns the copy (valid until the next
+    // prefetch, extend or clear). Fails like a read would; nothing is kept then.
+    Result<std::span<const std::uint8_t>> prefetch(std::uint64_t address, std::size_t size);
+    // Grows the newest region by the `more` bytes that follow it. Fails like a read
+    // would; the region is kept as it was then.
+    Status extend(std::size_t more);
+    // Forgets every region. Their buffers are kept for later prefetches: a walk every
+    // tick (the sampler) allocates nothing once they have grown to the stack's size.
+    void clear() { used_ = 0; }
 
     Status read(std::uint64_t address, void* out, std::size_t size) const override;
     Status readMany(std::span<const ReadRequest> requests) const override;
@@ -31,7 +36,8 @@ class PrefetchedMemory : public ProcessMemory {
     const Region* find(std::uint64_t address, std::size_t size) const;
 
     const ProcessMemory& underlying_;
-    std::vector<Region> regions_;
+    std::vector<Region> regions_;  // the first used_ are valid
+    std::size_t used_ = 0;
 };
 
 }  // namespace pyspy

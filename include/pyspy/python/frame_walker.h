@@ -78,8 +78,29 @@ struct FrameChain {
 };
 
 class FrameWalker {
+    struct RawFrame {
+        std::uint64_t code = 0;
+        std::int64_t byteOffset = -1;  // offset of the current instruction in the bytecode, -1 = not started
+        bool generator = false;        // owned by a generator/coroutine (3.11+)
+        std::uint64_t address = 0;     // the frame itself
+    };
+
   public:
-    FrameWalker(const ProcessMemory& memory, const ObjectReader& reader, CodeCache& codes, WalkLimits limits = {});
+    // The working buffers of one walk. A sampler that walks every tick keeps one and
+    // passes it in, so a steady walk allocates nothing but its result; its contents
+    // mean nothing between walks.
+    struct Scratch {
+        std::vector<RawFrame> raw;
+        std::vector<std::uint8_t> frameBytes;
+        std::vector<std::size_t> groupEnds, slot;
+        std::vector<std::uint64_t> distinct, fingerprints;
+        std::vector<std::uint8_t> headers, fingerprintBytes;
+        std::vector<ReadRequest> requests;
+    };
+
+    // `scratch`, when given, must outlive the walker and not be shared by two walks at once.
+    FrameWalker(const ProcessMemory& memory, const ObjectReader& reader, CodeCache& codes, WalkLimits limits = {},
+                Scratch* scratch = nullptr);
 
     // Walks from `frame`: a PyFrameObject* (<=3.10) or an _PyInterpreterFrame* (3.11+).
     // Interpreter-internal shim frames are skipped. A read failure part-way returns
@@ -87,25 +108,19 @@ class FrameWalker {
     Result<FrameChain> walk(std::uint64_t frame, FrameChain* partial = nullptr) const;
 
   private:
-    struct RawFrame {
-        std::uint64_t code = 0;
-        std::int64_t byteOffset = -1;  // offset of the current instruction in the bytecode, -1 = not started
-        bool generator = false;        // owned by a generator/coroutine (3.11+)
-        std::uint64_t address = 0;     // the frame itself
-    };
     // `groupEnds` (when given): for each end of an eval-loop call's run of frames, the
     // number of raw frames collected before it (see FrameChain::evalGroups).
-    Result<std::vector<RawFrame>> collect(std::uint64_t frame, bool& truncated,
-                                          std::vector<std::size_t>* groupEnds) const;
+    // Fills scratch.raw (and scratch.groupEnds when `groupEnds`).
+    Status collect(std::uint64_t frame, bool& truncated, bool groupEnds, Scratch& scratch) const;
     // One content fingerprint per code header (see CodeCache), read in one batch.
-    Status readFingerprints(std::span<const std::uint8_t> headers, std::size_t headerSize,
-                            std::span<std::uint64_t> fingerprints) const;
+    Status readFingerprints(std::size_t headerSize, Scratch& scratch) const;
     static constexpr std::size_t kFingerprintBytes = 128;
 
     const ProcessMemory& memory_;
     const ObjectReader& reader_;
     CodeCache& codes_;
     WalkLimits limits_;
+    Scratch* scratch_;
     std::size_t frameReadSize_ = 0;
 };
 

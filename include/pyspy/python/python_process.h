@@ -12,6 +12,7 @@
 #include "pyspy/native/symbolizer.h"
 #include "pyspy/native/unwinder.h"
 #include "pyspy/process/live_memory.h"
+#include "pyspy/process/prefetched_memory.h"
 #include "pyspy/process/process_handle.h"
 #include "pyspy/process/speculative_memory.h"
 #include "pyspy/process/thread_stats.h"
@@ -32,6 +33,9 @@ struct SnapshotOptions {
     // merge it with the Python stack (ThreadStack::merged; docs/native.md). Needs pause.
     bool native = false;
     bool nativeAll = false;  // with native: keep the interpreter's own native frames
+    // Fill ProcessSnapshot's command line, version and executable (dump prints them; a
+    // sampler has them from the process and skips the copies every tick).
+    bool processInfo = true;
     WalkLimits limits;
 };
 
@@ -42,6 +46,9 @@ class PythonProcess {
 
     // `handle` pins the process (see ProcessHandle); one is opened when none is given.
     PythonProcess(pid_t pid, std::unique_ptr<ProcessMemory> memory, PythonTarget target, ProcessHandle handle = {});
+    // Its readers hold references to its own members: it stays where it was made.
+    PythonProcess(const PythonProcess&) = delete;
+    PythonProcess& operator=(const PythonProcess&) = delete;
 
     pid_t pid() const { return pid_; }
     const PythonTarget& target() const { return target_; }
@@ -89,6 +96,10 @@ class PythonProcess {
     SpeculativeMemory speculative_;  // every read of a snapshot goes through it
     ObjectReader reader_;
     CodeCache codes_;
+    // Reused by every walk (the sampler walks each thread every tick): a 3.11+ thread's
+    // frame chunks, and the walker's working buffers.
+    PrefetchedMemory framePrefetch_{speculative_};
+    FrameWalker::Scratch walkScratch_;
     std::string commandLine_;
     std::string versionText_;                       // target_.version.toString(), formatted once
     std::optional<std::int64_t> pthreadTidOffset_;  // where glibc's struct pthread keeps the tid (<3.8)
