@@ -44,7 +44,8 @@ Status PrefetchedMemory::read(std::uint64_t address, void* out, std::size_t size
 }
 
 Status PrefetchedMemory::readMany(std::span<const ReadRequest> requests) const {
-    std::vector<ReadRequest> misses;
+    std::vector<ReadRequest>& misses = misses_;
+    misses.clear();
     for (const auto& request : requests) {
         if (const Region* region = find(request.address, request.size)) {
             std::memcpy(request.out, region->bytes.data() + (request.address - region->address), request.size);

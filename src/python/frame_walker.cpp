@@ -262,25 +262,33 @@ Result<FrameChain> FrameWalker::walk(std::uint64_t frame, FrameChain* partial) c
     };
     closeGroupsEndingAt(0);
     chain.frames.reserve(raw.size());
+    // Each distinct code object is looked up once, when its first frame comes (a failed
+    // lookup ends the walk there, with the frames before it as the partial chain).
+    std::vector<std::shared_ptr<const CodeInfo>>& infos = scratch.infos;
+    infos.assign(distinct.size(), nullptr);
     for (std::size_t i = 0; i < raw.size(); ++i) {
         if (limits_.evalGroups && i > 0) closeGroupsEndingAt(i);
-        const auto* begin = headers.data() + slot[i] * headerSize;
-        auto info = codes_.get(reader_, RemoteView(raw[i].code, std::span<const std::uint8_t>(begin, headerSize)),
-                               scratch.fingerprints[slot[i]]);
-        if (!info.ok()) {
-            if (partial) *partial = chain;
-            return info.err();
+        std::shared_ptr<const CodeInfo>& info = infos[slot[i]];
+        if (!info) {
+            const auto* begin = headers.data() + slot[i] * headerSize;
+            auto found = codes_.get(reader_, RemoteView(raw[i].code, std::span<const std::uint8_t>(begin, headerSize)),
+                                    scratch.fingerprints[slot[i]]);
+            if (!found.ok()) {
+                if (partial) *partial = chain;
+                return found.err();
+            }
+            info = std::move(found.value());
         }
         // 3.11+: a frame that has not reached its first traceable instruction is still
         // being set up; CPython itself hides it (_PyFrame_IsIncomplete).
         if (l.code_firsttraceable != kAbsent && !raw[i].generator &&
-            raw[i].byteOffset < std::int64_t{info.value()->firstTraceable} * 2) {
+            raw[i].byteOffset < std::int64_t{info->firstTraceable} * 2) {
             continue;
         }
         const int offset = static_cast<int>(std::min<std::int64_t>(raw[i].byteOffset, 1 << 30));
         PyFrame frame;
-        frame.code = info.value();
-        frame.line = codes_.lineFor(raw[i].code, *info.value(), offset);
+        frame.code = info;
+        frame.line = codes_.lineFor(raw[i].code, *info, offset);
         frame.address = raw[i].address;
         frame.codeAddress = raw[i].code;
         chain.frames.push_back(std::move(frame));
@@ -290,6 +298,7 @@ Result<FrameChain> FrameWalker::walk(std::uint64_t frame, FrameChain* partial) c
         closeGroupsEndingAt(raw.size());
         if (groupSize > 0) chain.evalGroups.push_back(groupSize);  // cut by the depth bound: no end seen
     }
+    infos.clear();  // the frames hold their code objects; the scratch need not
     return chain;
 }
 

@@ -278,6 +278,7 @@ void ProfileBuilder::onSample(const Sample& sample, const FrameTable& frames,
         key.name = fmt::format("#thread {}", threadFrame_.size());  // relabelled in finish()
         threadFrame_.push_back(frames_.intern(key));
         open_.push_back(Open{});
+        paths_.emplace_back();
     }
     const double interval = 1.0 / options_.rateHz;
     for (const auto& ts : sample.threads) {
@@ -287,7 +288,7 @@ void ProfileBuilder::onSample(const Sample& sample, const FrameTable& frames,
         scratch_.clear();
         scratch_.push_back(threadFrame_[ts.thread]);
         for (FrameId f : ts.frames) scratch_.push_back(frameMap_[f]);
-        const NodeId leaf = trie_.insert(scratch_);
+        const NodeId leaf = trie_.insert(scratch_, 1, paths_[ts.thread]);
         if (!keepTimeline_) continue;
         Open& open = open_[ts.thread];
         if (open.valid && open.tick + 1 == sample.tick && timeline_[open.span].leaf == leaf) {

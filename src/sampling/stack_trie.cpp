@@ -1,5 +1,7 @@
 #include "pyspy/sampling/stack_trie.h"
 
+#include <algorithm>
+
 namespace pyspy {
 
 std::size_t FrameKeyHash::operator()(const FrameKey& key) const noexcept {
@@ -56,6 +58,28 @@ NodeId StackTrie::insert(std::span<const FrameId> outermostFirst, std::uint64_t 
         current = child(current, frame);
         nodes_[current].total += count;
     }
+    nodes_[current].self += count;
+    return current;
+}
+
+NodeId StackTrie::insert(std::span<const FrameId> outermostFirst, std::uint64_t count, PathCache& cache) {
+    if (cache.trie != this) {
+        cache.trie = this;
+        cache.frames.clear();
+        cache.nodes.clear();
+    }
+    const std::size_t limit = std::min(outermostFirst.size(), cache.frames.size());
+    std::size_t common = 0;
+    while (common < limit && outermostFirst[common] == cache.frames[common]) ++common;
+    cache.frames.assign(outermostFirst.begin(), outermostFirst.end());
+    cache.nodes.resize(common);
+    NodeId current = common == 0 ? kRootNode : cache.nodes[common - 1];
+    for (std::size_t i = common; i < outermostFirst.size(); ++i) {
+        current = child(current, outermostFirst[i]);
+        cache.nodes.push_back(current);
+    }
+    nodes_[kRootNode].total += count;
+    for (const NodeId node : cache.nodes) nodes_[node].total += count;
     nodes_[current].self += count;
     return current;
 }

@@ -26,6 +26,7 @@ class PrefetchedMemory : public ProcessMemory {
     void clear() { used_ = 0; }
 
     Status read(std::uint64_t address, void* out, std::size_t size) const override;
+    // Not reentrant (its scratch list of misses is a member), like SpeculativeMemory.
     Status readMany(std::span<const ReadRequest> requests) const override;
 
   private:
@@ -38,6 +39,7 @@ class PrefetchedMemory : public ProcessMemory {
     const ProcessMemory& underlying_;
     std::vector<Region> regions_;  // the first used_ are valid
     std::size_t used_ = 0;
+    mutable std::vector<ReadRequest> misses_;  // readMany's scratch, kept for its capacity
 };
 
 }  // namespace pyspy

@@ -96,6 +96,7 @@ class FrameWalker {
         std::vector<std::uint64_t> distinct, fingerprints;
         std::vector<std::uint8_t> headers, fingerprintBytes;
         std::vector<ReadRequest> requests;
+        std::vector<std::shared_ptr<const CodeInfo>> infos;  // per distinct code object
     };
 
     // `scratch`, when given, must outlive the walker and not be shared by two walks at once.

@@ -191,10 +191,11 @@ class ProfileBuilder : public SampleSink {
         std::uint64_t tick = 0;
         bool valid = false;
     };
-    std::vector<Open> open_;            // per thread: its last span
-    std::vector<FrameId> threadFrame_;  // per thread: its thread frame (interned locally)
-    FrameTable frames_;                 // sampler frames copied, plus thread frames
-    std::vector<FrameId> frameMap_;     // sampler FrameId -> frames_ id
+    std::vector<Open> open_;                   // per thread: its last span
+    std::vector<StackTrie::PathCache> paths_;  // per thread: its last stack in trie_
+    std::vector<FrameId> threadFrame_;         // per thread: its thread frame (interned locally)
+    FrameTable frames_;                        // sampler frames copied, plus thread frames
+    std::vector<FrameId> frameMap_;            // sampler FrameId -> frames_ id
     std::vector<FrameId> scratch_;
 };
 

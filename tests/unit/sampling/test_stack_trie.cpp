@@ -67,3 +67,28 @@ TEST_CASE("StackTrie handles a very deep stack without recursion", "[trie]") {
     CHECK(seen == deep.size());
     CHECK(trie.withoutFirstLevel().totalSamples() == 1);
 }
+
+TEST_CASE("StackTrie::insert through a PathCache builds the same trie as without", "[trie]") {
+    // Stacks that share prefixes of every length with the one before, an empty one, a
+    // shorter and a longer one, and a cache carried over to a second trie.
+    const std::vector<std::vector<FrameId>> stacks{
+        {1, 2, 3, 4}, {1, 2, 3, 4}, {1, 2, 3, 5}, {1, 2}, {1, 2, 6, 7, 8}, {}, {9}, {1, 2, 3, 4}, {1, 9, 3, 4}};
+    StackTrie plain, cached, other;
+    StackTrie::PathCache cache;
+    std::vector<NodeId> leavesPlain, leavesCached;
+    for (const auto& stack : stacks) {
+        other.insert(stack, 1, cache);  // the cache moves between tries: each must start afresh
+        leavesPlain.push_back(plain.insert(stack, 2));
+        leavesCached.push_back(cached.insert(stack, 2, cache));
+    }
+    CHECK(leavesCached == leavesPlain);
+    REQUIRE(cached.size() == plain.size());
+    for (NodeId id = 0; id < plain.size(); ++id) {
+        CHECK(cached.node(id).frame == plain.node(id).frame);
+        CHECK(cached.node(id).parent == plain.node(id).parent);
+        CHECK(cached.node(id).self == plain.node(id).self);
+        CHECK(cached.node(id).total == plain.node(id).total);
+    }
+    CHECK(other.totalSamples() * 2 == plain.totalSamples());
+    CHECK(other.size() == plain.size());
+}
