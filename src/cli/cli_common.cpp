@@ -2,8 +2,10 @@
 
 #include <unistd.h>
 
+#include <array>
 #include <csignal>
 #include <ctime>
+#include <span>
 
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
@@ -84,14 +86,17 @@ Watchdog::~Watchdog() {
 
 namespace {
 
-// The signals StopSignals takes synchronously: the two that stop a run, and Ctrl-Z.
-sigset_t stopSignalSet() {
+sigset_t signalSet(std::span<const int> signals) {
     sigset_t set;
     sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGTSTP);
+    for (const int sig : signals) sigaddset(&set, sig);
     return set;
+}
+
+// The signals StopSignals blocks and takes synchronously: the two that stop a run, and Ctrl-Z.
+sigset_t stopSignalSet() {
+    static constexpr std::array kStopSignals{SIGINT, SIGTERM, SIGTSTP};
+    return signalSet(kStopSignals);
 }
 
 // Ctrl-Z: stop this process the way SIGTSTP's own disposition would (the default
@@ -101,9 +106,7 @@ sigset_t stopSignalSet() {
 // owns StopSignals; the signal is unblocked in this thread only, so it is taken here.
 void stopForJobControl() {
     (void)pause_gate::closeAndDrain(std::chrono::milliseconds(5000));
-    sigset_t tstp;
-    sigemptyset(&tstp);
-    sigaddset(&tstp, SIGTSTP);
+    const sigset_t tstp = signalSet(std::array{SIGTSTP});
     pthread_sigmask(SIG_UNBLOCK, &tstp, nullptr);
     ::raise(SIGTSTP);  // stops here until SIGCONT (ignored if our process group is orphaned)
     pthread_sigmask(SIG_BLOCK, &tstp, nullptr);
@@ -112,18 +115,18 @@ void stopForJobControl() {
 
 }  // namespace
 
-BlockedSignals::BlockedSignals(std::initializer_list<int> signals) {
-    sigset_t set;
-    sigemptyset(&set);
-    for (const int sig : signals) sigaddset(&set, sig);
-    pthread_sigmask(SIG_BLOCK, &set, &oldMask_);
+BlockedSignals::BlockedSignals(std::initializer_list<int> signals)
+    : BlockedSignals(signalSet(std::span<const int>(signals.begin(), signals.size()))) {}
+
+BlockedSignals::BlockedSignals(const sigset_t& signals) {
+    pthread_sigmask(SIG_BLOCK, &signals, &oldMask_);
 }
 
 BlockedSignals::~BlockedSignals() {
     pthread_sigmask(SIG_SETMASK, &oldMask_, nullptr);
 }
 
-StopSignals::StopSignals() : blocked_({SIGINT, SIGTERM, SIGTSTP}) {}
+StopSignals::StopSignals() : blocked_(stopSignalSet()) {}
 
 StopSignals::~StopSignals() {
     const sigset_t set = stopSignalSet();

@@ -79,6 +79,7 @@ SamplerOptions samplerOptions(const SamplingArgs& args);
 class BlockedSignals {
   public:
     explicit BlockedSignals(std::initializer_list<int> signals);
+    explicit BlockedSignals(const sigset_t& signals);
     ~BlockedSignals();
     BlockedSignals(const BlockedSignals&) = delete;
     BlockedSignals& operator=(const BlockedSignals&) = delete;
