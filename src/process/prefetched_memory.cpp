@@ -14,6 +14,13 @@ Result<std::span<const std::uint8_t>> PrefetchedMemory::prefetch(std::uint64_t a
     return std::span<const std::uint8_t>(region.bytes);
 }
 
+void PrefetchedMemory::clear() {
+    for (auto& region : regions_) {
+        if (region.bytes.capacity() > kMaxKeptBytes) std::vector<std::uint8_t>().swap(region.bytes);
+    }
+    used_ = 0;
+}
+
 Status PrefetchedMemory::extend(std::size_t more) {
     if (used_ == 0 || more == 0) return {};
     Region& region = regions_[used_ - 1];

@@ -21,9 +21,11 @@ class PrefetchedMemory : public ProcessMemory {
     // Grows the newest region by the `more` bytes that follow it. Fails like a read
     // would; the region is kept as it was then.
     Status extend(std::size_t more);
-    // Forgets every region. Their buffers are kept for later prefetches: a walk every
-    // tick (the sampler) allocates nothing once they have grown to the stack's size.
-    void clear() { used_ = 0; }
+    // Forgets every region. Buffers of up to kMaxKeptBytes are kept for later prefetches
+    // (a walk every tick, the sampler, then allocates nothing: CPython's stack chunks are
+    // 16 KiB); larger ones, from an odd target or a corrupt length, are freed.
+    void clear();
+    static constexpr std::size_t kMaxKeptBytes = 64 * 1024;
 
     Status read(std::uint64_t address, void* out, std::size_t size) const override;
     // Not reentrant (its scratch list of misses is a member), like SpeculativeMemory.

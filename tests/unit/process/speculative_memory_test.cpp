@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "pyspy/process/memory.h"
+#include "pyspy/process/prefetched_memory.h"
 #include "pyspy/process/speculative_memory.h"
 #include "pyspy/process/thread_stats.h"
 
@@ -142,4 +143,43 @@ TEST_CASE("SpeculativeMemory reads ranges closer than kMaxGap as one", "[specula
     CHECK(readAll() == expect);
     CHECK(memory.readCount() == batched);
     speculative.end();
+}
+
+TEST_CASE("PrefetchedMemory serves its regions from the copy and forgets them on clear", "[prefetched]") {
+    BufferMemory memory;
+    memory.map(0x1000, pattern(512, 3));
+    memory.map(0x9000, pattern(256, 9));
+    PrefetchedMemory prefetched(memory);
+    std::array<std::uint8_t, 16> expect{}, got{};
+
+    for (int round = 0; round < 2; ++round) {  // the second round reuses the first's buffers
+        prefetched.clear();
+        auto head = prefetched.prefetch(0x1000, 128);
+        REQUIRE(head.ok());
+        CHECK(head.value().size() == 128);
+        CHECK(head.value()[5] == static_cast<std::uint8_t>(3 + 5));
+        REQUIRE(prefetched.extend(256).ok());                // now [0x1000, 0x1180)
+        CHECK_FALSE(prefetched.extend(4096).ok());           // past the mapping: the region stays as it was
+        CHECK_FALSE(prefetched.prefetch(0x20000, 64).ok());  // unmapped: nothing kept
+
+        const auto before = memory.readCount();
+        REQUIRE(memory.read(0x1170, expect.data(), expect.size()).ok());
+        REQUIRE(prefetched.read(0x1170, got.data(), got.size()).ok());
+        CHECK(got == expect);
+        std::array<std::uint8_t, 8> pair{};
+        const std::array<ReadRequest, 2> requests{ReadRequest{0x1010, pair.data(), 4},
+                                                  ReadRequest{0x9000, pair.data() + 4, 4}};
+        REQUIRE(prefetched.readMany(requests).ok());
+        CHECK(pair[0] == static_cast<std::uint8_t>(3 + 0x10));
+        CHECK(pair[4] == 9);
+        // One read of our own for `expect`, and one for the range outside the regions.
+        CHECK(memory.readCount() - before == 2);
+        // A read running past the end of the region goes to the memory.
+        REQUIRE(prefetched.read(0x1178, got.data(), got.size()).ok());
+        CHECK(memory.readCount() - before == 3);
+    }
+    prefetched.clear();
+    const auto before = memory.readCount();
+    REQUIRE(prefetched.read(0x1010, got.data(), 8).ok());
+    CHECK(memory.readCount() - before == 1);  // forgotten: read live
 }
