@@ -25,7 +25,7 @@ class PrefetchedMemory : public ProcessMemory {
     // (a walk every tick, the sampler, then allocates nothing: CPython's stack chunks are
     // 16 KiB); larger ones, from an odd target or a corrupt length, are freed.
     void clear();
-    static constexpr std::size_t kMaxKeptBytes = 64 * 1024;
+    static constexpr std::size_t kMaxKeptBytes = std::size_t{64} * 1024;
 
     Status read(std::uint64_t address, void* out, std::size_t size) const override;
     // Not reentrant (its scratch list of misses is a member), like SpeculativeMemory.
