@@ -1,8 +1,12 @@
 """Shared by the benchmark scripts: the interpreter matrix (tests/interpreters.txt)."""
+import contextlib
 import os
+import re
+import subprocess
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+DEEP_STACK_TARGET = os.path.join(HERE, "deep_stack_target.py")
 
 
 def interpreters():
@@ -48,3 +52,27 @@ def profiler_cpu_ns(pid):
         except (OSError, ValueError, IndexError):
             pass  # a thread that ended between the listing and the read
     return total
+
+
+@contextlib.contextmanager
+def deep_stack_target(python, *args, prefix=()):
+    """bench/deep_stack_target.py under `python` with `args` (`prefix`, e.g. a taskset
+    command, goes before the interpreter), yielded once it has printed READY; killed when
+    the block ends."""
+    target = subprocess.Popen(list(prefix) + [python, DEEP_STACK_TARGET] + list(args), stdout=subprocess.PIPE)
+    try:
+        target.stdout.readline()  # READY
+        yield target
+    finally:
+        target.kill()
+        target.wait()
+
+
+SUMMARY_SAMPLES = re.compile(r"done after [0-9.]+ s: (\d+) samples")
+
+
+def summary_samples(stderr):
+    """The sample count of record's summary line ("done after S s: N samples"), or None.
+    Not the first "N samples" on stderr: the lag warning ("10 of 38 samples late") has one."""
+    m = SUMMARY_SAMPLES.search(stderr)
+    return int(m.group(1)) if m else None

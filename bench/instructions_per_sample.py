@@ -28,11 +28,7 @@ import sys
 import tempfile
 import time
 
-from bench_common import installed_interpreters
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-TARGET = os.path.join(HERE, "deep_stack_target.py")
+from bench_common import ROOT, deep_stack_target, installed_interpreters, summary_samples
 
 
 def run(binary, pid, seconds, rate, workdir):
@@ -42,11 +38,11 @@ def run(binary, pid, seconds, rate, workdir):
             os.path.join(workdir, "profile.txt")]
     proc = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=seconds * 20 + 120)
     err = proc.stderr.decode(errors="replace")
-    samples = re.search(r"done after [0-9.]+ s: (\d+) samples", err)
+    samples = summary_samples(err)
     total = re.search(r"Collected : (\d+)", err)
-    if proc.returncode != 0 or not samples or not total:
+    if proc.returncode != 0 or samples is None or not total:
         raise RuntimeError("record under callgrind failed: %s" % err[-2000:])
-    return int(samples.group(1)), int(total.group(1))
+    return samples, int(total.group(1))
 
 
 def main():
@@ -62,18 +58,13 @@ def main():
     print("|---|---|---|")
     with tempfile.TemporaryDirectory() as workdir:
         for label, python in installed_interpreters(args.only, 3):
-            target = subprocess.Popen([python, TARGET], stdout=subprocess.PIPE)
-            try:
-                target.stdout.readline()
+            with deep_stack_target(python) as target:
                 time.sleep(0.2)
                 short_samples, short_total = run(args.binary, target.pid, 1, args.rate, workdir)
                 samples, total = run(args.binary, target.pid, 1 + args.seconds, args.rate, workdir)
                 per_sample = (total - short_total) / max(samples - short_samples, 1)
                 print("| %s | %d | %.0f |" % (label, samples - short_samples, per_sample))
                 sys.stdout.flush()
-            finally:
-                target.kill()
-                target.wait()
 
 
 if __name__ == "__main__":

@@ -33,12 +33,7 @@ import subprocess
 import sys
 import time
 
-from bench_common import installed_interpreters, overhead_args, profiler_cpu_ns
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-TARGET = os.path.join(HERE, "deep_stack_target.py")
-
+from bench_common import deep_stack_target, installed_interpreters, overhead_args, profiler_cpu_ns
 
 
 def rates(target, seconds):
@@ -64,9 +59,7 @@ def main():
           "| profiler CPU blocking (steady; whole run) | profiler CPU --nonblocking (steady; whole run) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for label, python in installed_interpreters(args.only, 9):
-        target = subprocess.Popen([python, TARGET, "throughput"], stdout=subprocess.PIPE)
-        try:
-            target.stdout.readline()  # READY
+        with deep_stack_target(python, "throughput") as target:
             alone_cpu = []
             slowdowns = {}  # (mode, "wall" | "cpu") -> per-round slowdowns
             cpu_shares = {(): [], ("--nonblocking",): []}
@@ -106,9 +99,6 @@ def main():
                                                  statistics.median(cpu_shares[key])))
             print("| " + " | ".join(cells) + " |")
             sys.stdout.flush()
-        finally:
-            target.kill()
-            target.wait()
 
 
 if __name__ == "__main__":

@@ -20,17 +20,13 @@ Rates are per second of the target's CPU time (getrusage), so time spent stopped
 waiting for a CPU does not count; the blocking pause itself (record's "target held
 stopped") is reported by overhead.py.
 """
-import os
 import select
 import statistics
 import subprocess
 import sys
 import time
 
-from bench_common import installed_interpreters, overhead_args
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-TARGET = os.path.join(HERE, "deep_stack_target.py")
+from bench_common import DEEP_STACK_TARGET, installed_interpreters, overhead_args
 
 
 def cpu_rates(targets, seconds):
@@ -59,7 +55,7 @@ def main():
     print("| Python | blocking: slowdown per CPU-s (median; min..max) | --nonblocking: slowdown per CPU-s (median; min..max) |")
     print("|---|---|---|")
     for label, python in installed_interpreters(args.only, 3):
-        twins = [subprocess.Popen([python, TARGET, "throughput"], stdout=subprocess.PIPE) for _ in range(2)]
+        twins = [subprocess.Popen([python, DEEP_STACK_TARGET, "throughput"], stdout=subprocess.PIPE) for _ in range(2)]
         try:
             for twin in twins:
                 twin.stdout.readline()  # READY

@@ -21,10 +21,8 @@ import subprocess
 import sys
 import time
 
-from bench_common import installed_interpreters, overhead_args, profiler_cpu_ns
+from bench_common import deep_stack_target, installed_interpreters, overhead_args, profiler_cpu_ns
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-TARGET = os.path.join(HERE, "deep_stack_target.py")
 PLACEMENTS = {  # name: (target CPU, profiler CPU, spinner on the profiler's CPU)
     "free": (None, None, False),
     "split": ("1", "0", False),
@@ -39,28 +37,25 @@ def pinned(cpu, argv):
 
 def per_sample_us(binary, python, placement, flags, seconds):
     target_cpu, profiler_cpu, awake = PLACEMENTS[placement]
-    target = subprocess.Popen(pinned(target_cpu, [python, TARGET, "throughput"]), stdout=subprocess.PIPE)
-    spinner = None
-    try:
-        target.stdout.readline()  # READY
-        if awake:
-            spinner = subprocess.Popen(pinned(profiler_cpu, ["chrt", "-i", "0", sys.executable, "-c",
-                                                             "while True: pass"]))
-        argv = [binary, "record", "--pid", str(target.pid), "-r", "100", "-d", str(seconds + 1.5), "-f", "raw",
-                "-o", "/tmp/pyspy-placement.txt"] + flags
-        prof = subprocess.Popen(pinned(profiler_cpu, argv), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(1.0)
-        start_ns, start = profiler_cpu_ns(prof.pid), time.time()
-        time.sleep(seconds)
-        used_ns, wall = profiler_cpu_ns(prof.pid) - start_ns, time.time() - start
-        prof.wait()
-        return used_ns / 1e3 / (wall * 100)
-    finally:
-        if spinner:
-            spinner.kill()
-            spinner.wait()
-        target.kill()
-        target.wait()
+    with deep_stack_target(python, "throughput", prefix=pinned(target_cpu, [])) as target:
+        spinner = None
+        try:
+            if awake:
+                spinner = subprocess.Popen(pinned(profiler_cpu, ["chrt", "-i", "0", sys.executable, "-c",
+                                                                 "while True: pass"]))
+            argv = [binary, "record", "--pid", str(target.pid), "-r", "100", "-d", str(seconds + 1.5), "-f", "raw",
+                    "-o", "/tmp/pyspy-placement.txt"] + flags
+            prof = subprocess.Popen(pinned(profiler_cpu, argv), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(1.0)
+            start_ns, start = profiler_cpu_ns(prof.pid), time.time()
+            time.sleep(seconds)
+            used_ns, wall = profiler_cpu_ns(prof.pid) - start_ns, time.time() - start
+            prof.wait()
+            return used_ns / 1e3 / (wall * 100)
+        finally:
+            if spinner:
+                spinner.kill()
+                spinner.wait()
 
 
 def main():

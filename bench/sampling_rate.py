@@ -13,16 +13,11 @@ Prints a Markdown table.
 """
 import argparse
 import os
-import re
 import subprocess
 import sys
 import time
 
-from bench_common import interpreters
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-TARGET = os.path.join(HERE, "deep_stack_target.py")
+from bench_common import ROOT, deep_stack_target, installed_interpreters, summary_samples
 
 
 
@@ -32,10 +27,9 @@ def run(binary, pid, seconds, extra):
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
     err = proc.stderr.read().decode()
-    m = re.search(r"done after [0-9.]+ s: (\d+) samples", err)
-    if not m or status != 0:
+    samples = summary_samples(err)
+    if samples is None or status != 0:
         raise RuntimeError("record failed: %s" % err)
-    samples = int(m.group(1))
     cpu = usage.ru_utime + usage.ru_stime
     return samples, cpu
 
@@ -47,13 +41,8 @@ def main():
     args = parser.parse_args()
     print("| Python | blocking samples | samples / CPU-s | --nonblocking samples | samples / CPU-s | start-up CPU (ms) |")
     print("|---|---|---|---|---|---|")
-    for label, python in interpreters():
-        if not os.access(python, os.X_OK):
-            print("| %s | skipped (not installed) | | | | |" % label)
-            continue
-        target = subprocess.Popen([python, TARGET], stdout=subprocess.PIPE)
-        try:
-            target.stdout.readline()
+    for label, python in installed_interpreters(None, 6):
+        with deep_stack_target(python) as target:
             time.sleep(0.2)
             row = [label]
             startup = None
@@ -66,9 +55,6 @@ def main():
             row.append("%.0f" % (max(startup, 0) * 1000))
             print("| " + " | ".join(row) + " |")
             sys.stdout.flush()
-        finally:
-            target.kill()
-            target.wait()
 
 
 if __name__ == "__main__":

@@ -11,16 +11,10 @@ Prints a Markdown table of the calls per sample.
 """
 import argparse
 import os
-import re
 import subprocess
 import tempfile
 
-from bench_common import interpreters
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-TARGET = os.path.join(HERE, "deep_stack_target.py")
-
+from bench_common import ROOT, deep_stack_target, interpreters, summary_samples
 
 
 def traced(binary, pid, seconds, extra):
@@ -28,7 +22,9 @@ def traced(binary, pid, seconds, extra):
         argv = ["strace", "-f", "-c", "-o", out.name, binary, "record", "--pid", str(pid), "-r", "200", "-d",
                 str(seconds), "-f", "raw", "-o", "/tmp/pyspy-syscalls.txt"] + extra
         p = subprocess.run(argv, capture_output=True)
-        samples = int(re.search(r"done after [0-9.]+ s: (\d+) samples", p.stderr.decode()).group(1))
+        samples = summary_samples(p.stderr.decode())
+        if samples is None:
+            raise RuntimeError("record under strace failed: %s" % p.stderr.decode()[-2000:])
         counts = {}
         for line in open(out.name):
             parts = line.split()
@@ -46,9 +42,7 @@ def main():
     for label, python in interpreters():
         if not os.access(python, os.X_OK):
             continue
-        target = subprocess.Popen([python, TARGET], stdout=subprocess.PIPE)
-        try:
-            target.stdout.readline()
+        with deep_stack_target(python) as target:
             for extra, mode in (([], "blocking"), (["--nonblocking"], "nonblocking")):
                 # Three tries, the median kept: under strace on a loaded machine a run
                 # now and then takes far fewer samples than asked, which inflates its ratio.
@@ -64,9 +58,6 @@ def main():
                 total, per = sorted(tries, key=lambda t: t[0])[1]
                 detail = ", ".join("%s %.1f" % (k, v) for k, v in sorted(per.items(), key=lambda kv: -kv[1]))
                 print("| %s | %s | %.1f | %s |" % (label, mode, total, detail))
-        finally:
-            target.kill()
-            target.wait()
 
 
 if __name__ == "__main__":
