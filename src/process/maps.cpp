@@ -114,8 +114,16 @@ std::vector<MemoryMapping> parseMaps(std::string_view text) {
     return mappings;
 }
 
+namespace {
+
+std::string mapsPath(pid_t pid) {
+    return "/proc/" + std::to_string(pid) + "/maps";
+}
+
+}  // namespace
+
 bool mapsEmpty(pid_t pid) {
-    const std::string path = "/proc/" + std::to_string(pid) + "/maps";
+    const std::string path = mapsPath(pid);
     FD fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd) return errno == ENOENT || errno == ESRCH;
     char byte = 0;
@@ -124,7 +132,7 @@ bool mapsEmpty(pid_t pid) {
 }
 
 std::vector<MemoryMapping> readMaps(pid_t pid) {
-    const std::string path = "/proc/" + std::to_string(pid) + "/maps";
+    const std::string path = mapsPath(pid);
     FD fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd) {
         const int err = errno;

@@ -171,8 +171,9 @@ Status FrameWalker::readFingerprints(std::size_t headerSize, Scratch& scratch) c
     // (replayed with the frames by SpeculativeMemory on later ticks).
     const PyLayout& l = reader_.layout();
     const std::span<const std::uint8_t> headers = scratch.headers;
+    const std::size_t count = scratch.distinct.size();
     std::vector<std::uint64_t>& fingerprints = scratch.fingerprints;
-    const std::size_t count = fingerprints.size();
+    fingerprints.resize(count);
     const std::int64_t pointers[] = {l.code_filename, l.code_linetable};
     std::vector<std::uint8_t>& bytes = scratch.fingerprintBytes;
     bytes.resize(count * 2 * kFingerprintBytes);
@@ -246,7 +247,6 @@ Result<FrameChain> FrameWalker::walk(std::uint64_t frame, FrameChain* partial) c
         return status.err();
     }
 
-    scratch.fingerprints.resize(distinct.size());
     if (auto status = readFingerprints(headerSize, scratch); !status.ok()) {
         if (partial) *partial = chain;
         return status.err();

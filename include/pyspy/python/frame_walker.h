@@ -113,7 +113,8 @@ class FrameWalker {
     // number of raw frames collected before it (see FrameChain::evalGroups).
     // Fills scratch.raw (and scratch.groupEnds when `groupEnds`).
     Status collect(std::uint64_t frame, bool& truncated, bool groupEnds, Scratch& scratch) const;
-    // One content fingerprint per code header (see CodeCache), read in one batch.
+    // One content fingerprint per code header (scratch.headers, one per scratch.distinct;
+    // see CodeCache) into scratch.fingerprints, read in one batch.
     Status readFingerprints(std::size_t headerSize, Scratch& scratch) const;
     static constexpr std::size_t kFingerprintBytes = 128;
 
