@@ -5,9 +5,11 @@
 #
 # Starts COUNT threads, each parked in parked_thread (waiting on an Event that is never
 # set), prints "READY {json}" once every one of them has entered it, then sleeps until
-# LIFETIME seconds pass.
+# LIFETIME seconds pass. On SIGUSR1 the main thread instead spins in spinning_on_signal
+# (on CPU, holding the GIL) until then: a phase a test can start at a moment it chooses.
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -23,7 +25,17 @@ def parked_thread():
     entered.release(); never.wait(LIFETIME + 60)  # noqa: E702
 
 
+def spinning_on_signal(signum, frame):
+    while time.time() < DEADLINE:
+        pass
+    os._exit(0)
+
+
+DEADLINE = time.time() + LIFETIME
+
+
 def main():
+    signal.signal(signal.SIGUSR1, spinning_on_signal)
     try:
         threading.stack_size(256 * 1024)  # 1000 threads need no 8 MB stacks each
     except (ValueError, AttributeError):
