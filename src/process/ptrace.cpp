@@ -22,10 +22,13 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <fstream>
 #include <optional>
+#include <span>
 #include <string>
+#include <string_view>
 #include <thread>
 
 #include "pyspy/process/pause_gate.h"
@@ -45,6 +48,9 @@ constexpr int kMaxRounds = 50;
 // Extra time given on failure paths to threads that were seized but have not stopped
 // yet: a seized thread can only be detached once it is stopped.
 constexpr std::chrono::milliseconds kDetachGrace{500};
+// How long resume() keeps the other threads stopped for the main thread to take a
+// signal queued during the pause (it needs a CPU: tens of microseconds).
+constexpr std::chrono::milliseconds kSignalHandOver{2};
 // How long waitForStops polls without sleeping when it cannot block (no wait alarm).
 constexpr std::chrono::microseconds kSpinBeforeSleep{100};
 
@@ -57,13 +63,19 @@ long ptraceRequest(enum __ptrace_request request, pid_t tid, long data = 0) {
     return ::ptrace(request, tid, nullptr, reinterpret_cast<void*>(data));  // NOLINT(performance-no-int-to-ptr)
 }
 
+// The value of field `key` ("Tgid:") in the /proc status file `path`; empty if absent.
+std::string statusField(const std::string& path, std::string_view key) {
+    std::ifstream status(path);
+    for (std::string line; std::getline(status, line);) {
+        if (line.starts_with(key)) return line.substr(key.size());
+    }
+    return {};
+}
+
 // Whether `tid` is its thread group's leader (its tid is the process id).
 bool isGroupLeader(pid_t tid) {
-    std::ifstream status("/proc/" + std::to_string(tid) + "/status");
-    for (std::string line; std::getline(status, line);) {
-        if (line.rfind("Tgid:", 0) == 0) return std::stoi(line.substr(5)) == tid;
-    }
-    return false;
+    const std::string tgid = statusField("/proc/" + std::to_string(tid) + "/status", "Tgid:");
+    return !tgid.empty() && std::stoi(tgid) == tid;
 }
 
 // waitpid(tid, __WALL | WNOHANG) for a tracee, except that the exit of a thread-group
@@ -282,6 +294,28 @@ void detachAll(std::vector<Tracee>& tracees) {
     tracees.clear();
 }
 
+// The first process-directed signal queued and not yet taken by any thread, or 0.
+// `tid` must be a stopped tracee of that process. One system call.
+int pendingSharedSignal(pid_t tid) {
+    __ptrace_peeksiginfo_args args{0, PTRACE_PEEKSIGINFO_SHARED, 1};
+    siginfo_t info{};
+    return ::ptrace(PTRACE_PEEKSIGINFO, tid, &args, &info) == 1 ? info.si_signo : 0;
+}
+
+// Whether thread `tid` of `pid` blocks `signal` (SigBlk in its status; read only when a
+// signal is pending, which is rare).
+bool blocksSignal(pid_t pid, pid_t tid, int signal) {
+    const std::string mask =
+        statusField("/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) + "/status", "SigBlk:");
+    std::uint64_t bits = 0;
+    const auto begin = mask.find_first_not_of(" \t");
+    if (begin == std::string::npos ||
+        std::from_chars(mask.data() + begin, mask.data() + mask.size(), bits, 16).ec != std::errc{}) {
+        return true;  // unknown: do not wait for a thread that may never take it
+    }
+    return signal < 1 || signal > 64 || ((bits >> (signal - 1)) & 1U) != 0;
+}
+
 bool isDeadThread(pid_t pid, pid_t tid) {
     const auto stat = readThreadStat(pid, tid);
     return !stat.ok() || stat->state == 'Z' || stat->state == 'X' || stat->state == 'x';
@@ -319,6 +353,16 @@ Result<ThreadPause> ThreadPause::pauseAll(const TaskDirectory& tasks, std::vecto
     // show nothing new, and every tracee must be in it (see below).
     const bool listedFirst = recent.empty();
     std::vector<pid_t> listed = listedFirst ? tasks.list() : std::move(recent);
+    // The main thread is interrupted last (and resumed first, see resume()). While it is
+    // stopped the kernel routes a process-directed signal (kill, Ctrl-C, SIGTERM) to any
+    // other thread that is not; CPython only runs handlers in the main thread, so if that
+    // one sleeps (time.sleep, select) the handler waited for its wake-up: seconds, for a
+    // signal sent during a 100 us pause (measured: 2 of 30 SIGUSR1s at 1000 Hz). A signal
+    // sent while every thread is stopped stays pending for the process and is taken by
+    // the first thread to resume: the main thread.
+    if (const auto main = std::ranges::find(listed, pid); main != listed.end()) {
+        std::rotate(main, main + 1, listed.end());
+    }
     std::vector<Tracee> tracees;
     std::vector<pid_t> skipped;  // zombie threads: listed by /proc but never able to stop
     const auto fail = [&tracees](ReadError error) {
@@ -428,7 +472,24 @@ ThreadPause::~ThreadPause() {
 
 std::chrono::steady_clock::time_point ThreadPause::resume() {
     auto released = Clock::now();
-    for (const pid_t tid : threads_) {
+    // The main thread goes first. A process-directed signal sent while every thread was
+    // stopped is still queued for the process, and the first thread to run takes it: if
+    // that is not the main thread, CPython's handler waits until the main thread wakes
+    // (see pauseAll). So when one is queued, and the main thread does not block it, the
+    // others are held until the main thread has taken it (bounded: kSignalHandOver).
+    std::size_t next = 0;
+    if (threads_.size() > 1 && threads_.front() == pid_) {
+        const pid_t witness = threads_.back();  // still stopped: a tracee we may ask
+        if (const int signal = pendingSharedSignal(witness); signal != 0 && !blocksSignal(pid_, pid_, signal)) {
+            detachThread(pid_);
+            next = 1;
+            const auto until = Clock::now() + kSignalHandOver;
+            while (pendingSharedSignal(witness) == signal && Clock::now() < until) {
+                std::this_thread::sleep_for(std::chrono::microseconds(20));
+            }
+        }
+    }
+    for (const pid_t tid : std::span(threads_).subspan(next)) {
         released = Clock::now();
         detachThread(tid);
     }

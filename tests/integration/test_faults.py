@@ -680,6 +680,45 @@ def jobstop_dump(binary, python):
         target.close()
 
 
+def test_signals(binary, python, tmp):
+    """A process-directed signal (kill, Ctrl-C, SIGTERM) sent while pyspy-cpp holds the
+    target stopped must still reach CPython's main thread promptly: the kernel gives such
+    a signal to a thread that is not stopped, and CPython runs handlers only in the main
+    thread, so if the main thread is stopped while others run, or another thread is let
+    go first, a main thread asleep in time.sleep() runs the handler only when it wakes
+    (here: 120 s). `dump` of a 300-thread target (a pause of milliseconds); SIGUSR2 sent
+    the moment the main thread is seen stopped; the handler must print within 2 s."""
+    target = Target(python, "fault_threads_target.py", [300, 120])
+    main = "/proc/%d/task/%d/stat" % (target.pid, target.pid)
+    try:
+        sent = 0
+        for i in range(20):
+            dump = subprocess.Popen([binary, "dump", "--pid", str(target.pid)], stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+            try:
+                while dump.poll() is None and stat_state(main) != "t":
+                    pass
+                if dump.poll() is not None:
+                    continue  # its pause ended between two looks
+                os.kill(target.pid, signal.SIGUSR2)
+                sent += 1
+                r, _, _ = select.select([target.proc.stdout], [], [], 2.0)
+                line = os.read(target.proc.stdout.fileno(), 100) if r else b""
+                check(line == b"SIGNALED\n", "signal %d sent while the main thread was stopped by dump: handler "
+                      "not run within 2 s (%r)" % (sent, line))
+                _, err = dump.communicate(timeout=30)
+                check(dump.returncode == 0, "dump %d: exit %d: %s" % (i, dump.returncode, err[-500:]))
+            finally:
+                kill_job(dump)
+            if sent == 8:
+                break
+        check(sent >= 3, "the main thread was seen stopped in only %d of 20 dumps" % sent)
+        log("ok   %d signals sent while dump held the main thread: each handled within 2 s" % sent)
+        check_target_unharmed(target, "signals")
+    finally:
+        target.close()
+
+
 # --- 5b. a pid reused while recording --------------------------------------------------
 
 REUSE_SCRIPT = """
@@ -1017,6 +1056,7 @@ TESTS = {
     "pids": test_pids,
     "pid-reuse": test_pid_reuse,
     "jobstop": test_jobstop,
+    "signals": test_signals,
 }
 NEEDS_PYTHON = set(TESTS) - {"pids"}
 

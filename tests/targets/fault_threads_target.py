@@ -7,6 +7,8 @@
 # set), prints "READY {json}" once every one of them has entered it, then sleeps until
 # LIFETIME seconds pass. On SIGUSR1 the main thread instead spins in spinning_on_signal
 # (on CPU, holding the GIL) until then: a phase a test can start at a moment it chooses.
+# On SIGUSR2 it prints "SIGNALED" (the handler ran: CPython runs handlers in the main
+# thread only) and sleeps on.
 import json
 import os
 import signal
@@ -31,11 +33,17 @@ def spinning_on_signal(signum, frame):
     os._exit(0)
 
 
+def signaled(signum, frame):
+    sys.stdout.write("SIGNALED\n")
+    sys.stdout.flush()
+
+
 DEADLINE = time.time() + LIFETIME
 
 
 def main():
     signal.signal(signal.SIGUSR1, spinning_on_signal)
+    signal.signal(signal.SIGUSR2, signaled)
     try:
         threading.stack_size(256 * 1024)  # 1000 threads need no 8 MB stacks each
     except (ValueError, AttributeError):
@@ -51,7 +59,8 @@ def main():
     time.sleep(0.2)  # from release() into the wait itself
     sys.stdout.write("READY " + json.dumps({"pid": os.getpid(), "threads": COUNT}) + "\n")
     sys.stdout.flush()
-    time.sleep(LIFETIME)
+    while time.time() < DEADLINE:  # 2.7's sleep ends early when a handler has run
+        time.sleep(max(0.0, DEADLINE - time.time()))
     os._exit(0)
 
 
