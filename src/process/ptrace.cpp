@@ -356,10 +356,10 @@ Result<ThreadPause> ThreadPause::pauseAll(const TaskDirectory& tasks, std::vecto
     // The main thread is interrupted last (and resumed first, see resume()). While it is
     // stopped the kernel routes a process-directed signal (kill, Ctrl-C, SIGTERM) to any
     // other thread that is not; CPython only runs handlers in the main thread, so if that
-    // one sleeps (time.sleep, select) the handler waited for its wake-up: seconds, for a
-    // signal sent during a 100 us pause (measured: 2 of 30 SIGUSR1s at 1000 Hz). A signal
-    // sent while every thread is stopped stays pending for the process and is taken by
-    // the first thread to resume: the main thread.
+    // one sleeps (time.sleep, select) the handler waits for its wake-up: seconds, for a
+    // signal sent during a 100 us pause (docs/reliability.md, bug 8). A signal sent while
+    // every thread is stopped stays queued for the process and is taken by the first
+    // thread to run after the pause; resume() makes that the main thread.
     if (const auto main = std::ranges::find(listed, pid); main != listed.end()) {
         std::rotate(main, main + 1, listed.end());
     }
