@@ -49,8 +49,10 @@ constexpr int kMaxRounds = 50;
 // yet: a seized thread can only be detached once it is stopped.
 constexpr std::chrono::milliseconds kDetachGrace{500};
 // How long resume() keeps the other threads stopped for the main thread to take a
-// signal queued during the pause (it needs a CPU: tens of microseconds).
-constexpr std::chrono::milliseconds kSignalHandOver{2};
+// signal queued during the pause. It needs a CPU: tens of microseconds when one is free,
+// milliseconds when every CPU is busy (2 ms was too short with both CPUs of the test VM
+// spinning: 2 of 20 `faults signals` runs missed a signal; 20 ms: 0 of 30).
+constexpr std::chrono::milliseconds kSignalHandOver{20};
 // How long waitForStops polls without sleeping when it cannot block (no wait alarm).
 constexpr std::chrono::microseconds kSpinBeforeSleep{100};
 
