@@ -38,22 +38,66 @@ ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "src/python/layouts_generated.cpp"
 HEADER = ROOT / "include/pyspy/python/layout.h"
 
-# The supported minor versions and the pyenv version installed for each.
+# The supported tables: (major, minor, free-threaded) and where the headers of that
+# version are installed: a pyenv version name ($(pyenv root)/versions/NAME), or an
+# absolute prefix (a build by hand under /opt/cpython; DEVELOPERS.md).
 VERSIONS = [
-    ((2, 7), "2.7.18"),
-    ((3, 6), "3.6.15"),
-    ((3, 7), "3.7.16"),
-    ((3, 8), "3.8.18"),
-    ((3, 9), "3.9.18"),
-    ((3, 10), "3.10.13"),
-    ((3, 11), "3.11.7"),
-    ((3, 12), "3.12.1"),
-    ((3, 13), "3.13.0"),
+    ((2, 7, False), "2.7.18"),
+    ((3, 6, False), "3.6.15"),
+    ((3, 7, False), "3.7.16"),
+    ((3, 8, False), "3.8.18"),
+    ((3, 9, False), "3.9.18"),
+    ((3, 10, False), "3.10.13"),
+    ((3, 11, False), "3.11.7"),
+    ((3, 12, False), "3.12.1"),
+    ((3, 13, False), "3.13.0"),
+    ((3, 14, False), "/opt/cpython/3.14"),
+    ((3, 14, True), "/opt/cpython/3.14t"),
 ]
+
+
+# Versions no interpreter of which can be installed here (3.15: see docs/layouts.md): a
+# table derived from the previous version's table of the same build kind. The positions
+# of the version's own _Py_DebugOffsets members are computed from its
+# pycore_debug_offsets.h (the struct compiles on its own), so the target's offsets can be
+# read; at attach they replace every field they name, and the rest is the base table's,
+# with the changes below, read from the newer version's headers.
+DERIVED = [
+    ((3, 15, False), (3, 14, False)),
+    ((3, 15, True), (3, 14, True)),
+]
+
+# Per derived minor version: fields whose value differs from the base table's, as read
+# from that version's headers. None: the version does not have the field; a key of
+# another table: that table's value.
+DERIVED_CHANGES = {
+    (3, 15): {
+        "owner_cstack": None,  # FRAME_OWNED_BY_CSTACK is gone (pycore_interpframe_structs.h)
+        # Py_TAG_BITS of the GIL build is used by both builds (pycore_stackref.h)
+        "stackref_tag_bits": (3, 14, False),
+    },
+}
+
+
+def derived_headers(major: int, minor: int) -> Path:
+    """Where a derived version's headers (at least internal/pycore_debug_offsets.h) are:
+    $PYSPY_HEADERS_X_Y, else /opt/cpython-headers/X.Y (a copy of its Include/ directory)."""
+    return Path(os.environ.get(f"PYSPY_HEADERS_{major}_{minor}", f"/opt/cpython-headers/{major}.{minor}"))
+
+
+def table_name(key) -> str:
+    """3.14, 3.14t: the name of a table in messages and in the generated file's markers."""
+    major, minor, free_threaded = key
+    return f"{major}.{minor}{'t' if free_threaded else ''}"
+
+
+def version_prefix(root: Path, where: str) -> Path:
+    return Path(where) if where.startswith("/") else root / "versions" / where
+
 
 # Other header sets probed only to check they agree with the table (e.g. Debian's 3.11,
 # the build /usr/bin/python3.11 comes from). A difference is an error.
-CROSS_CHECKS = {(3, 11): [Path("/usr/include/python3.11")]}
+CROSS_CHECKS = {(3, 11, False): [Path("/usr/include/python3.11")]}
 
 # Fields whose values legitimately differ between patch releases / builds of one minor
 # version and so are left out of cross-checks.
@@ -76,7 +120,7 @@ def pyenv_root() -> Path:
 
 
 def include_dir(prefix: Path, major: int, minor: int) -> Path | None:
-    for suffix in ("", "m", "dm", "d"):
+    for suffix in ("", "m", "dm", "d", "t"):
         candidate = prefix / "include" / f"python{major}.{minor}{suffix}"
         if (candidate / "Python.h").exists():
             return candidate
@@ -136,6 +180,11 @@ static int probe_popcount(const unsigned char *bytes, size_t offset, size_t size
     return __builtin_popcountll(word);
 }
 #define PROBE(name, expr) printf("%s %lld\n", name, (long long)(expr))
+#ifdef Py_GIL_DISABLED
+#define PROBE_FREE_THREADED 1
+#else
+#define PROBE_FREE_THREADED 0
+#endif
 """
 
 
@@ -147,7 +196,7 @@ class Probe:
     body: str  # extra statements (bit probes) that call PROBE themselves
 
 
-def probe_for(major: int, minor: int) -> Probe:
+def probe_for(major: int, minor: int, free_threaded: bool = False) -> Probe:
     v = (major, minor)
     inc = ["Python.h"]
     decls = ""
@@ -175,6 +224,8 @@ def probe_for(major: int, minor: int) -> Probe:
                 "internal/pycore_moduleobject.h", "internal/pycore_code.h"]
     if v >= (3, 12):
         inc += ["internal/pycore_gil.h"]
+    if v >= (3, 14):
+        inc += ["internal/pycore_interpframe.h", "internal/pycore_stackref.h"]
     if (3, 6) <= v <= (3, 10):
         decls += MIRROR_DICTKEYS
     if v <= (3, 10):
@@ -263,6 +314,14 @@ def probe_for(major: int, minor: int) -> Probe:
         add("owner_frame_object", "FRAME_OWNED_BY_FRAME_OBJECT")
         if v >= (3, 12):
             add("owner_cstack", "FRAME_OWNED_BY_CSTACK")
+        if v >= (3, 14):
+            add("owner_interpreter", "FRAME_OWNED_BY_INTERPRETER")
+            add("stackref_tag_bits", "Py_TAG_BITS")
+        if v >= (3, 14) and free_threaded:
+            add("frame_tlbc_index", "offsetof(_PyInterpreterFrame, tlbc_index)")
+            add("code_tlbc", "offsetof(PyCodeObject, co_tlbc)")
+            add("codearray_size", "offsetof(_PyCodeArray, size)")
+            add("codearray_entries", "offsetof(_PyCodeArray, entries)")
         add("gen_iframe", "offsetof(PyGenObject, gi_iframe)")
 
     # --- PyCodeObject --------------------------------------------------------------------------
@@ -410,11 +469,15 @@ def probe_for(major: int, minor: int) -> Probe:
         add("module_dict", "offsetof(PyModuleObject, md_dict)")
 
     add("version_hex", "PY_VERSION_HEX")
+    add("free_threaded", "PROBE_FREE_THREADED")
 
     # --- _Py_DebugOffsets (3.13+): where each value sits inside the struct -------------------------------------
     if v >= (3, 13):
         for field, member in DEBUG_OFFSET_MEMBERS:
             add(field, f"offsetof(_Py_DebugOffsets, {member})")
+        if v >= (3, 14):
+            for field, member in DEBUG_OFFSET_MEMBERS_314:
+                add(field, f"offsetof(_Py_DebugOffsets, {member})")
         add("dbg_size", "sizeof(_Py_DebugOffsets)")
 
     return Probe(inc, decls, f, body)
@@ -476,8 +539,30 @@ DEBUG_OFFSET_MEMBERS = [
 ]
 
 
-def probe_source(major: int, minor: int) -> tuple[str, list[str]]:
-    p = probe_for(major, minor)
+# Members added in 3.14.
+DEBUG_OFFSET_MEMBERS_314 = [
+    ("dbg_interpreter_state_gc", "interpreter_state.gc"),
+    ("dbg_gc_size", "gc.size"),
+    ("dbg_gc_collecting", "gc.collecting"),
+    ("dbg_interpreter_frame_tlbc_index", "interpreter_frame.tlbc_index"),
+    ("dbg_code_object_co_tlbc", "code_object.co_tlbc"),
+    ("dbg_set_object_used", "set_object.used"),
+    ("dbg_set_object_table", "set_object.table"),
+    ("dbg_set_object_mask", "set_object.mask"),
+    ("dbg_gen_object_gi_iframe", "gen_object.gi_iframe"),
+]
+
+# Members added in 3.15.
+DEBUG_OFFSET_MEMBERS_315 = [
+    ("dbg_type_object_tp_basicsize", "type_object.tp_basicsize"),
+    ("dbg_type_object_tp_dictoffset", "type_object.tp_dictoffset"),
+    ("dbg_heap_type_object_ht_cached_keys", "heap_type_object.ht_cached_keys"),
+    ("dbg_unicode_object_compactunicodeobject_size", "unicode_object.compactunicodeobject_size"),
+]
+
+
+def probe_source(major: int, minor: int, free_threaded: bool = False) -> tuple[str, list[str]]:
+    p = probe_for(major, minor, free_threaded)
     lines = ["/* generated by scripts/gen_layouts.py: a layout probe */",
              "#define Py_BUILD_CORE 1", "#define NDEBUG 1", "#include <stddef.h>"]
     lines += [f'#include "{h}"' for h in p.includes]
@@ -496,8 +581,8 @@ static PyObject *const probe_obj = (PyObject *)(probe_buffer + 512);
     return "\n".join(lines) + "\n", [name for name, _ in p.fields]
 
 
-def run_probe(major: int, minor: int, inc: Path) -> dict[str, int]:
-    source, names = probe_source(major, minor)
+def run_probe(major: int, minor: int, inc: Path, free_threaded: bool = False) -> dict[str, int]:
+    source, names = probe_source(major, minor, free_threaded)
     cc = os.environ.get("CC", "gcc")
     with tempfile.TemporaryDirectory(prefix="pyspy-layout-") as tmp:
         src = Path(tmp) / "probe.c"
@@ -520,6 +605,56 @@ def run_probe(major: int, minor: int, inc: Path) -> dict[str, int]:
         raise SystemExit(f"probe for {major}.{minor} printed no value for {missing}")
     if values.get("version_hex", 0) >> 16 != (major << 8 | minor):
         raise SystemExit(f"{inc} has PY_VERSION_HEX {values.get('version_hex', 0):#x}, not {major}.{minor}")
+    if values.get("free_threaded") != int(free_threaded):
+        raise SystemExit(f"{inc}: Py_GIL_DISABLED is {'not ' if free_threaded else ''}set, "
+                         f"but the table is for a {'free-threaded' if free_threaded else 'GIL'} build")
+    return values
+
+
+def debug_offsets_positions(header: Path, minor: int) -> dict[str, int]:
+    """Positions of the _Py_DebugOffsets members in the struct declared in `header`,
+    compiled on its own (it is all uint64_t and one char[8])."""
+    text = header.read_text()
+    start = text.find("typedef struct _Py_DebugOffsets {")
+    end = text.find("} _Py_DebugOffsets;", start)
+    if start < 0 or end < 0:
+        raise SystemExit(f"{header}: no typedef struct _Py_DebugOffsets")
+    members = DEBUG_OFFSET_MEMBERS + DEBUG_OFFSET_MEMBERS_314 + (DEBUG_OFFSET_MEMBERS_315 if minor >= 15 else [])
+    lines = ["#include <stddef.h>", "#include <stdint.h>", "#include <stdio.h>", "#define _Py_NONSTRING",
+             text[start:end + len("} _Py_DebugOffsets;")], "int main(void) {"]
+    for field, member in members:
+        lines.append(f'    printf("{field} %zu\\n", offsetof(_Py_DebugOffsets, {member}));')
+    lines += ['    printf("dbg_size %zu\\n", sizeof(_Py_DebugOffsets));', "    return 0;", "}"]
+    cc = os.environ.get("CC", "gcc")
+    with tempfile.TemporaryDirectory(prefix="pyspy-layout-") as tmp:
+        src, exe = Path(tmp) / "offsets.c", Path(tmp) / "offsets"
+        src.write_text("\n".join(lines) + "\n")
+        res = subprocess.run([cc, "-std=gnu11", "-w", str(src), "-o", str(exe)], capture_output=True, text=True)
+        if res.returncode != 0:
+            raise SystemExit(f"{header}: the _Py_DebugOffsets struct does not compile:\n{res.stderr}")
+        out = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout
+    return {name: int(value) for name, value in (line.split() for line in out.splitlines())}
+
+
+def block_values(block: str) -> dict[str, int]:
+    """The field values of a generated block (the inverse of render_block)."""
+    values = {}
+    for m in re.finditer(r"^    layout\.(\w+) = (-?(?:0x)?[0-9a-fA-F]+);$", block, re.M):
+        if m.group(1) not in ("major", "minor"):
+            values[m.group(1)] = int(m.group(2), 0)
+    return values
+
+
+def derive(key, base_values: dict[str, int], tables: dict, header: Path) -> dict[str, int]:
+    major, minor, free_threaded = key
+    values = dict(base_values)
+    values.update(debug_offsets_positions(header, minor))
+    values["version_hex"] = (major << 24) | (minor << 16)
+    for field, change in DERIVED_CHANGES.get((major, minor), {}).items():
+        if change is None:
+            values.pop(field, None)
+        else:
+            values[field] = tables[change][field]
     return values
 
 
@@ -544,21 +679,26 @@ def render_value(name: str, ctype: str, value: int) -> str:
     return str(value)
 
 
-def render_block(major: int, minor: int, values: dict[str, int], source: str, fields: list[tuple[str, str]]) -> str:
+def function_name(key) -> str:
+    return "layout_" + table_name(key).replace(".", "_")
+
+
+def render_block(key, values: dict[str, int], source: str, fields: list[tuple[str, str]]) -> str:
+    major, minor, _ = key
     known = {n for n, _ in fields}
     unknown = sorted(set(values) - known)
     if unknown:
         raise SystemExit(f"probe fields missing from PyLayout in {HEADER}: {unknown}")
-    out = [f"// --- begin {major}.{minor} ---",
+    out = [f"// --- begin {table_name(key)} ---",
            f"// generated by scripts/gen_layouts.py from {source}; do not edit",
-           f"PyLayout layout_{major}_{minor}() {{",
+           f"PyLayout {function_name(key)}() {{",
            "    PyLayout layout;",
            f"    layout.major = {major};",
            f"    layout.minor = {minor};"]
     for name, ctype in fields:
-        if name in values:
+        if name in values and name not in ("major", "minor"):
             out.append(f"    layout.{name} = {render_value(name, ctype, values[name])};")
-    out += ["    return layout;", "}", f"// --- end {major}.{minor} ---"]
+    out += ["    return layout;", "}", f"// --- end {table_name(key)} ---"]
     return "\n".join(out)
 
 
@@ -573,22 +713,22 @@ namespace {
 """
 
 
-def render_file(blocks: list[tuple[tuple[int, int], str]]) -> str:
+def render_file(blocks: list[tuple[tuple[int, int, bool], str]]) -> str:
     parts = [FILE_HEAD]
     for _, block in blocks:
         parts.append("\n" + block + "\n")
     parts.append("\n}  // namespace\n\nstd::span<const PyLayout> generatedLayouts() {\n"
                  "    static const PyLayout layouts[] = {\n")
-    for (major, minor), _ in blocks:
-        parts.append(f"        layout_{major}_{minor}(),\n")
+    for key, _ in blocks:
+        parts.append(f"        {function_name(key)}(),\n")
     parts.append("    };\n    return layouts;\n}\n\n}  // namespace pyspy\n")
     return "".join(parts)
 
 
-def existing_blocks(text: str) -> dict[tuple[int, int], str]:
+def existing_blocks(text: str) -> dict[tuple[int, int, bool], str]:
     blocks = {}
-    for m in re.finditer(r"^// --- begin (\d+)\.(\d+) ---\n.*?^// --- end \1\.\2 ---$", text, re.M | re.S):
-        blocks[(int(m.group(1)), int(m.group(2)))] = m.group(0)
+    for m in re.finditer(r"^// --- begin (\d+)\.(\d+)(t?) ---\n.*?^// --- end \1\.\2\3 ---$", text, re.M | re.S):
+        blocks[(int(m.group(1)), int(m.group(2)), m.group(3) == "t")] = m.group(0)
     return blocks
 
 
@@ -604,47 +744,66 @@ def generate(verbose: bool) -> str:
     fields = header_fields()
     old = existing_blocks(OUTPUT.read_text()) if OUTPUT.exists() else {}
     blocks = []
-    for (major, minor), patch in VERSIONS:
-        inc = include_dir(root / "versions" / patch, major, minor)
+    for key, where in VERSIONS:
+        major, minor, free_threaded = key
+        name = table_name(key)
+        prefix = version_prefix(root, where)
+        inc = include_dir(prefix, major, minor)
         if inc is None:
-            if (major, minor) not in old:
-                raise SystemExit(f"{major}.{minor}: {root}/versions/{patch} is not installed and "
-                                 f"{OUTPUT.name} has no table for it")
-            print(f"{major}.{minor}: {patch} not installed; keeping the existing table (not re-verified)",
-                  file=sys.stderr)
-            blocks.append(((major, minor), old[(major, minor)]))
+            if key not in old:
+                raise SystemExit(f"{name}: {prefix} is not installed and {OUTPUT.name} has no table for it")
+            print(f"{name}: {prefix} not installed; keeping the existing table (not re-verified)", file=sys.stderr)
+            blocks.append((key, old[key]))
             continue
-        values = run_probe(major, minor, inc)
-        for other in CROSS_CHECKS.get((major, minor), []):
+        values = run_probe(major, minor, inc, free_threaded)
+        for other in CROSS_CHECKS.get(key, []):
             if (other / "Python.h").exists():
-                theirs = run_probe(major, minor, other)
+                theirs = run_probe(major, minor, other, free_threaded)
                 diff = {k: (values.get(k), theirs.get(k)) for k in set(values) | set(theirs)
                         if k not in PATCH_DEPENDENT and values.get(k) != theirs.get(k)}
                 if diff:
-                    raise SystemExit(f"{major}.{minor}: {other} disagrees with {inc}: {diff}")
+                    raise SystemExit(f"{name}: {other} disagrees with {inc}: {diff}")
                 if verbose:
-                    print(f"{major}.{minor}: {other} agrees", file=sys.stderr)
-        blocks.append(((major, minor), render_block(major, minor, values, display_path(inc, root), fields)))
+                    print(f"{name}: {other} agrees", file=sys.stderr)
+        blocks.append((key, render_block(key, values, display_path(inc, root), fields)))
         if verbose:
-            print(f"{major}.{minor}: {len(values)} values from {inc}", file=sys.stderr)
+            print(f"{name}: {len(values)} values from {inc}", file=sys.stderr)
+    tables = {key: block_values(block) for key, block in blocks}
+    for key, base in DERIVED:
+        major, minor, _ = key
+        name = table_name(key)
+        header = derived_headers(major, minor) / "internal" / "pycore_debug_offsets.h"
+        if not header.exists():
+            if key not in old:
+                raise SystemExit(f"{name}: {header} is not there and {OUTPUT.name} has no table for it")
+            print(f"{name}: {header} not there; keeping the existing table (not re-verified)", file=sys.stderr)
+            blocks.append((key, old[key]))
+            continue
+        values = derive(key, tables[base], tables, header)
+        source = f"table {table_name(base)} + the _Py_DebugOffsets of {major}.{minor}'s internal/pycore_debug_offsets.h"
+        blocks.append((key, render_block(key, values, source, fields)))
+        if verbose:
+            print(f"{name}: derived from {table_name(base)} and {header}", file=sys.stderr)
     return render_file(blocks)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="exit 1 with a diff if the committed file is stale")
-    parser.add_argument("--print", metavar="X.Y", help="print one version's probe source and raw output")
+    parser.add_argument("--print", metavar="X.Y[t]", help="print one table's probe source and raw output")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args()
 
     if args.print:
-        major, minor = (int(x) for x in args.print.split("."))
-        patch = dict(VERSIONS)[(major, minor)]
-        inc = include_dir(pyenv_root() / "versions" / patch, major, minor)
+        key = next((k for k, _ in VERSIONS if table_name(k) == args.print), None)
+        if key is None:
+            raise SystemExit(f"{args.print}: no such table (known: {', '.join(table_name(k) for k, _ in VERSIONS)})")
+        major, minor, free_threaded = key
+        inc = include_dir(version_prefix(pyenv_root(), dict(VERSIONS)[key]), major, minor)
         if inc is None:
             raise SystemExit(f"{args.print} is not installed")
-        print(probe_source(major, minor)[0])
-        for name, value in run_probe(major, minor, inc).items():
+        print(probe_source(major, minor, free_threaded)[0])
+        for name, value in run_probe(major, minor, inc, free_threaded).items():
             print(name, value)
         return 0
 

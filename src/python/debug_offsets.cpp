@@ -11,13 +11,17 @@ namespace {
 
 // Which struct a member describes: offsets are checked against that struct's size and
 // must differ from the struct's other offsets.
-enum class Section { Runtime, Interp, Thread, Frame, Code, Objects };
+enum class Section { Runtime, Interp, Thread, Frame, Code, Gc, Objects };
 
 enum class Kind {
-    Size,    // sizeof a struct
-    Offset,  // a member offset inside its section's struct
-    Gil,     // an offset inside the interpreter's _gil (checked against interpGilRuntimeState)
+    Size,      // sizeof a struct
+    Offset,    // a member offset inside its section's struct
+    Gil,       // an offset inside the interpreter's _gil (checked against interpGilRuntimeState)
+    Optional,  // an offset only some builds have (0: absent), in a newer format only
 };
+
+// Members only newer formats have are read when the format places them.
+enum class Since { Always, Newer };
 
 struct Member {
     std::int64_t PyLayout::*position;  // where it sits in _Py_DebugOffsets (the format)
@@ -26,6 +30,7 @@ struct Member {
     Section section;
     Kind kind;
     const char* name;
+    Since since = Since::Always;
 };
 
 using L = PyLayout;
@@ -33,8 +38,7 @@ using D = DebugOffsets;
 
 // Every value read, after the cookie, version and free_threaded words.
 constexpr Member kMembers[] = {
-    {&L::dbg_runtime_state_size, &D::runtimeSize, &L::runtime_size, Section::Runtime, Kind::Size,
-     "runtime_state.size"},
+    {&L::dbg_runtime_state_size, &D::runtimeSize, &L::runtime_size, Section::Runtime, Kind::Size, "runtime_state.size"},
     {&L::dbg_runtime_state_interpreters_head, &D::runtimeInterpretersHead, &L::runtime_interpreters_head,
      Section::Runtime, Kind::Offset, "runtime_state.interpreters_head"},
 
@@ -54,6 +58,10 @@ constexpr Member kMembers[] = {
      "interpreter_state.gil_runtime_state_locked"},
     {&L::dbg_interpreter_state_gil_runtime_state_holder, &D::interpGilHolder, nullptr, Section::Interp, Kind::Gil,
      "interpreter_state.gil_runtime_state_holder"},
+    {&L::dbg_interpreter_state_gc, &D::interpGc, nullptr, Section::Interp, Kind::Offset, "interpreter_state.gc",
+     Since::Newer},
+    {&L::dbg_gc_size, &D::gcSize, nullptr, Section::Gc, Kind::Size, "gc.size", Since::Newer},
+    {&L::dbg_gc_collecting, &D::gcCollecting, nullptr, Section::Gc, Kind::Offset, "gc.collecting", Since::Newer},
 
     {&L::dbg_thread_state_size, &D::tstateSize, &L::tstate_size, Section::Thread, Kind::Size, "thread_state.size"},
     {&L::dbg_thread_state_next, &D::tstateNext, &L::tstate_next, Section::Thread, Kind::Offset, "thread_state.next"},
@@ -80,6 +88,8 @@ constexpr Member kMembers[] = {
      "interpreter_frame.localsplus"},
     {&L::dbg_interpreter_frame_owner, &D::frameOwner, &L::frame_owner, Section::Frame, Kind::Offset,
      "interpreter_frame.owner"},
+    {&L::dbg_interpreter_frame_tlbc_index, &D::frameTlbcIndex, &L::frame_tlbc_index, Section::Frame, Kind::Optional,
+     "interpreter_frame.tlbc_index", Since::Newer},
 
     {&L::dbg_code_object_size, &D::codeSize, &L::code_size, Section::Code, Kind::Size, "code_object.size"},
     {&L::dbg_code_object_filename, &D::codeFilename, &L::code_filename, Section::Code, Kind::Offset,
@@ -97,26 +107,38 @@ constexpr Member kMembers[] = {
      Kind::Offset, "code_object.localsplusnames"},
     {&L::dbg_code_object_localspluskinds, &D::codeLocalspluskinds, &L::code_localspluskinds, Section::Code,
      Kind::Offset, "code_object.localspluskinds"},
-    {&L::dbg_code_object_co_code_adaptive, &D::codeCodeAdaptive, &L::code_code_adaptive, Section::Code,
-     Kind::Offset, "code_object.co_code_adaptive"},
+    {&L::dbg_code_object_co_code_adaptive, &D::codeCodeAdaptive, &L::code_code_adaptive, Section::Code, Kind::Offset,
+     "code_object.co_code_adaptive"},
+    {&L::dbg_code_object_co_tlbc, &D::codeTlbc, &L::code_tlbc, Section::Code, Kind::Optional, "code_object.co_tlbc",
+     Since::Newer},
 
     {&L::dbg_pyobject_ob_type, &D::objectType, &L::object_type, Section::Objects, Kind::Offset, "pyobject.ob_type"},
-    {&L::dbg_type_object_tp_name, &D::typeName, &L::type_name, Section::Objects, Kind::Offset,
-     "type_object.tp_name"},
+    {&L::dbg_type_object_tp_name, &D::typeName, &L::type_name, Section::Objects, Kind::Offset, "type_object.tp_name"},
     {&L::dbg_type_object_tp_flags, &D::typeFlags, &L::type_flags, Section::Objects, Kind::Offset,
      "type_object.tp_flags"},
+    {&L::dbg_type_object_tp_basicsize, &D::typeBasicsize, &L::type_basicsize, Section::Objects, Kind::Offset,
+     "type_object.tp_basicsize", Since::Newer},
+    {&L::dbg_type_object_tp_dictoffset, &D::typeDictoffset, &L::type_dictoffset, Section::Objects, Kind::Offset,
+     "type_object.tp_dictoffset", Since::Newer},
+    {&L::dbg_heap_type_object_ht_cached_keys, &D::heapTypeCachedKeys, &L::heaptype_cached_keys, Section::Objects,
+     Kind::Offset, "heap_type_object.ht_cached_keys", Since::Newer},
+    {&L::dbg_set_object_used, &D::setUsed, &L::set_used, Section::Objects, Kind::Offset, "set_object.used",
+     Since::Newer},
+    {&L::dbg_set_object_table, &D::setTable, &L::set_table, Section::Objects, Kind::Offset, "set_object.table",
+     Since::Newer},
+    {&L::dbg_set_object_mask, &D::setMask, &L::set_mask, Section::Objects, Kind::Offset, "set_object.mask",
+     Since::Newer},
+    {&L::dbg_gen_object_gi_iframe, &D::genIframe, &L::gen_iframe, Section::Objects, Kind::Offset,
+     "gen_object.gi_iframe", Since::Newer},
     {&L::dbg_tuple_object_ob_item, &D::tupleItem, &L::tuple_item, Section::Objects, Kind::Offset,
      "tuple_object.ob_item"},
-    {&L::dbg_list_object_ob_item, &D::listItem, &L::list_item, Section::Objects, Kind::Offset,
-     "list_object.ob_item"},
-    {&L::dbg_dict_object_ma_keys, &D::dictKeys, &L::dict_keys, Section::Objects, Kind::Offset,
-     "dict_object.ma_keys"},
+    {&L::dbg_list_object_ob_item, &D::listItem, &L::list_item, Section::Objects, Kind::Offset, "list_object.ob_item"},
+    {&L::dbg_dict_object_ma_keys, &D::dictKeys, &L::dict_keys, Section::Objects, Kind::Offset, "dict_object.ma_keys"},
     {&L::dbg_dict_object_ma_values, &D::dictValues, &L::dict_values, Section::Objects, Kind::Offset,
      "dict_object.ma_values"},
     {&L::dbg_float_object_ob_fval, &D::floatFval, &L::float_fval, Section::Objects, Kind::Offset,
      "float_object.ob_fval"},
-    {&L::dbg_long_object_lv_tag, &D::longLvTag, &L::long_lv_tag, Section::Objects, Kind::Offset,
-     "long_object.lv_tag"},
+    {&L::dbg_long_object_lv_tag, &D::longLvTag, &L::long_lv_tag, Section::Objects, Kind::Offset, "long_object.lv_tag"},
     {&L::dbg_long_object_ob_digit, &D::longDigit, &L::long_digit, Section::Objects, Kind::Offset,
      "long_object.ob_digit"},
     {&L::dbg_bytes_object_ob_size, &D::bytesSize, &L::bytes_size, Section::Objects, Kind::Offset,
@@ -129,6 +151,8 @@ constexpr Member kMembers[] = {
      "unicode_object.length"},
     {&L::dbg_unicode_object_asciiobject_size, &D::unicodeAsciiSize, &L::unicode_ascii_size, Section::Objects,
      Kind::Size, "unicode_object.asciiobject_size"},
+    {&L::dbg_unicode_object_compactunicodeobject_size, &D::unicodeCompactSize, &L::unicode_compact_size,
+     Section::Objects, Kind::Size, "unicode_object.compactunicodeobject_size", Since::Newer},
 };
 
 // The interpreter's _gil members lie within this many bytes of _gil itself.
@@ -146,9 +170,7 @@ ReadError bad(std::uint64_t address, const std::string& what) {
 
 Result<DebugOffsets> readDebugOffsets(const ProcessMemory& memory, std::uint64_t runtimeAddr, const PyLayout& format) {
     const std::int64_t size = format.dbg_size;
-    auto unsupported = [](const std::string& what) {
-        return Err{ReadError{ReadErrorKind::Unsupported, 0, what}};
-    };
+    auto unsupported = [](const std::string& what) { return Err{ReadError{ReadErrorKind::Unsupported, 0, what}}; };
     if (format.runtime_debug_offsets == kAbsent || size == kAbsent || format.dbg_cookie == kAbsent ||
         format.dbg_version == kAbsent || format.dbg_free_threaded == kAbsent) {
         return unsupported("the layout table has no _Py_DebugOffsets (before 3.13)");
@@ -164,8 +186,10 @@ Result<DebugOffsets> readDebugOffsets(const ProcessMemory& memory, std::uint64_t
         !fits(format.dbg_free_threaded, 8)) {
         return unsupported("the layout table's _Py_DebugOffsets positions are outside the struct");
     }
+    // A member the format does not place (an older format) is not read.
+    const auto placed = [&](const Member& m) { return m.since == Since::Always || format.*m.position != kAbsent; };
     for (const Member& m : kMembers) {
-        if (!fits(format.*m.position, 8)) {
+        if (placed(m) && !fits(format.*m.position, 8)) {
             return unsupported(std::string("the layout table has no position for _Py_DebugOffsets.") + m.name);
         }
     }
@@ -189,23 +213,30 @@ Result<DebugOffsets> readDebugOffsets(const ProcessMemory& memory, std::uint64_t
     out.freeThreaded = freeThreaded != 0;
 
     for (const Member& m : kMembers) {
+        if (!placed(m)) continue;
         PYSPY_TRY(out.*m.value, block.field<std::uint64_t>(format.*m.position));
     }
 
     // Sizes first, then every offset against its struct's size.
     auto sectionSize = [&](Section section) -> std::uint64_t {
         for (const Member& m : kMembers) {
+            if (!placed(m)) continue;
             if (m.section == section && m.kind == Kind::Size && section != Section::Objects) return out.*m.value;
         }
         return kMaxDebugOffset;  // Section::Objects: no one struct to bound by
     };
     for (const Member& m : kMembers) {
+        if (!placed(m)) continue;
         const std::uint64_t value = out.*m.value;
         if (m.kind == Kind::Size) {
             if (value == 0 || value > maxSize(m.section)) {
                 return Err{bad(address, std::string(m.name) + " = " + std::to_string(value) + " is implausible")};
             }
             continue;
+        }
+        if (m.kind == Kind::Optional && value == 0) continue;  // this build has no such field
+        if (m.kind == Kind::Optional && !out.freeThreaded) {
+            return Err{bad(address, std::string(m.name) + " is set in a build with the GIL")};
         }
         if (value >= kMaxDebugOffset || value >= sectionSize(m.section)) {
             return Err{bad(address, std::string(m.name) + " = " + std::to_string(value) + " is out of bounds")};
@@ -219,7 +250,10 @@ Result<DebugOffsets> readDebugOffsets(const ProcessMemory& memory, std::uint64_t
     for (Section section : {Section::Runtime, Section::Interp, Section::Thread, Section::Frame, Section::Code}) {
         std::vector<std::uint64_t> seen;
         for (const Member& m : kMembers) {
-            if (m.section != section || m.kind == Kind::Size || m.value == &D::interpGilRuntimeState) continue;
+            if (!placed(m) || m.section != section || m.kind == Kind::Size || m.value == &D::interpGilRuntimeState) {
+                continue;
+            }
+            if (m.kind == Kind::Optional && out.*m.value == 0) continue;
             seen.push_back(out.*m.value);
         }
         std::sort(seen.begin(), seen.end());
@@ -236,11 +270,23 @@ Result<DebugOffsets> readDebugOffsets(const ProcessMemory& memory, std::uint64_t
 PyLayout applyDebugOffsets(const PyLayout& base, const DebugOffsets& offsets) {
     PyLayout layout = base;
     for (const Member& m : kMembers) {
-        if (m.target != nullptr) layout.*m.target = static_cast<std::int64_t>(offsets.*m.value);
+        if (m.target == nullptr) continue;
+        // 0: absent in this build (Optional), or not in the target's format (Newer): keep the table's.
+        if ((m.kind == Kind::Optional || m.since == Since::Newer) && offsets.*m.value == 0) continue;
+        layout.*m.target = static_cast<std::int64_t>(offsets.*m.value);
     }
     // The GIL struct's members, relative to the struct (interp_gil is its offset).
     layout.gil_locked = static_cast<std::int64_t>(offsets.interpGilLocked - offsets.interpGilRuntimeState);
     layout.gil_last_holder = static_cast<std::int64_t>(offsets.interpGilHolder - offsets.interpGilRuntimeState);
+    if (offsets.gcSize != 0) {  // 3.14+: the GC state's `collecting`, from the interpreter
+        layout.interp_gc_collecting = static_cast<std::int64_t>(offsets.interpGc + offsets.gcCollecting);
+    }
+    // datastack_top follows datastack_chunk in every version that has them (3.11+); the
+    // offsets name only the chunk, so keep the table's distance from it.
+    if (base.tstate_datastack_top != kAbsent && base.tstate_datastack_chunk != kAbsent) {
+        layout.tstate_datastack_top =
+            layout.tstate_datastack_chunk + (base.tstate_datastack_top - base.tstate_datastack_chunk);
+    }
     layout.version_hex = static_cast<std::uint32_t>(offsets.version);
     return layout;
 }

@@ -99,9 +99,25 @@ FrameWalker::FrameWalker(const ProcessMemory& memory, const ObjectReader& reader
                          Scratch* scratch)
     : memory_(memory), reader_(reader), codes_(codes), limits_(limits), scratch_(scratch) {
     const PyLayout& l = reader.layout();
-    frameReadSize_ = static_cast<std::size_t>(maxOffset({l.frame_back, l.frame_code, l.frame_lasti, l.frame_prev_instr,
-                                                         l.frame_instr_ptr, l.frame_owner, l.frame_is_entry})) +
-                     8;
+    frameReadSize_ =
+        static_cast<std::size_t>(maxOffset({l.frame_back, l.frame_code, l.frame_lasti, l.frame_prev_instr,
+                                            l.frame_instr_ptr, l.frame_owner, l.frame_is_entry, l.frame_tlbc_index})) +
+        8;
+}
+
+Result<std::uint64_t> FrameWalker::threadBytecode(std::uint64_t code, std::int32_t index) const {
+    // code->co_tlbc->entries[index], with the index checked against the array's size.
+    const PyLayout& l = reader_.layout();
+    constexpr std::int64_t kMaxCopies = 1 << 16;  // one per thread that ran the code
+    if (index < 0 || index >= kMaxCopies) return Err{invalid("implausible bytecode copy index", code)};
+    PYSPY_TRY(auto array, readPointer(memory_, code + static_cast<std::uint64_t>(l.code_tlbc)));
+    if (array == 0) return Err{invalid("code object without bytecode copies", code)};
+    PYSPY_TRY(auto size, readValue<std::int64_t>(memory_, array + static_cast<std::uint64_t>(l.codearray_size)));
+    if (index >= size || size > kMaxCopies) return Err{invalid("bytecode copy index out of range", array)};
+    PYSPY_TRY(auto copy, readPointer(memory_, array + static_cast<std::uint64_t>(l.codearray_entries) +
+                                                  static_cast<std::uint64_t>(index) * 8));
+    if (copy == 0) return Err{invalid("missing bytecode copy", array)};
+    return copy;
 }
 
 Status FrameWalker::collect(std::uint64_t frame, bool& truncated, bool groupEnds, Scratch& scratch) const {
@@ -140,7 +156,9 @@ Status FrameWalker::collect(std::uint64_t frame, bool& truncated, bool groupEnds
         if (interpreterFrames) {
             if (l.frame_owner != kAbsent && l.owner_cstack != kAbsent) {
                 PYSPY_TRY(auto owner, block.field<std::int8_t>(l.frame_owner));
-                skip = owner == l.owner_cstack;
+                // Not a Python function's frame: the eval loop's entry frame (3.12-3.13:
+                // cstack; 3.14+: interpreter) and C-stack shims. Their executable is None.
+                skip = owner == l.owner_cstack || (l.owner_interpreter != kAbsent && owner == l.owner_interpreter);
                 entry.generator = owner == l.owner_generator;
                 endsGroup = skip;  // 3.12+: the shim below an eval-loop call's first frame
             }
@@ -148,10 +166,21 @@ Status FrameWalker::collect(std::uint64_t frame, bool& truncated, bool groupEnds
                 PYSPY_TRY(auto isEntry, block.field<std::uint8_t>(l.frame_is_entry));
                 endsGroup = isEntry != 0;
             }
-            if (l.minor >= 13 && (code & 1) != 0) code &= ~std::uint64_t{1};  // tagged executable reference
+            if (l.stackref_tag_bits != kAbsent) {  // 3.14+: a _PyStackRef
+                code &= ~static_cast<std::uint64_t>(l.stackref_tag_bits);
+            } else if (l.minor >= 13 && (code & 1) != 0) {
+                code &= ~std::uint64_t{1};  // 3.13 free-threaded: tagged executable reference
+            }
             entry.code = code;
             PYSPY_TRY(auto instr, block.pointer(instrField));
-            const std::uint64_t bytecode = code + static_cast<std::uint64_t>(l.code_code_adaptive);
+            std::uint64_t bytecode = code + static_cast<std::uint64_t>(l.code_code_adaptive);
+            if (l.frame_tlbc_index != kAbsent && l.code_tlbc != kAbsent && !skip && code != 0) {
+                // Free-threaded: the frame may run this thread's own copy of the bytecode.
+                PYSPY_TRY(auto index, block.field<std::int32_t>(l.frame_tlbc_index));
+                if (index != 0) {
+                    PYSPY_TRY(bytecode, threadBytecode(code, index));
+                }
+            }
             entry.byteOffset = instr >= bytecode ? static_cast<std::int64_t>(instr - bytecode) : -1;
         } else {
             PYSPY_TRY(auto lasti, block.field<std::int32_t>(l.frame_lasti));

@@ -26,11 +26,13 @@ namespace pyspy {
 namespace {
 
 constexpr std::size_t kMaxThreadsToValidate = 4096;
-constexpr std::size_t kMaxScanBytes = std::size_t{64} << 20;      // per section
-constexpr std::size_t kMaxScanCandidates = 100000;                // validations per locate
+constexpr std::size_t kMaxScanBytes = std::size_t{64} << 20;  // per section
+constexpr std::size_t kMaxScanCandidates = 100000;            // validations per locate
 constexpr std::size_t kMaxRodataBytes = std::size_t{64} << 20;
 
-std::uint64_t at(std::uint64_t base, std::int64_t offset) { return base + static_cast<std::uint64_t>(offset); }
+std::uint64_t at(std::uint64_t base, std::int64_t offset) {
+    return base + static_cast<std::uint64_t>(offset);
+}
 
 std::string baseName(std::string_view path) {
     if (path.ends_with(" (deleted)")) path.remove_suffix(std::string_view(" (deleted)").size());
@@ -42,7 +44,7 @@ std::string supportedList() {
     std::string out;
     for (const auto& layout : generatedLayouts()) {
         if (!out.empty()) out += ", ";
-        out += fmt::format("{}.{}", layout.major, layout.minor);
+        out += fmt::format("{}.{}{}", layout.major, layout.minor, layout.free_threaded != 0 ? "t" : "");
     }
     return out.empty() ? "none (layout tables missing from this build)" : out;
 }
@@ -198,8 +200,8 @@ struct ScanHit {
 };
 
 // Scans the module's .PyRuntime, .data and .bss for pointers to a valid interpreter.
-std::vector<ScanHit> scanForInterpreter(const ProcessMemory& memory, const PyLayout& layout,
-                                        const LoadedModule& module, const std::vector<MemoryMapping>& maps) {
+std::vector<ScanHit> scanForInterpreter(const ProcessMemory& memory, const PyLayout& layout, const LoadedModule& module,
+                                        const std::vector<MemoryMapping>& maps) {
     std::vector<ScanHit> hits;
     std::set<std::uint64_t> rejected;
     std::size_t validations = 0;
@@ -302,15 +304,16 @@ PythonTarget locatePython(pid_t pid, const ProcessMemory& memory, const LocateOp
                                      pid, comm, module->path));
     }
     target.version = guess->version;
+    // The version's own table (a free-threaded build's is chosen once its debug offsets
+    // say it is one). A version newer than every table may still be read through its
+    // _Py_DebugOffsets, on top of the newest table: accepted below only if they validate.
     const PyLayout* table = findGeneratedLayout(target.version.major, target.version.minor);
-    // A version newer than every table may still be read through its _Py_DebugOffsets,
-    // on top of the newest table (accepted below only if those offsets validate).
     bool newerThanTables = false;
-    if (table == nullptr && !generatedLayouts().empty()) {
-        const PyLayout& newest = generatedLayouts().back();
-        if (target.version.major == newest.major && target.version.minor > newest.minor &&
-            newest.runtime_debug_offsets != kAbsent) {
-            table = &newest;
+    if (table == nullptr) {
+        const PyLayout* newest = newestGeneratedLayout();
+        if (newest != nullptr && target.version.major == newest->major && target.version.minor > newest->minor &&
+            newest->runtime_debug_offsets != kAbsent) {
+            table = newest;
             newerThanTables = true;
         }
     }
@@ -342,7 +345,8 @@ PythonTarget locatePython(pid_t pid, const ProcessMemory& memory, const LocateOp
         // unrelated symbol of the same name is not taken for them.
         const auto staticOf = [&](std::string_view name, std::uint64_t minSize, std::uint64_t maxSize) {
             const auto symbol = module->elf ? module->elf->findSymbol(name) : std::nullopt;
-            if (!symbol || symbol->size < minSize || symbol->size > maxSize) return std::pair<std::uint64_t, std::uint64_t>{};
+            if (!symbol || symbol->size < minSize || symbol->size > maxSize)
+                return std::pair<std::uint64_t, std::uint64_t>{};
             return std::pair{symbol->value + module->bias, symbol->size};
         };
         target.gcCollectingVar = staticOf("collecting", 4, 4).first;
@@ -352,11 +356,15 @@ PythonTarget locatePython(pid_t pid, const ProcessMemory& memory, const LocateOp
     }
 
     // --- _Py_DebugOffsets (3.13+): the target's own description of its structs -----
+    // Read with the table's description of the struct (`table`, the format); laid over
+    // the table for the build the offsets name (free-threaded or not).
+    std::string offsetsError;
     const auto applyTargetOffsets = [&] {
-        if (target.runtime == 0 || target.layout.runtime_debug_offsets == kAbsent) return;
-        auto offsets = readDebugOffsets(memory, target.runtime, target.layout);
+        if (target.runtime == 0 || table->runtime_debug_offsets == kAbsent) return;
+        auto offsets = readDebugOffsets(memory, target.runtime, *table);
         if (!offsets.ok()) {
             if (!processAlive(pid)) throw FatalError(ErrorKind::TargetExited, fmt::format("process {} exited", pid));
+            offsetsError = offsets.error().describe();
             return;  // keep the generated table; the interpreter check below still applies
         }
         const PythonVersion fromOffsets = versionFromHex(static_cast<std::uint32_t>(offsets.value().version));
@@ -365,24 +373,47 @@ PythonTarget locatePython(pid_t pid, const ProcessMemory& memory, const LocateOp
                              fmt::format("process {}: _Py_DebugOffsets says Python {} but the {} says {}", pid,
                                          fromOffsets.toString(), guess->source, target.version.toString()));
         }
+        const PyLayout* base = table;
         if (offsets.value().freeThreaded) {
-            throw FatalError(ErrorKind::UnsupportedVersion,
-                             fmt::format("process {} runs a free-threaded Python {}, which pyspy-cpp does not "
-                                         "support yet",
-                                         pid, fromOffsets.toString()));
+            base = newerThanTables ? newestGeneratedLayout(true)
+                                   : findGeneratedLayout(fromOffsets.major, fromOffsets.minor, true);
+            if (base == nullptr || base->runtime_debug_offsets == kAbsent) {
+                throw FatalError(ErrorKind::UnsupportedVersion,
+                                 fmt::format("process {} runs a free-threaded Python {}, which pyspy-cpp does not "
+                                             "support (supported: {})",
+                                             pid, fromOffsets.toString(), supportedList()));
+            }
         }
         target.version = fromOffsets;
-        target.layout = applyDebugOffsets(target.layout, offsets.value());
-        target.layoutSource = fmt::format("_Py_DebugOffsets {} + generated table {}.{}", fromOffsets.toString(),
-                                          table->major, table->minor);
+        target.layout = applyDebugOffsets(*base, offsets.value());
+        target.layoutSource = fmt::format("_Py_DebugOffsets {} + generated table {}.{}{}", fromOffsets.toString(),
+                                          base->major, base->minor, base->free_threaded != 0 ? "t" : "");
+        if (newerThanTables) {
+            target.warning = fmt::format(
+                "Python {}.{}{} is newer than this pyspy-cpp knows; reading it from its debug "
+                "offsets",
+                fromOffsets.major, fromOffsets.minor, base->free_threaded != 0 ? "t" : "");
+        }
     };
     applyTargetOffsets();
-    if (newerThanTables && target.layoutSource.rfind("_Py_DebugOffsets", 0) != 0) {
-        throw FatalError(ErrorKind::UnsupportedVersion,
-                         fmt::format("process {} runs Python {}, newer than any layout table (supported: {}), and its "
-                                     "_Py_DebugOffsets could not be read",
-                                     pid, target.version.toString(), supportedList()));
-    }
+    // From 3.14 on, which table fits (free-threaded or not) is known only from the
+    // offsets: a target whose offsets do not validate is refused, never guessed at.
+    const bool offsetsRequired = newerThanTables || target.version.atLeast(3, 14);
+    const auto requireOffsets = [&] {
+        if (!offsetsRequired || target.layoutSource.rfind("_Py_DebugOffsets", 0) == 0) return;
+        if (newerThanTables) {
+            throw FatalError(ErrorKind::UnsupportedVersion,
+                             fmt::format("process {} runs Python {}, newer than any layout table (supported: {}), and "
+                                         "its _Py_DebugOffsets could not be used: {}",
+                                         pid, target.version.toString(), supportedList(),
+                                         offsetsError.empty() ? "_PyRuntime not found" : offsetsError));
+        }
+        throw FatalError(
+            ErrorKind::UnsupportedVersion,
+            fmt::format("process {} runs Python {}, whose _Py_DebugOffsets could not be used: {}", pid,
+                        target.version.toString(), offsetsError.empty() ? "_PyRuntime not found" : offsetsError));
+    };
+    if (target.runtime != 0 || newerThanTables) requireOffsets();  // a newer version is not scanned for
 
     // --- the interpreter state ------------------------------------------------------
     const PyLayout& layout = target.layout;
@@ -402,8 +433,15 @@ PythonTarget locatePython(pid_t pid, const ProcessMemory& memory, const LocateOp
     }
     if (!processAlive(pid)) throw FatalError(ErrorKind::TargetExited, fmt::format("process {} exited", pid));
 
-    // Stripped, or symbols ignored: look for a pointer to a valid interpreter.
-    const auto hit = bestHit(scanForInterpreter(memory, layout, *module, target.maps));
+    // Stripped, or symbols ignored: look for a pointer to a valid interpreter, with the
+    // table of each build kind of this version (a free-threaded build's thread states
+    // are laid out differently).
+    auto hit = bestHit(scanForInterpreter(memory, layout, *module, target.maps));
+    if (!hit) {
+        const PyLayout* freeThreaded =
+            newerThanTables ? newestGeneratedLayout(true) : findGeneratedLayout(table->major, table->minor, true);
+        if (freeThreaded != nullptr) hit = bestHit(scanForInterpreter(memory, *freeThreaded, *module, target.maps));
+    }
     if (!hit) {
         if (!processAlive(pid)) throw FatalError(ErrorKind::TargetExited, fmt::format("process {} exited", pid));
         throw FatalError(ErrorKind::NotPython,
@@ -414,8 +452,10 @@ PythonTarget locatePython(pid_t pid, const ProcessMemory& memory, const LocateOp
     target.interpreter = hit->interpreter;
     target.foundByScan = true;
     if (hasRuntime) {
+        // interpreters.head sits at the same offset in both build kinds' runtime.
         target.runtime = hit->slot - static_cast<std::uint64_t>(layout.runtime_interpreters_head);
         applyTargetOffsets();
+        requireOffsets();
         if (!validateInterpreter(memory, target.layout, target.interpreter)) {
             throw FatalError(ErrorKind::NotPython,
                              fmt::format("process {}: the interpreter found by scanning does not match its "

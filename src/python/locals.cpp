@@ -372,6 +372,8 @@ Result<std::vector<LocalVariable>> readFrameLocals(const ObjectReader& reader, s
     std::vector<LocalVariable> locals;
     for (std::size_t i = 0; i < names.size(); ++i) {
         std::uint64_t value = values[i];
+        // 3.14+: the slots are _PyStackRefs; their NULL is a tag alone.
+        if (l.stackref_tag_bits != kAbsent) value &= ~static_cast<std::uint64_t>(l.stackref_tag_bits);
         if (value == 0) continue;  // not bound (yet)
         if ((kinds[i] & cellOrFree) != 0 && l.cell_ref != kAbsent) {
             // A cell variable holds a cell once MAKE_CELL ran (before, the plain argument).

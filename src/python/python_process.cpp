@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <set>
 
@@ -64,6 +65,7 @@ std::unique_ptr<PythonProcess> PythonProcess::attach(pid_t pid, const LocateOpti
         throw;
     }
     const bool scanned = target.foundByScan;
+    if (!target.warning.empty()) std::fprintf(stderr, "pyspy-cpp: warning: %s\n", target.warning.c_str());
     auto process = std::make_unique<PythonProcess>(pid, std::move(memory), std::move(target), std::move(handle));
     if (scanned && !process->stacksReadable()) {
         if (process->gone()) throwGone(pid);
@@ -158,6 +160,7 @@ Result<std::vector<PythonProcess::ThreadStateInfo>> PythonProcess::readThreadSta
 
 std::uint64_t PythonProcess::gilHolder() const {
     const PyLayout& l = target_.layout;
+    if (l.free_threaded != 0) return 0;   // no GIL: threads run Python code at once
     if (target_.tstateCurrentVar != 0) {  // <=3.6
         return readPointer(speculative_, target_.tstateCurrentVar).valueOr(0);
     }
@@ -183,6 +186,7 @@ std::uint64_t PythonProcess::gilAddress() const {
 }
 
 bool PythonProcess::gilWaitsKnown() const {
+    if (target_.layout.free_threaded != 0) return false;
     return target_.layout.gil_cond != kAbsent || target_.gilCondVar != 0 || target_.gilLockVar != 0;
 }
 

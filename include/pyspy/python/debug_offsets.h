@@ -20,10 +20,10 @@ namespace pyspy {
 inline constexpr char kDebugOffsetsCookie[8] = {'x', 'd', 'e', 'b', 'u', 'g', 'p', 'y'};
 
 // Bounds every value read must respect.
-inline constexpr std::uint64_t kMaxDebugOffsetsSize = 64 * 1024;  // of _Py_DebugOffsets itself
-inline constexpr std::uint64_t kMaxDebugOffset = 64 * 1024;       // any member offset
+inline constexpr std::uint64_t kMaxDebugOffsetsSize = 64 * 1024;          // of _Py_DebugOffsets itself
+inline constexpr std::uint64_t kMaxDebugOffset = 64 * 1024;               // any member offset
 inline constexpr std::uint64_t kMaxRuntimeStructSize = 16 * 1024 * 1024;  // _PyRuntimeState, PyInterpreterState
-inline constexpr std::uint64_t kMaxObjectStructSize = 64 * 1024;  // PyThreadState, frames, code objects
+inline constexpr std::uint64_t kMaxObjectStructSize = 64 * 1024;          // PyThreadState, frames, code objects
 
 // The values read from the target.
 struct DebugOffsets {
@@ -41,6 +41,9 @@ struct DebugOffsets {
     std::uint64_t interpGilRuntimeState = 0;  // offset of interp->_gil
     std::uint64_t interpGilLocked = 0;        // offset of interp->_gil.locked (from the interpreter)
     std::uint64_t interpGilHolder = 0;        // offset of interp->_gil.last_holder (from the interpreter)
+    std::uint64_t interpGc = 0;               // offset of interp->gc (3.14+)
+    std::uint64_t gcSize = 0;                 // sizeof(struct _gc_runtime_state) (3.14+)
+    std::uint64_t gcCollecting = 0;           // its `collecting` (3.14+)
 
     std::uint64_t tstateSize = 0;
     std::uint64_t tstateNext = 0;
@@ -56,6 +59,7 @@ struct DebugOffsets {
     std::uint64_t frameInstrPtr = 0;
     std::uint64_t frameLocalsplus = 0;
     std::uint64_t frameOwner = 0;
+    std::uint64_t frameTlbcIndex = 0;  // 3.14+, free-threaded only; 0 = none
 
     std::uint64_t codeSize = 0;
     std::uint64_t codeFilename = 0;
@@ -67,10 +71,17 @@ struct DebugOffsets {
     std::uint64_t codeLocalsplusnames = 0;
     std::uint64_t codeLocalspluskinds = 0;
     std::uint64_t codeCodeAdaptive = 0;
+    std::uint64_t codeTlbc = 0;  // 3.14+, free-threaded only; 0 = none
 
     std::uint64_t objectType = 0;
     std::uint64_t typeName = 0;
     std::uint64_t typeFlags = 0;
+    std::uint64_t typeBasicsize = 0;                       // 3.15+
+    std::uint64_t typeDictoffset = 0;                      // 3.15+
+    std::uint64_t heapTypeCachedKeys = 0;                  // 3.15+
+    std::uint64_t setUsed = 0, setTable = 0, setMask = 0;  // 3.14+
+    std::uint64_t genIframe = 0;                           // 3.14+
+    std::uint64_t unicodeCompactSize = 0;                  // 3.15+
     std::uint64_t tupleItem = 0;
     std::uint64_t listItem = 0;
     std::uint64_t dictKeys = 0;
@@ -88,9 +99,11 @@ struct DebugOffsets {
 // Reads format.dbg_size bytes at runtimeAddr + format.runtime_debug_offsets in one read
 // and checks them: the "xdebugpy" cookie, a 3.13+ version, every offset below
 // kMaxDebugOffset and inside its struct's size, sizes within their bounds, distinct
-// offsets within a struct. Errors: Unsupported when `format` does not describe the
-// struct (tables before 3.13 have no dbg_* positions), the read error from `memory`,
-// Invalid when the bytes are not a valid table.
+// offsets within a struct. Members that only a newer format has (gc, sets, generators:
+// 3.14+; types, heap types: 3.15+) are read when `format` places them; for tlbc_index
+// and co_tlbc (3.14+), 0 means the build has no such field (one with the GIL). Errors: Unsupported when `format` does
+// not describe the struct (tables before 3.13 have no dbg_* positions), the read error from `memory`, Invalid when the
+// bytes are not a valid table.
 Result<DebugOffsets> readDebugOffsets(const ProcessMemory& memory, std::uint64_t runtimeAddr, const PyLayout& format);
 
 // `base` with every field the debug offsets provide replaced by the target's value.

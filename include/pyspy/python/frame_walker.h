@@ -72,7 +72,7 @@ struct FrameChain {
     // With WalkLimits::evalGroups: how many of `frames` each C-level call of the eval
     // loop runs, innermost first. Before 3.11 every frame has its own call; on 3.11 a
     // call runs frames up to one marked is_entry; on 3.12+ up to a C-stack-owned shim
-    // frame, which the call pushes below its first frame. A group may be empty (the
+    // frame (3.14+: interpreter-owned), which the call pushes below its first frame. A group may be empty (the
     // call's frame is still being set up and is hidden).
     std::vector<std::uint32_t> evalGroups;
 };
@@ -116,6 +116,8 @@ class FrameWalker {
     // One content fingerprint per code header (scratch.headers, one per scratch.distinct;
     // see CodeCache) into scratch.fingerprints, read in one batch.
     Status readFingerprints(std::size_t headerSize, Scratch& scratch) const;
+    // Free-threaded 3.14+: where the copy `index` of a code object's bytecode starts.
+    Result<std::uint64_t> threadBytecode(std::uint64_t code, std::int32_t index) const;
     static constexpr std::size_t kFingerprintBytes = 128;
 
     const ProcessMemory& memory_;

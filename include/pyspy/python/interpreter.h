@@ -20,21 +20,22 @@ struct PythonTarget {
     pid_t pid = 0;
     PythonVersion version;
     PyLayout layout;
-    std::string executable;   // the python binary as mapped in the target
-    std::string libpython;    // the libpython as mapped, or "" for a static build
-    std::string layoutSource; // "generated table 3.11", "_Py_DebugOffsets 3.13 + table 3.13"
+    std::string executable;    // the python binary as mapped in the target
+    std::string libpython;     // the libpython as mapped, or "" for a static build
+    std::string layoutSource;  // "generated table 3.11", "_Py_DebugOffsets 3.13 + table 3.13"
+    std::string warning;       // one line for the user, or "" (a version newer than every table)
 
-    std::uint64_t runtime = 0;         // &_PyRuntime (3.7+)
-    std::uint64_t interpHeadVar = 0;   // &interp_head (<=3.6), when the symbol exists
+    std::uint64_t runtime = 0;           // &_PyRuntime (3.7+)
+    std::uint64_t interpHeadVar = 0;     // &interp_head (<=3.6), when the symbol exists
     std::uint64_t tstateCurrentVar = 0;  // &_PyThreadState_Current (<=3.6)
     // <=3.6 keep the GC flag and the GIL in statics of gcmodule.c and ceval.c: found in
     // .symtab (zero when stripped, and then not reported).
-    std::uint64_t gcCollectingVar = 0;  // &collecting (an int)
+    std::uint64_t gcCollectingVar = 0;                // &collecting (an int)
     std::uint64_t gilCondVar = 0, gilCondSize = 0;    // 3.6: gil_cond (a pthread_cond_t)
     std::uint64_t gilMutexVar = 0, gilMutexSize = 0;  // 3.6: gil_mutex (a pthread_mutex_t)
-    std::uint64_t gilLockVar = 0;  // 2.7: &interpreter_lock, a PyThread_type_lock (sem_t*)
-    std::uint64_t interpreter = 0;     // the main PyInterpreterState*, validated
-    bool foundByScan = false;          // located by scanning .data/.bss, not through a symbol
+    std::uint64_t gilLockVar = 0;                     // 2.7: &interpreter_lock, a PyThread_type_lock (sem_t*)
+    std::uint64_t interpreter = 0;                    // the main PyInterpreterState*, validated
+    bool foundByScan = false;                         // located by scanning .data/.bss, not through a symbol
     TypeAddresses types;
     std::vector<MemoryMapping> maps;
 };

@@ -21,6 +21,9 @@ constexpr std::int64_t kAbsent = -1;
 struct PyLayout {
     int major = 0;
     int minor = 0;
+    // 1 in a Py_GIL_DISABLED ("free-threaded", 3.13t+) build: no GIL, a larger object
+    // header, per-thread copies of the bytecode. Such a build has a table of its own.
+    int free_threaded = 0;
 
     // --- _PyRuntimeState (3.7+) ------------------------------------------------
     std::int64_t runtime_size = kAbsent;
@@ -42,20 +45,20 @@ struct PyLayout {
     // --- PyInterpreterState -----------------------------------------------------
     std::int64_t interp_size = kAbsent;
     std::int64_t interp_next = kAbsent;
-    std::int64_t interp_tstate_head = kAbsent;  // tstate_head (<=3.11), threads.head (3.12+)
-    std::int64_t interp_modules = kAbsent;      // modules (<=3.11), imports.modules (3.12+)
-    std::int64_t interp_ceval_gil = kAbsent;    // ceval.gil, pointer to _gil_runtime_state (3.12+)
-    std::int64_t interp_gil = kAbsent;          // _gil, the interpreter's own inline _gil_runtime_state (3.12+)
+    std::int64_t interp_tstate_head = kAbsent;    // tstate_head (<=3.11), threads.head (3.12+)
+    std::int64_t interp_modules = kAbsent;        // modules (<=3.11), imports.modules (3.12+)
+    std::int64_t interp_ceval_gil = kAbsent;      // ceval.gil, pointer to _gil_runtime_state (3.12+)
+    std::int64_t interp_gil = kAbsent;            // _gil, the interpreter's own inline _gil_runtime_state (3.12+)
     std::int64_t interp_gc_collecting = kAbsent;  // gc.collecting, int (3.9+)
 
     // --- PyThreadState ----------------------------------------------------------
     std::int64_t tstate_size = kAbsent;
     std::int64_t tstate_next = kAbsent;
     std::int64_t tstate_interp = kAbsent;
-    std::int64_t tstate_frame = kAbsent;          // frame (<=3.10, PyFrameObject*)
-    std::int64_t tstate_cframe = kAbsent;         // cframe (3.11-3.12, _PyCFrame*)
-    std::int64_t tstate_current_frame = kAbsent;  // current_frame (3.13+, _PyInterpreterFrame*)
-    std::int64_t tstate_thread_id = kAbsent;      // thread_id (pthread_self() value)
+    std::int64_t tstate_frame = kAbsent;             // frame (<=3.10, PyFrameObject*)
+    std::int64_t tstate_cframe = kAbsent;            // cframe (3.11-3.12, _PyCFrame*)
+    std::int64_t tstate_current_frame = kAbsent;     // current_frame (3.13+, _PyInterpreterFrame*)
+    std::int64_t tstate_thread_id = kAbsent;         // thread_id (pthread_self() value)
     std::int64_t tstate_native_thread_id = kAbsent;  // native_thread_id (3.11+, OS tid)
     std::int64_t tstate_datastack_chunk = kAbsent;   // datastack_chunk (3.11+)
     std::int64_t tstate_datastack_top = kAbsent;     // datastack_top, PyObject** (3.11+): end of the used stack
@@ -70,10 +73,10 @@ struct PyLayout {
     std::int64_t stackchunk_data = kAbsent;
 
     // --- frames: PyFrameObject (<=3.10) or _PyInterpreterFrame (3.11+) ------------
-    std::int64_t frame_size = kAbsent;    // sizeof the struct (its localsplus[1] counted, not the variable part)
-    std::int64_t frame_back = kAbsent;    // f_back (<=3.10), previous (3.11+)
-    std::int64_t frame_code = kAbsent;    // f_code (<=3.12), f_executable (3.13+)
-    std::int64_t frame_lasti = kAbsent;   // f_lasti, int (<=3.10)
+    std::int64_t frame_size = kAbsent;        // sizeof the struct (its localsplus[1] counted, not the variable part)
+    std::int64_t frame_back = kAbsent;        // f_back (<=3.10), previous (3.11+)
+    std::int64_t frame_code = kAbsent;        // f_code (<=3.12), f_executable (3.13+)
+    std::int64_t frame_lasti = kAbsent;       // f_lasti, int (<=3.10)
     std::int64_t frame_prev_instr = kAbsent;  // prev_instr, _Py_CODEUNIT* (3.11-3.12)
     std::int64_t frame_instr_ptr = kAbsent;   // instr_ptr, _Py_CODEUNIT* (3.13+)
     std::int64_t frame_owner = kAbsent;       // owner, char (3.11+)
@@ -84,7 +87,17 @@ struct PyLayout {
     std::int64_t owner_thread = kAbsent;
     std::int64_t owner_generator = kAbsent;
     std::int64_t owner_frame_object = kAbsent;
-    std::int64_t owner_cstack = kAbsent;  // 3.12+
+    std::int64_t owner_cstack = kAbsent;       // 3.12+
+    std::int64_t owner_interpreter = kAbsent;  // 3.14+: the eval loop's own entry frame (was cstack)
+    // _PyStackRef (3.14+; f_executable, localsplus): the low Py_TAG_BITS bits are tags,
+    // the rest is the PyObject*.
+    std::int64_t stackref_tag_bits = kAbsent;
+    // Per-thread bytecode (free-threaded 3.14+): a frame runs the copy
+    // code->co_tlbc->entries[frame->tlbc_index]; index 0 is co_code_adaptive itself.
+    std::int64_t frame_tlbc_index = kAbsent;   // tlbc_index, int32
+    std::int64_t code_tlbc = kAbsent;          // co_tlbc, _PyCodeArray*
+    std::int64_t codearray_size = kAbsent;     // _PyCodeArray.size, Py_ssize_t
+    std::int64_t codearray_entries = kAbsent;  // _PyCodeArray.entries, char*[]
 
     // --- generators / coroutines ------------------------------------------------
     std::int64_t gen_frame = kAbsent;   // gi_frame, PyFrameObject* (<=3.10)
@@ -95,37 +108,37 @@ struct PyLayout {
     std::int64_t code_argcount = kAbsent;
     std::int64_t code_nlocals = kAbsent;
     std::int64_t code_flags = kAbsent;
-    std::int64_t code_firstlineno = kAbsent;     // int
+    std::int64_t code_firstlineno = kAbsent;  // int
     std::int64_t code_filename = kAbsent;
     std::int64_t code_name = kAbsent;
-    std::int64_t code_qualname = kAbsent;        // 3.11+
-    std::int64_t code_linetable = kAbsent;       // co_lnotab (<=3.9), co_linetable (3.10+)
-    std::int64_t code_varnames = kAbsent;        // co_varnames (<=3.10)
-    std::int64_t code_cellvars = kAbsent;        // co_cellvars (<=3.10)
-    std::int64_t code_freevars = kAbsent;        // co_freevars (<=3.10)
-    std::int64_t code_localsplusnames = kAbsent; // co_localsplusnames (3.11+)
-    std::int64_t code_localspluskinds = kAbsent; // co_localspluskinds (3.11+)
-    std::int64_t code_code_adaptive = kAbsent;   // co_code_adaptive (3.11+), bytecode inline
-    std::int64_t code_firsttraceable = kAbsent;  // _co_firsttraceable (3.11+), int
+    std::int64_t code_qualname = kAbsent;         // 3.11+
+    std::int64_t code_linetable = kAbsent;        // co_lnotab (<=3.9), co_linetable (3.10+)
+    std::int64_t code_varnames = kAbsent;         // co_varnames (<=3.10)
+    std::int64_t code_cellvars = kAbsent;         // co_cellvars (<=3.10)
+    std::int64_t code_freevars = kAbsent;         // co_freevars (<=3.10)
+    std::int64_t code_localsplusnames = kAbsent;  // co_localsplusnames (3.11+)
+    std::int64_t code_localspluskinds = kAbsent;  // co_localspluskinds (3.11+)
+    std::int64_t code_code_adaptive = kAbsent;    // co_code_adaptive (3.11+), bytecode inline
+    std::int64_t code_firsttraceable = kAbsent;   // _co_firsttraceable (3.11+), int
     // Kind bits of co_localspluskinds (3.11+): CO_FAST_LOCAL, CO_FAST_CELL, CO_FAST_FREE.
     std::int64_t co_fast_local = kAbsent;
     std::int64_t co_fast_cell = kAbsent;
     std::int64_t co_fast_free = kAbsent;
 
     // --- PyObject / PyVarObject / PyTypeObject -----------------------------------
-    std::int64_t object_type = kAbsent;   // ob_type
-    std::int64_t varobject_size = kAbsent;  // ob_size
-    std::int64_t type_name = kAbsent;       // tp_name (const char*)
-    std::int64_t type_basicsize = kAbsent;  // tp_basicsize
-    std::int64_t type_dictoffset = kAbsent; // tp_dictoffset
-    std::int64_t type_flags = kAbsent;      // tp_flags (unsigned long)
+    std::int64_t object_type = kAbsent;           // ob_type
+    std::int64_t varobject_size = kAbsent;        // ob_size
+    std::int64_t type_name = kAbsent;             // tp_name (const char*)
+    std::int64_t type_basicsize = kAbsent;        // tp_basicsize
+    std::int64_t type_dictoffset = kAbsent;       // tp_dictoffset
+    std::int64_t type_flags = kAbsent;            // tp_flags (unsigned long)
     std::int64_t heaptype_cached_keys = kAbsent;  // PyHeapTypeObject.ht_cached_keys (3.6+)
     std::uint64_t tpflags_heaptype = 0;           // Py_TPFLAGS_HEAPTYPE: a class made at run time, not a builtin
     std::uint64_t tpflags_managed_dict = 0;       // Py_TPFLAGS_MANAGED_DICT (3.11+), else 0
     std::uint64_t tpflags_inline_values = 0;      // Py_TPFLAGS_INLINE_VALUES (3.13+), else 0
-    std::int64_t managed_dict_offset = kAbsent;   // offset of the managed dict pointer from the object (negative; 3.11+)
-    std::int64_t managed_values_offset = kAbsent; // offset of the values pointer (3.11 only, negative)
-    std::int64_t instance_dict = kAbsent;         // PyInstanceObject.in_dict (2.7 old-style instances)
+    std::int64_t managed_dict_offset = kAbsent;  // offset of the managed dict pointer from the object (negative; 3.11+)
+    std::int64_t managed_values_offset = kAbsent;  // offset of the values pointer (3.11 only, negative)
+    std::int64_t instance_dict = kAbsent;          // PyInstanceObject.in_dict (2.7 old-style instances)
 
     // --- bytes: PyBytesObject (3.x), PyStringObject (2.7) -------------------------
     std::int64_t bytes_size = kAbsent;  // ob_size
@@ -133,12 +146,12 @@ struct PyLayout {
 
     // --- str: PyASCIIObject / PyCompactUnicodeObject / PyUnicodeObject (3.x) -------
     std::int64_t unicode_length = kAbsent;
-    std::int64_t unicode_state = kAbsent;        // offset of the `state` bitfield word
-    std::int64_t unicode_ascii_size = kAbsent;   // sizeof(PyASCIIObject): data of compact ASCII
-    std::int64_t unicode_compact_size = kAbsent; // sizeof(PyCompactUnicodeObject): data of compact non-ASCII
-    std::int64_t unicode_data = kAbsent;         // PyUnicodeObject.data.any (legacy, non-compact)
+    std::int64_t unicode_state = kAbsent;         // offset of the `state` bitfield word
+    std::int64_t unicode_ascii_size = kAbsent;    // sizeof(PyASCIIObject): data of compact ASCII
+    std::int64_t unicode_compact_size = kAbsent;  // sizeof(PyCompactUnicodeObject): data of compact non-ASCII
+    std::int64_t unicode_data = kAbsent;          // PyUnicodeObject.data.any (legacy, non-compact)
     // Bit positions inside the state word (found by the generator, not assumed).
-    int unicode_kind_shift = -1;   // kind: 3 bits
+    int unicode_kind_shift = -1;  // kind: 3 bits
     int unicode_compact_bit = -1;
     int unicode_ascii_bit = -1;
     // 2.7 unicode: PyUnicodeObject { length; Py_UNICODE *str; }
@@ -165,24 +178,24 @@ struct PyLayout {
     std::int64_t setentry_size = kAbsent;
     std::int64_t setentry_key = kAbsent;
     std::int64_t setentry_hash = kAbsent;  // -1 marks a deleted (dummy) entry
-    std::int64_t cell_ref = kAbsent;  // PyCellObject.ob_ref
+    std::int64_t cell_ref = kAbsent;       // PyCellObject.ob_ref
 
     // --- dict ---------------------------------------------------------------------
     std::int64_t dict_used = kAbsent;    // ma_used
     std::int64_t dict_keys = kAbsent;    // ma_keys (3.x)
     std::int64_t dict_values = kAbsent;  // ma_values (3.x)
     // PyDictKeysObject (3.6+)
-    std::int64_t dictkeys_size = kAbsent;            // dk_size (3.6-3.10)
-    std::int64_t dictkeys_log2_size = kAbsent;       // dk_log2_size, uint8 (3.11+)
+    std::int64_t dictkeys_size = kAbsent;              // dk_size (3.6-3.10)
+    std::int64_t dictkeys_log2_size = kAbsent;         // dk_log2_size, uint8 (3.11+)
     std::int64_t dictkeys_log2_index_bytes = kAbsent;  // dk_log2_index_bytes, uint8 (3.11+)
-    std::int64_t dictkeys_kind = kAbsent;            // dk_kind, uint8 (3.11+)
-    std::int64_t dictkeys_nentries = kAbsent;        // dk_nentries
-    std::int64_t dictkeys_indices = kAbsent;         // dk_indices
-    std::int64_t dictkeyentry_size = kAbsent;        // sizeof(PyDictKeyEntry) {hash, key, value}
-    std::int64_t dictunicodeentry_size = kAbsent;    // sizeof(PyDictUnicodeEntry) {key, value} (3.11+)
-    std::int64_t dictkeys_kind_general = kAbsent;    // DICT_KEYS_GENERAL value (3.11+)
-    std::int64_t dictvalues_values = kAbsent;        // PyDictValues.values (3.11+)
-    std::int64_t dictvalues_valid = kAbsent;         // PyDictValues.valid, uint8 (3.13+)
+    std::int64_t dictkeys_kind = kAbsent;              // dk_kind, uint8 (3.11+)
+    std::int64_t dictkeys_nentries = kAbsent;          // dk_nentries
+    std::int64_t dictkeys_indices = kAbsent;           // dk_indices
+    std::int64_t dictkeyentry_size = kAbsent;          // sizeof(PyDictKeyEntry) {hash, key, value}
+    std::int64_t dictunicodeentry_size = kAbsent;      // sizeof(PyDictUnicodeEntry) {key, value} (3.11+)
+    std::int64_t dictkeys_kind_general = kAbsent;      // DICT_KEYS_GENERAL value (3.11+)
+    std::int64_t dictvalues_values = kAbsent;          // PyDictValues.values (3.11+)
+    std::int64_t dictvalues_valid = kAbsent;           // PyDictValues.valid, uint8 (3.13+)
     // PyDictObject (2.7): ma_mask, ma_table of PyDictEntry {hash, key, value}
     std::int64_t dict2_mask = kAbsent;
     std::int64_t dict2_table = kAbsent;
@@ -195,7 +208,7 @@ struct PyLayout {
     // Where each value sits *inside* the _Py_DebugOffsets struct the target keeps at
     // _PyRuntime + runtime_debug_offsets; debug_offsets.h reads them. Names are
     // dbg_<section>_<member> after the struct's own names.
-    std::int64_t dbg_size = kAbsent;  // sizeof(_Py_DebugOffsets)
+    std::int64_t dbg_size = kAbsent;           // sizeof(_Py_DebugOffsets)
     std::int64_t dbg_cookie = kAbsent;         // char cookie[8] = "xdebugpy"
     std::int64_t dbg_version = kAbsent;        // PY_VERSION_HEX of the target
     std::int64_t dbg_free_threaded = kAbsent;  // nonzero in a Py_GIL_DISABLED build
@@ -209,6 +222,9 @@ struct PyLayout {
     std::int64_t dbg_interpreter_state_gil_runtime_state = kAbsent;         // offset of interp->_gil
     std::int64_t dbg_interpreter_state_gil_runtime_state_locked = kAbsent;  // of interp->_gil.locked
     std::int64_t dbg_interpreter_state_gil_runtime_state_holder = kAbsent;  // of interp->_gil.last_holder
+    std::int64_t dbg_interpreter_state_gc = kAbsent;                        // 3.14+: offset of interp->gc
+    std::int64_t dbg_gc_size = kAbsent;                                     // 3.14+: sizeof(struct _gc_runtime_state)
+    std::int64_t dbg_gc_collecting = kAbsent;                               // 3.14+: of its `collecting`
     std::int64_t dbg_thread_state_size = kAbsent;
     std::int64_t dbg_thread_state_next = kAbsent;
     std::int64_t dbg_thread_state_interp = kAbsent;
@@ -222,6 +238,7 @@ struct PyLayout {
     std::int64_t dbg_interpreter_frame_instr_ptr = kAbsent;
     std::int64_t dbg_interpreter_frame_localsplus = kAbsent;
     std::int64_t dbg_interpreter_frame_owner = kAbsent;
+    std::int64_t dbg_interpreter_frame_tlbc_index = kAbsent;  // 3.14+ (0 in a build with the GIL)
     std::int64_t dbg_code_object_size = kAbsent;
     std::int64_t dbg_code_object_filename = kAbsent;
     std::int64_t dbg_code_object_name = kAbsent;
@@ -232,11 +249,18 @@ struct PyLayout {
     std::int64_t dbg_code_object_localsplusnames = kAbsent;
     std::int64_t dbg_code_object_localspluskinds = kAbsent;
     std::int64_t dbg_code_object_co_code_adaptive = kAbsent;
+    std::int64_t dbg_code_object_co_tlbc = kAbsent;  // 3.14+ (0 in a build with the GIL)
     std::int64_t dbg_pyobject_ob_type = kAbsent;
     std::int64_t dbg_type_object_tp_name = kAbsent;
     std::int64_t dbg_type_object_tp_flags = kAbsent;
+    std::int64_t dbg_type_object_tp_basicsize = kAbsent;         // 3.15+
+    std::int64_t dbg_type_object_tp_dictoffset = kAbsent;        // 3.15+
+    std::int64_t dbg_heap_type_object_ht_cached_keys = kAbsent;  // 3.15+
     std::int64_t dbg_tuple_object_ob_item = kAbsent;
     std::int64_t dbg_list_object_ob_item = kAbsent;
+    std::int64_t dbg_set_object_used = kAbsent;   // 3.14+
+    std::int64_t dbg_set_object_table = kAbsent;  // 3.14+
+    std::int64_t dbg_set_object_mask = kAbsent;   // 3.14+
     std::int64_t dbg_dict_object_ma_keys = kAbsent;
     std::int64_t dbg_dict_object_ma_values = kAbsent;
     std::int64_t dbg_float_object_ob_fval = kAbsent;
@@ -247,15 +271,21 @@ struct PyLayout {
     std::int64_t dbg_unicode_object_state = kAbsent;
     std::int64_t dbg_unicode_object_length = kAbsent;
     std::int64_t dbg_unicode_object_asciiobject_size = kAbsent;
+    std::int64_t dbg_unicode_object_compactunicodeobject_size = kAbsent;  // 3.15+
+    std::int64_t dbg_gen_object_gi_iframe = kAbsent;                      // 3.14+
 
     // --- Py_Version / PY_VERSION_HEX of the headers, for cross-checks --------------
     std::uint32_t version_hex = 0;
 };
 
-// The generated tables, one per supported minor version (2.7, 3.6 ... 3.13).
+// The generated tables, one per supported minor version and build kind (2.7, 3.6 ...
+// 3.14, 3.14t ...), in version order.
 std::span<const PyLayout> generatedLayouts();
 
-// The generated table for a version; for a version newer than any table, nothing.
-const PyLayout* findGeneratedLayout(int major, int minor);
+// The generated table for a version and build kind; nothing when there is none.
+const PyLayout* findGeneratedLayout(int major, int minor, bool freeThreaded = false);
+
+// The newest table of a build kind (a newer version is tried on top of it).
+const PyLayout* newestGeneratedLayout(bool freeThreaded = false);
 
 }  // namespace pyspy

@@ -2,7 +2,7 @@
 # A target for test_objects.cpp: creates objects, prints their addresses (id) and the
 # values the object reader must find there, then blocks until killed.
 # Python 2.7-compatible syntax. Output lines (all text values in UTF-8 hex):
-#   VERSION <major> <minor>
+#   VERSION <major> <minor> <1 if free-threaded (Py_GIL_DISABLED) else 0>
 #   TYPES <str> <unicode or 0> <bytes> <int> <long or 0> <dict> <module>
 #   STR <id> <utf8 hex>            INT <id> <value>           BYTES <id> <hex>
 #   DICT <id> <count>  followed by  ITEM <key id> <value id> <key utf8 hex or ->
@@ -67,7 +67,8 @@ def emit_attrs(obj, names):
         out("ATTR", id(obj), utf8_hex(name), id(value) if hasattr(obj, name) else 0)
 
 
-out("VERSION", sys.version_info[0], sys.version_info[1])
+out("VERSION", sys.version_info[0], sys.version_info[1],
+    1 if __import__("sysconfig").get_config_var("Py_GIL_DISABLED") else 0)
 out("TYPES", id(str), id(text_type) if PY2 else 0, id(bytes), id(int), id(long) if PY2 else 0,  # noqa: F821
     id(dict), id(type(sys)))
 

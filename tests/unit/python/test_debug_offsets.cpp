@@ -212,8 +212,8 @@ TEST_CASE("debug offsets: bad images are refused", "[debug_offsets]") {
     auto badCookie = goodImage(l);
     badCookie[3] = 'X';
     CHECK(refused(badCookie, ReadErrorKind::Invalid).find("cookie") != std::string::npos);
-    CHECK_FALSE(refused(std::vector<std::uint8_t>(static_cast<std::size_t>(l.dbg_size), 0), ReadErrorKind::Invalid)
-                    .empty());
+    CHECK_FALSE(
+        refused(std::vector<std::uint8_t>(static_cast<std::size_t>(l.dbg_size), 0), ReadErrorKind::Invalid).empty());
 
     // Huge or out-of-struct offsets, implausible sizes.
     refused(with(l.dbg_thread_state_next, std::uint64_t{1} << 40), ReadErrorKind::Invalid);
@@ -263,12 +263,13 @@ TEST_CASE("debug offsets: a live interpreter's _PyRuntime", "[interp]") {
     const std::string python = test::testPython();
     if (python.find('/') != std::string::npos && ::access(python.c_str(), X_OK) != 0) std::exit(77);
     const char* script = R"PY(
-import ctypes, sys, time
+import ctypes, sys, sysconfig, time
 try:
     runtime = ctypes.addressof(ctypes.c_char.in_dll(ctypes.pythonapi, "_PyRuntime"))
 except Exception:
     runtime = 0
-sys.stdout.write("RUNTIME %d %d %d %d\n" % (sys.version_info[0], sys.version_info[1], sys.hexversion, runtime))
+sys.stdout.write("RUNTIME %d %d %d %d %d\n" % (sys.version_info[0], sys.version_info[1], sys.hexversion, runtime,
+                                              1 if sysconfig.get_config_var("Py_GIL_DISABLED") else 0))
 sys.stdout.flush()
 while True:
     time.sleep(1000)
@@ -279,9 +280,14 @@ while True:
     std::istringstream words(*line);
     int major = 0, minor = 0;
     std::uint64_t hexversion = 0, runtime = 0;
-    words >> major >> minor >> hexversion >> runtime;
-    INFO("Python " << major << "." << minor << " (" << python << "), _PyRuntime at " << runtime);
-    const PyLayout& format = table313();
+    int freeThreaded = 0;
+    words >> major >> minor >> hexversion >> runtime >> freeThreaded;
+    INFO("Python " << major << "." << minor << (freeThreaded ? "t" : "") << " (" << python << "), _PyRuntime at "
+                   << runtime);
+    // The struct as the version's own table describes it (newer ones: the newest table's).
+    const PyLayout* own = findGeneratedLayout(major, minor, freeThreaded != 0);
+    if (own == nullptr && major == 3 && minor > 13) own = newestGeneratedLayout(freeThreaded != 0);
+    const PyLayout& format = own != nullptr && own->dbg_size != kAbsent ? *own : table313();
 
     if (major == 2 || (major == 3 && minor < 7)) {
         CHECK(runtime == 0);  // no _PyRuntime before 3.7
@@ -301,11 +307,20 @@ while True:
     INFO((offsets.ok() ? std::string() : offsets.error().describe()));
     REQUIRE(offsets.ok());
     CHECK(offsets->version == hexversion);
-    CHECK_FALSE(offsets->freeThreaded);
-    const PyLayout* table = findGeneratedLayout(major, minor);
+    CHECK(offsets->freeThreaded == (freeThreaded != 0));
+    const PyLayout* table = findGeneratedLayout(major, minor, freeThreaded != 0);
     if (table == nullptr) {
-        WARN("Python " << major << "." << minor << " is newer than the tables: debug offsets read with the 3.13 format");
+        WARN("Python " << major << "." << minor << " is newer than the tables: debug offsets read with the "
+                       << format.major << "." << format.minor << " format");
         return;
+    }
+    if (minor >= 14) {
+        CHECK(offsets->gcSize != 0);
+        CHECK(applyDebugOffsets(*table, offsets.value()).interp_gc_collecting == table->interp_gc_collecting);
+        CHECK(applyDebugOffsets(*table, offsets.value()).tstate_datastack_top == table->tstate_datastack_top);
+        CHECK((offsets->frameTlbcIndex != 0) == (freeThreaded != 0));
+        CHECK(applyDebugOffsets(*table, offsets.value()).frame_tlbc_index == table->frame_tlbc_index);
+        CHECK(applyDebugOffsets(*table, offsets.value()).code_tlbc == table->code_tlbc);
     }
     // The target's own offsets equal the generated table's (3.13.0 headers).
     checkSameAsTable(applyDebugOffsets(*table, offsets.value()), *table);

@@ -16,10 +16,18 @@ using namespace pyspy;
 
 namespace {
 
-const std::vector<std::pair<int, int>> kSupported = {{2, 7},  {3, 6},  {3, 7},  {3, 8}, {3, 9},
-                                                     {3, 10}, {3, 11}, {3, 12}, {3, 13}};
+struct Supported {
+    int major, minor;
+    bool freeThreaded;
+};
+// In generatedLayouts() order: the probed tables, then the derived ones (3.15, 3.15t).
+const std::vector<Supported> kSupported = {
+    {2, 7, false},  {3, 6, false},  {3, 7, false},  {3, 8, false}, {3, 9, false},  {3, 10, false}, {3, 11, false},
+    {3, 12, false}, {3, 13, false}, {3, 14, false}, {3, 14, true}, {3, 15, false}, {3, 15, true}};
 
-bool has(std::int64_t offset) { return offset != kAbsent; }
+bool has(std::int64_t offset) {
+    return offset != kAbsent;
+}
 
 // Runs `script` under the interpreter under test and collects its "KEY value..." lines
 // up to READY (or the end of its output).
@@ -62,10 +70,11 @@ std::string pythonUnderTest() {
 
 // Facts the interpreter can tell about its own structs; works on 2.7 and 3.x.
 const char* kFactsScript = R"PY(
-import sys
+import sys, sysconfig
 def out(key, *values):
     sys.stdout.write(key + " " + " ".join(str(v) for v in values) + "\n")
-out("VERSION", sys.version_info[0], sys.version_info[1], sys.hexversion)
+out("VERSION", sys.version_info[0], sys.version_info[1], sys.hexversion,
+    1 if sysconfig.get_config_var("Py_GIL_DISABLED") else 0)
 info = getattr(sys, "int_info", None) or sys.long_info
 out("DIGIT", info.bits_per_digit, info.sizeof_digit)
 out("CODE", type((lambda: 0).__code__).__basicsize__)
@@ -99,7 +108,7 @@ sys.stdout.flush()
 // The runtime, interpreter and thread states and the GIL, through the C API (ctypes),
 // with a second thread spinning so that the GIL is held.
 const char* kRuntimeScript = R"PY(
-import ctypes, os, sys, threading, time
+import ctypes, os, sys, sysconfig, threading, time
 api = ctypes.pythonapi
 api.PyInterpreterState_Head.restype = ctypes.c_void_p
 api.PyThreadState_Get.restype = ctypes.c_void_p
@@ -114,7 +123,8 @@ def spin():
 spinner = threading.Thread(target=spin)
 spinner.daemon = True
 spinner.start()
-sys.stdout.write("VERSION %d %d\n" % sys.version_info[:2])
+sys.stdout.write("VERSION %d %d %d\n" % (sys.version_info[0], sys.version_info[1],
+                                           1 if sysconfig.get_config_var("Py_GIL_DISABLED") else 0))
 sys.stdout.write("RUNTIME %d\n" % runtime)
 sys.stdout.write("INTERP %d\n" % api.PyInterpreterState_Head())
 sys.stdout.write("MAIN %d %d %d\n" % (api.PyThreadState_Get(), get_ident(), os.getpid()))
@@ -131,24 +141,27 @@ TEST_CASE("layouts: a table for every supported version, with the key fields", "
     auto layouts = generatedLayouts();
     REQUIRE(layouts.size() == kSupported.size());
     for (std::size_t i = 0; i < kSupported.size(); ++i) {
-        const auto [major, minor] = kSupported[i];
+        const auto [major, minor, freeThreaded] = kSupported[i];
         const PyLayout& l = layouts[i];
-        INFO("Python " << major << "." << minor);
+        INFO("Python " << major << "." << minor << (freeThreaded ? "t" : ""));
         CHECK(l.major == major);
         CHECK(l.minor == minor);
-        CHECK(findGeneratedLayout(major, minor) == &l);
+        CHECK(l.free_threaded == (freeThreaded ? 1 : 0));
+        CHECK(findGeneratedLayout(major, minor, freeThreaded) == &l);
         CHECK(static_cast<int>(l.version_hex >> 24) == major);
         CHECK(static_cast<int>((l.version_hex >> 16) & 0xff) == minor);
 
-        for (auto offset : {l.tstate_next, l.tstate_interp, l.tstate_thread_id, l.interp_next, l.interp_tstate_head,
-                            l.interp_modules, l.frame_back, l.frame_code, l.code_filename, l.code_name,
-                            l.code_firstlineno, l.code_linetable, l.object_type, l.type_name, l.type_flags,
-                            l.bytes_size, l.bytes_sval, l.long_digit, l.dict_used, l.module_dict}) {
+        for (auto offset :
+             {l.tstate_next,      l.tstate_interp,  l.tstate_thread_id, l.interp_next,   l.interp_tstate_head,
+              l.interp_modules,   l.frame_back,     l.frame_code,       l.code_filename, l.code_name,
+              l.code_firstlineno, l.code_linetable, l.object_type,      l.type_name,     l.type_flags,
+              l.bytes_size,       l.bytes_sval,     l.long_digit,       l.dict_used,     l.module_dict}) {
             CHECK(has(offset));
             CHECK(offset >= 0);
             CHECK(offset < 65536);
         }
-        CHECK(l.object_type == 8);  // 64-bit: after ob_refcnt
+        // 64-bit: after ob_refcnt; free-threaded: after ob_tid, the flags word and ob_ref_shared.
+        CHECK(l.object_type == (freeThreaded ? 24 : 8));
         CHECK((l.long_digit_bits == 30 || l.long_digit_bits == 15));
         CHECK(l.long_digit_size * 8 >= l.long_digit_bits);
 
@@ -221,23 +234,46 @@ TEST_CASE("layouts: a table for every supported version, with the key fields", "
         CHECK(has(l.dbg_thread_state_current_frame) == debugOffsets);
         CHECK((l.tpflags_inline_values != 0) == debugOffsets);
         CHECK(has(l.dictvalues_valid) == debugOffsets);
+
+        // 3.14+: tagged stack references, the interpreter-owned entry frame, and (free-threaded
+        // only) per-thread bytecode; 3.15 has no C-stack owner any more.
+        const bool since314 = major == 3 && minor >= 14;
+        CHECK(has(l.stackref_tag_bits) == since314);
+        CHECK(has(l.owner_interpreter) == since314);
+        CHECK(has(l.owner_cstack) == (major == 3 && minor >= 12 && minor <= 14));
+        CHECK(has(l.frame_tlbc_index) == (since314 && freeThreaded));
+        CHECK(has(l.code_tlbc) == (since314 && freeThreaded));
+        CHECK(has(l.dbg_gc_collecting) == since314);
+        CHECK(has(l.dbg_type_object_tp_basicsize) == (major == 3 && minor >= 15));
+        if (since314) {
+            CHECK(l.dbg_interpreter_frame_tlbc_index > 0);  // placed in both build kinds' format
+            CHECK(l.dbg_size > findGeneratedLayout(3, 13)->dbg_size);
+        }
     }
+    CHECK(newestGeneratedLayout(false) == findGeneratedLayout(3, 15, false));
+    CHECK(newestGeneratedLayout(true) == findGeneratedLayout(3, 15, true));
+    CHECK(findGeneratedLayout(3, 13, true) == nullptr);  // 3.13t: not supported
     CHECK(findGeneratedLayout(3, 99) == nullptr);
     CHECK(findGeneratedLayout(2, 6) == nullptr);
 }
 
-TEST_CASE("layouts: 3.13's debug offset positions lie inside _Py_DebugOffsets", "[layouts]") {
-    const PyLayout* l = findGeneratedLayout(3, 13);
-    REQUIRE(l != nullptr);
-    CHECK(l->runtime_debug_offsets == 0);
-    CHECK(l->dbg_cookie == 0);
-    for (auto position : {l->dbg_version, l->dbg_free_threaded, l->dbg_runtime_state_interpreters_head,
-                          l->dbg_interpreter_state_threads_head, l->dbg_thread_state_next,
-                          l->dbg_interpreter_frame_executable, l->dbg_code_object_co_code_adaptive,
-                          l->dbg_unicode_object_asciiobject_size}) {
-        CHECK(position > 0);
-        CHECK(position % 8 == 0);
-        CHECK(position + 8 <= l->dbg_size);
+TEST_CASE("layouts: debug offset positions lie inside _Py_DebugOffsets", "[layouts]") {
+    for (const auto& [major, minor, freeThreaded] :
+         {Supported{3, 13, false}, Supported{3, 14, false}, Supported{3, 14, true}, Supported{3, 15, false},
+          Supported{3, 15, true}}) {
+        const PyLayout* l = findGeneratedLayout(major, minor, freeThreaded);
+        INFO("Python " << major << "." << minor << (freeThreaded ? "t" : ""));
+        REQUIRE(l != nullptr);
+        CHECK(l->runtime_debug_offsets == 0);
+        CHECK(l->dbg_cookie == 0);
+        for (auto position :
+             {l->dbg_version, l->dbg_free_threaded, l->dbg_runtime_state_interpreters_head,
+              l->dbg_interpreter_state_threads_head, l->dbg_thread_state_next, l->dbg_interpreter_frame_executable,
+              l->dbg_code_object_co_code_adaptive, l->dbg_unicode_object_asciiobject_size}) {
+            CHECK(position > 0);
+            CHECK(position % 8 == 0);
+            CHECK(position + 8 <= l->dbg_size);
+        }
     }
 }
 
@@ -248,8 +284,9 @@ TEST_CASE("layouts: the table agrees with what the interpreter says about itself
     const int major = static_cast<int>(f.num("VERSION", 0));
     const int minor = static_cast<int>(f.num("VERSION", 1));
     const auto hexversion = static_cast<std::uint32_t>(f.num("VERSION", 2));
-    INFO("Python " << major << "." << minor << " (" << python << ")");
-    const PyLayout* layout = findGeneratedLayout(major, minor);
+    const bool freeThreaded = f.num("VERSION", 3) != 0;
+    INFO("Python " << major << "." << minor << (freeThreaded ? "t" : "") << " (" << python << ")");
+    const PyLayout* layout = findGeneratedLayout(major, minor, freeThreaded);
     REQUIRE(layout != nullptr);
     const PyLayout& l = *layout;
 
@@ -260,8 +297,8 @@ TEST_CASE("layouts: the table agrees with what the interpreter says about itself
     CHECK(l.long_digit_size == f.num("LONG", 1));
     CHECK(l.bytes_sval + 1 == f.num("BYTES"));  // the terminating NUL is counted
     CHECK(l.float_fval + 8 == f.num("FLOAT"));
-    CHECK(l.tuple_item == f.num("TUPLE"));      // sizeof - the one item slot
-    CHECK(l.list_item + 16 == f.num("LIST"));   // ob_item, allocated
+    CHECK(l.tuple_item == f.num("TUPLE"));     // sizeof - the one item slot
+    CHECK(l.list_item + 16 == f.num("LIST"));  // ob_item, allocated
     CHECK(l.module_dict == f.num("MODULE_DICTOFFSET"));
     CHECK(l.type_name < f.num("HEAPTYPE"));
     if (major == 3) CHECK(l.heaptype_cached_keys < f.num("HEAPTYPE"));
@@ -296,8 +333,9 @@ TEST_CASE("layouts: runtime, interpreter, thread states and the GIL of a live in
     const ChildFacts f = collect(child);
     const int major = static_cast<int>(f.num("VERSION", 0));
     const int minor = static_cast<int>(f.num("VERSION", 1));
-    INFO("Python " << major << "." << minor << " (" << python << ")");
-    const PyLayout* layout = findGeneratedLayout(major, minor);
+    const bool freeThreaded = f.num("VERSION", 2) != 0;
+    INFO("Python " << major << "." << minor << (freeThreaded ? "t" : "") << " (" << python << ")");
+    const PyLayout* layout = findGeneratedLayout(major, minor, freeThreaded);
     REQUIRE(layout != nullptr);
     const PyLayout& l = *layout;
     const std::uint64_t runtime = f.address("RUNTIME");
@@ -341,6 +379,7 @@ TEST_CASE("layouts: runtime, interpreter, thread states and the GIL of a live in
 
     // The GIL: the spinner holds it nearly all the time.
     if (!has(l.gil_locked)) return;  // 2.7, 3.6: a GIL without a _gil_runtime_state
+    if (freeThreaded) return;        // no GIL to hold
     std::uint64_t gil = 0;
     if (has(l.runtime_ceval_gil)) {
         gil = at(runtime, l.runtime_ceval_gil);

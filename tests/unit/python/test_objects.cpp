@@ -79,9 +79,13 @@ constexpr std::uint64_t kStrSubType = 0x5000;
 constexpr std::uint64_t kOtherType = 0x6000;
 
 void mapTypes(BufferMemory& memory) {
-    for (auto [type, flags] : std::initializer_list<std::pair<std::uint64_t, std::uint64_t>>{
-             {kStrType, kUnicodeSubclass}, {kIntType, kLongSubclass}, {kBytesType, kBytesSubclass},
-             {kDictType, kDictSubclass}, {kStrSubType, kUnicodeSubclass}, {kOtherType, 0}}) {
+    for (auto [type, flags] :
+         std::initializer_list<std::pair<std::uint64_t, std::uint64_t>>{{kStrType, kUnicodeSubclass},
+                                                                        {kIntType, kLongSubclass},
+                                                                        {kBytesType, kBytesSubclass},
+                                                                        {kDictType, kDictSubclass},
+                                                                        {kStrSubType, kUnicodeSubclass},
+                                                                        {kOtherType, 0}}) {
         memory.map(type, Image(kFlagsOffset).set<std::uint64_t>(kFlagsOffset, flags).bytes);
     }
 }
@@ -91,7 +95,8 @@ std::uint32_t stateWord(unsigned kind, bool compact, bool ascii) {
 }
 
 // A compact str of `kind` bytes per code point.
-std::vector<std::uint8_t> compactStr(std::uint64_t type, unsigned kind, bool ascii, const std::vector<std::uint32_t>& cps,
+std::vector<std::uint8_t> compactStr(std::uint64_t type, unsigned kind, bool ascii,
+                                     const std::vector<std::uint32_t>& cps,
                                      std::optional<std::int64_t> length = std::nullopt) {
     Image image(ascii ? 40 : 56);
     image.set<std::uint64_t>(0, 1).set<std::uint64_t>(8, type);
@@ -145,7 +150,9 @@ TEST_CASE("objects: legacy str through its data pointer", "[objects]") {
     memory.map(0x20000, image.bytes);
     memory.map(0x21000, std::vector<std::uint8_t>{0xf1, 0x00, 0x41, 0x00});
     ObjectReader reader(memory, layout312(), knownTypes());
-    CHECK(reader.readString(0x20000).value() == "\xc3\xb1" "A");  // a str subclass, by its tp_flags
+    CHECK(reader.readString(0x20000).value() ==
+          "\xc3\xb1"
+          "A");  // a str subclass, by its tp_flags
 }
 
 TEST_CASE("objects: str lengths are bounded and types checked", "[objects]") {
@@ -182,7 +189,13 @@ TEST_CASE("objects: str lengths are bounded and types checked", "[objects]") {
 TEST_CASE("objects: bytes", "[objects]") {
     BufferMemory memory;
     mapTypes(memory);
-    memory.map(0x10000, Image(32).set<std::uint64_t>(8, kBytesType).set<std::int64_t>(16, 3).append("\x00\xff" "a", 3).bytes);
+    memory.map(0x10000, Image(32)
+                            .set<std::uint64_t>(8, kBytesType)
+                            .set<std::int64_t>(16, 3)
+                            .append("\x00\xff"
+                                    "a",
+                                    3)
+                            .bytes);
     memory.map(0x20000, Image(32).set<std::uint64_t>(8, kBytesType).set<std::int64_t>(16, std::int64_t{1} << 60).bytes);
     memory.map(0x30000, Image(32).set<std::uint64_t>(8, kStrType).set<std::int64_t>(16, 1).append("x", 1).bytes);
     ObjectReader reader(memory, layout312(), knownTypes());
@@ -201,14 +214,14 @@ TEST_CASE("objects: ints in the 3.12 lv_tag and the older ob_size encodings", "[
         return image.bytes;
     };
     const std::uint32_t mask = (1u << 30) - 1;
-    memory.map(0x10000, tagged(1, {0}));                    // zero
-    memory.map(0x11000, tagged((1 << 3) | 2, {1}));         // -1
-    memory.map(0x12000, tagged((2 << 3) | 0, {0, 1024}));   // 2^40
-    memory.map(0x13000, tagged((3 << 3) | 2, {0, 0, 8}));   // -(2^63)
-    memory.map(0x14000, tagged((3 << 3) | 0, {mask, mask, 7}));  // 2^63 - 1
-    memory.map(0x15000, tagged((3 << 3) | 0, {0, 0, 8}));   // 2^63: too big
-    memory.map(0x16000, tagged((4 << 3) | 0, {1, 0, 0, 1}));  // 2^90: too big
-    memory.map(0x17000, tagged((1 << 3) | 0, {1u << 30}));  // a digit out of range
+    memory.map(0x10000, tagged(1, {0}));                             // zero
+    memory.map(0x11000, tagged((1 << 3) | 2, {1}));                  // -1
+    memory.map(0x12000, tagged((2 << 3) | 0, {0, 1024}));            // 2^40
+    memory.map(0x13000, tagged((3 << 3) | 2, {0, 0, 8}));            // -(2^63)
+    memory.map(0x14000, tagged((3 << 3) | 0, {mask, mask, 7}));      // 2^63 - 1
+    memory.map(0x15000, tagged((3 << 3) | 0, {0, 0, 8}));            // 2^63: too big
+    memory.map(0x16000, tagged((4 << 3) | 0, {1, 0, 0, 1}));         // 2^90: too big
+    memory.map(0x17000, tagged((1 << 3) | 0, {1u << 30}));           // a digit out of range
     memory.map(0x18000, tagged((std::uint64_t{1} << 60) | 0, {1}));  // absurd digit count
     ObjectReader reader(memory, layout312(), knownTypes());
     CHECK(reader.readInt(0x10000).value() == 0);
@@ -260,8 +273,11 @@ TEST_CASE("objects: 3.11+ dicts, combined and split", "[objects]") {
     std::vector<std::uint8_t> valueBytes(sizeof values);
     std::memcpy(valueBytes.data(), values, sizeof values);
     memory.map(0x50000, valueBytes);
-    memory.map(0x60000, Image(48).set<std::uint64_t>(8, kDictType).set<std::uint64_t>(32, 0x20000)
-                            .set<std::uint64_t>(40, 0x50000).bytes);
+    memory.map(0x60000, Image(48)
+                            .set<std::uint64_t>(8, kDictType)
+                            .set<std::uint64_t>(32, 0x20000)
+                            .set<std::uint64_t>(40, 0x50000)
+                            .bytes);
     CHECK(reader.dictItems(0x60000).value() == Items{{0x10000, 0xb1}, {0x11000, 0xb3}});
     CHECK(reader.dictGetString(0x60000, "a").value() == 0xb1);
 
@@ -291,8 +307,10 @@ TEST_CASE("objects: 3.6-3.10 dict index width follows dk_size", "[objects]") {
         keys.append(entry, sizeof entry);
         memory.map(0x100000 * static_cast<std::uint64_t>(width), keys.bytes);
         const std::uint64_t dict = 0x20000 + 0x100 * width;
-        memory.map(dict, Image(48).set<std::uint64_t>(8, kDictType)
-                             .set<std::uint64_t>(32, 0x100000 * static_cast<std::uint64_t>(width)).bytes);
+        memory.map(dict, Image(48)
+                             .set<std::uint64_t>(8, kDictType)
+                             .set<std::uint64_t>(32, 0x100000 * static_cast<std::uint64_t>(width))
+                             .bytes);
         ObjectReader reader(memory, layout, knownTypes());
         CHECK(reader.dictGetString(dict, "k").value() == 0xc1);
     }
@@ -333,8 +351,9 @@ TEST_CASE("objects: a live interpreter's str, bytes, int, dict, instance and thr
     REQUIRE(lines[0][0] == "VERSION");
     const int major = std::stoi(lines[0][1]);
     const int minor = std::stoi(lines[0][2]);
-    const PyLayout* layout = findGeneratedLayout(major, minor);
-    INFO("Python " << major << "." << minor);
+    const bool freeThreaded = lines[0].size() > 3 && lines[0][3] == "1";
+    const PyLayout* layout = findGeneratedLayout(major, minor, freeThreaded);
+    INFO("Python " << major << "." << minor << (freeThreaded ? "t" : ""));
     REQUIRE(layout != nullptr);
 
     TypeAddresses printedTypes;
