@@ -249,6 +249,7 @@ int runTop(const TopArgs& args) {
     header.pid = process->pid();
     header.commandLine = process->commandLine();
     header.pythonVersion = process->target().version.toString();
+    header.freeThreaded = process->target().layout.free_threaded != 0;
     header.rateHz = options.rateHz;
 
     // The screen opens before the sampler thread starts and closes after it is joined.

@@ -121,7 +121,8 @@ void appendNativeFrameJson(nlohmann::json& frames, const NativeFrame& frame, con
 std::string formatDumpText(const ProcessSnapshot& snapshot, const DumpFormatOptions& options) {
     std::string out;
     out += fmt::format("Process {}: {}\n", snapshot.pid, terminalSafe(snapshot.commandLine));
-    out += fmt::format("Python v{} ({})\n", snapshot.pythonVersion, terminalSafe(snapshot.executable));
+    out += fmt::format("Python v{}{} ({})\n", snapshot.pythonVersion,
+                       snapshot.freeThreaded ? " free-threaded (no GIL)" : "", terminalSafe(snapshot.executable));
     for (const auto& thread : snapshot.threads) {
         const std::string id =
             thread.nativeId ? std::to_string(*thread.nativeId) : fmt::format("{:#x}", thread.threadId);
@@ -203,6 +204,7 @@ std::string formatDumpJson(const ProcessSnapshot& snapshot, const DumpFormatOpti
     json doc = {{"pid", snapshot.pid},
                 {"command_line", snapshot.commandLine},
                 {"python_version", snapshot.pythonVersion},
+                {"free_threaded", snapshot.freeThreaded},
                 {"executable", snapshot.executable},
                 {"paused", snapshot.paused},
                 {"timestamp", snapshot.timestamp},

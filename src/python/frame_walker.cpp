@@ -154,11 +154,13 @@ Status FrameWalker::collect(std::uint64_t frame, bool& truncated, bool groupEnds
         bool endsGroup = !interpreterFrames;  // before 3.11 each frame has its own eval-loop call
         RawFrame entry{code, -1, false, address};
         if (interpreterFrames) {
-            if (l.frame_owner != kAbsent && l.owner_cstack != kAbsent) {
+            if (l.frame_owner != kAbsent && (l.owner_cstack != kAbsent || l.owner_interpreter != kAbsent)) {
                 PYSPY_TRY(auto owner, block.field<std::int8_t>(l.frame_owner));
                 // Not a Python function's frame: the eval loop's entry frame (3.12-3.13:
-                // cstack; 3.14+: interpreter) and C-stack shims. Their executable is None.
-                skip = owner == l.owner_cstack || (l.owner_interpreter != kAbsent && owner == l.owner_interpreter);
+                // cstack; 3.14+: interpreter; 3.15+ also each thread's base frame) and
+                // C-stack shims (3.12-3.14). Their executable is None.
+                skip = (l.owner_cstack != kAbsent && owner == l.owner_cstack) ||
+                       (l.owner_interpreter != kAbsent && owner == l.owner_interpreter);
                 entry.generator = owner == l.owner_generator;
                 endsGroup = skip;  // 3.12+: the shim below an eval-loop call's first frame
             }

@@ -414,6 +414,7 @@ ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
     if (options.processInfo) {
         snap.commandLine = commandLine_;
         snap.pythonVersion = versionText_;
+        snap.freeThreaded = target_.layout.free_threaded != 0;
         snap.executable = target_.executable;
     }
     snap.timestamp = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();

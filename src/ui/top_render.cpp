@@ -15,7 +15,9 @@ constexpr std::size_t kGaugeWidth = 20;
 constexpr std::size_t kThreadColumn = 20;
 constexpr std::size_t kProcessColumn = 8;
 
-bool continuation(char c) { return (static_cast<unsigned char>(c) & 0xC0) == 0x80; }
+bool continuation(char c) {
+    return (static_cast<unsigned char>(c) & 0xC0) == 0x80;
+}
 
 std::string gauge(double share) {
     share = std::clamp(share, 0.0, 1.0);
@@ -85,10 +87,14 @@ std::string formatSeconds(double seconds) {
 
 const char* topColumnTitle(TopColumn column) {
     switch (column) {
-        case TopColumn::Own: return "%Own";
-        case TopColumn::Total: return "%Total";
-        case TopColumn::OwnTime: return "OwnTime";
-        case TopColumn::TotalTime: return "TotalTime";
+        case TopColumn::Own:
+            return "%Own";
+        case TopColumn::Total:
+            return "%Total";
+        case TopColumn::OwnTime:
+            return "OwnTime";
+        case TopColumn::TotalTime:
+            return "TotalTime";
     }
     return "?";
 }
@@ -120,12 +126,23 @@ std::vector<TopLine> renderTop(const TopSnapshot& snapshot, const TopHeader& hea
                         header.elapsedSeconds),
             TopStyle::Info);
     const double gil = window.gilShare(), active = window.activeShare();
-    // One line, two gauges; the style follows the GIL (contention is what top is for).
-    out.add(fmt::format("GIL: {:5.1f}% {}   Active: {:5.1f}% {}", 100 * gil, gauge(gil), 100 * active, gauge(active)),
+    if (header.freeThreaded) {
+        // No GIL to gauge: threads run Python code at the same time; only their OS state counts.
+        out.add(fmt::format("free-threaded (no GIL)   Active: {:5.1f}% {}", 100 * active, gauge(active)),
+                TopStyle::GaugeGood);
+        out.add(fmt::format("Threads: {:.1f} running, {:.1f} idle (average per sample)", window.perTick(window.running),
+                            window.perTick(window.idle)),
+                TopStyle::Info);
+    } else {
+        // One line, two gauges; the style follows the GIL (contention is what top is for).
+        out.add(
+            fmt::format("GIL: {:5.1f}% {}   Active: {:5.1f}% {}", 100 * gil, gauge(gil), 100 * active, gauge(active)),
             gaugeStyle(gil));
-    out.add(fmt::format("Threads: {:.1f} running, {:.1f} waiting for the GIL, {:.1f} idle (average per sample)",
+        out.add(
+            fmt::format("Threads: {:.1f} running, {:.1f} waiting for the GIL, {:.1f} idle (average per sample)",
                         window.perTick(window.running), window.perTick(window.waiting), window.perTick(window.idle)),
             TopStyle::Info);
+    }
     out.add(fmt::format("Window: {} ({:.1f} s) | sort: {} {} | {} | {} | ? for keys",
                         view.cumulative ? "since start" : "last refresh", windowSeconds, topColumnTitle(view.sort),
                         view.reverse ? "ascending" : "descending", view.lineNumbers ? "by line" : "by function",

@@ -19,6 +19,7 @@ struct TopHeader {
     pid_t pid = 0;
     std::string commandLine;
     std::string pythonVersion;
+    bool freeThreaded = false;  // no GIL: the GIL gauge gives way to a note saying so
     double rateHz = 100;
     std::uint64_t samples = 0;  // sampler ticks so far
     std::uint64_t errors = 0;
