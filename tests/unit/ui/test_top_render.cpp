@@ -95,6 +95,18 @@ TEST_CASE("renderTop: header, gauges and rows", "[top]") {
     CHECK(text.find('\x1b') == std::string::npos);
 }
 
+TEST_CASE("renderTop: a free-threaded target has no GIL gauge", "[top]") {
+    const auto snap = sampleSnapshot();
+    TopHeader header = sampleHeader();
+    header.pythonVersion = "3.14.7";
+    header.freeThreaded = true;
+    const auto lines = renderTop(snap, header, TopViewOptions{}, TopRenderOptions{});
+    REQUIRE(lines.size() >= 4);
+    CHECK(lines[2].text == "free-threaded (no GIL)   Active: 100.0% [####################]");
+    CHECK(lines[3].text == "Threads: 1.0 running, 0.0 idle (average per sample)");
+    for (const auto& line : lines) CHECK(line.text.find("GIL:") == std::string::npos);
+}
+
 TEST_CASE("renderTop: full filenames, status line, width and height bounds", "[top]") {
     const auto snap = sampleSnapshot();
     TopHeader header = sampleHeader();
