@@ -117,10 +117,12 @@ def check_error(result, code, what, pattern=None):
 
 
 def stat_state(path):
-    """The state letter of a /proc .../stat file, or None if it is gone."""
+    """The state letter of a /proc .../stat file, or None if it is gone. Read as bytes:
+    the comm field is the thread's name, which Python 3.14+ sets from threading.Thread
+    names (the hostile ones, cut to 15 bytes, are not valid UTF-8)."""
     try:
-        with open(path) as f:
-            return f.read().rsplit(")", 1)[1].split()[0]
+        with open(path, "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0].decode("ascii")
     except OSError:
         return None
 
