@@ -1,5 +1,7 @@
-"""Shared by the benchmark scripts: the interpreter matrix (tests/interpreters.txt)."""
+"""Shared by the benchmark scripts: the interpreter matrix (the build's
+tests/interpreters.txt, see interpreters()), the deep-stack target, summary parsing."""
 import contextlib
+import glob
 import os
 import re
 import subprocess
@@ -7,16 +9,53 @@ import subprocess
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 DEEP_STACK_TARGET = os.path.join(HERE, "deep_stack_target.py")
+# The extra interpreters tests/CMakeLists.txt expects (built by hand: DEVELOPERS.md);
+# only read here when no build has written its matrix.
+CPYTHON_ROOT = "/opt/cpython"
+EXPECTED = [("3.14", CPYTHON_ROOT + "/3.14/bin/python3"), ("3.14t", CPYTHON_ROOT + "/3.14t/bin/python3")]
 
 
-def interpreters():
-    """(label, path) for every line of tests/interpreters.txt, $PYENV_ROOT expanded."""
+def matrix_file(binary=None):
+    """The matrix as a build sees it (written at configure time next to the binary's
+    tests: <build>/tests/interpreters.txt), or None when there is none."""
+    build = os.path.dirname(os.path.abspath(binary)) if binary else os.path.join(ROOT, "build")
+    path = os.path.join(build, "tests", "interpreters.txt")
+    return path if os.path.isfile(path) else None
+
+
+def read_matrix(path):
     pyenv = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
-    with open(os.path.join(ROOT, "tests", "interpreters.txt")) as f:
+    with open(path) as f:
         for line in f:
             if line.strip() and not line.startswith("#"):
-                label, path = line.split(None, 1)
-                yield label, path.strip().replace("$PYENV_ROOT", pyenv)
+                label, python = line.split(None, 1)
+                yield label, python.strip().replace("$PYENV_ROOT", pyenv)
+
+
+def interpreters(binary=None):
+    """(label, path) for every interpreter of the matrix: the build's (that of `binary`,
+    default build/pyspy-cpp), else tests/interpreters.txt, 3.14 and 3.14t under
+    /opt/cpython and any other /opt/cpython/<dir>/bin/python3 (PYSPY_TEST_PYTHONS is
+    read only by cmake). Absent interpreters are listed too."""
+    generated = matrix_file(binary)
+    if generated:
+        for entry in read_matrix(generated):
+            yield entry
+        return
+    seen_labels, seen_files = set(), set()
+    extra = EXPECTED + [(os.path.basename(os.path.dirname(os.path.dirname(p))), p)
+                        for p in sorted(glob.glob(CPYTHON_ROOT + "/*/bin/python3"))]
+    for label, python in list(read_matrix(os.path.join(ROOT, "tests", "interpreters.txt"))) + extra:
+        try:
+            st = os.stat(python)
+            same = (st.st_dev, st.st_ino)  # a hard link too (python3.14 and python3.14t)
+        except OSError:
+            same = os.path.realpath(python)
+        if label in seen_labels or same in seen_files:
+            continue
+        seen_labels.add(label)
+        seen_files.add(same)
+        yield label, python
 
 
 def overhead_args(seconds, rounds):
@@ -30,10 +69,10 @@ def overhead_args(seconds, rounds):
     return parser.parse_args()
 
 
-def installed_interpreters(only, columns):
-    """interpreters() limited to label `only` (if given); one that is not installed gets a
-    table row saying so (with `columns` cells in all) and is not yielded."""
-    for label, python in interpreters():
+def installed_interpreters(only, columns, binary=None):
+    """interpreters(binary) limited to label `only` (if given); one that is not installed
+    gets a table row saying so (with `columns` cells in all) and is not yielded."""
+    for label, python in interpreters(binary):
         if only and label != only:
             continue
         if not os.access(python, os.X_OK):

@@ -34,7 +34,7 @@ def main():
     args = parser.parse_args()
     print("| Python | dump median (ms) | dump max (ms) | --nonblocking median (ms) | --nonblocking max (ms) |")
     print("|---|---|---|---|---|")
-    for label, path in interpreters():
+    for label, path in interpreters(args.binary):
         if not os.access(path, os.X_OK):
             print("| %s | skipped: not installed | | | |" % label)
             continue

@@ -57,7 +57,7 @@ def main():
     print("| Python | samples (difference) | instructions per sample |")
     print("|---|---|---|")
     with tempfile.TemporaryDirectory() as workdir:
-        for label, python in installed_interpreters(args.only, 3):
+        for label, python in installed_interpreters(args.only, 3, args.binary):
             with deep_stack_target(python) as target:
                 time.sleep(0.2)
                 short_samples, short_total = run(args.binary, target.pid, 1, args.rate, workdir)

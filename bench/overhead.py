@@ -58,7 +58,7 @@ def main():
           "| --nonblocking: slowdown per CPU-s | blocking: slowdown per wall-s | --nonblocking: slowdown per wall-s "
           "| profiler CPU blocking (steady; whole run) | profiler CPU --nonblocking (steady; whole run) |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for label, python in installed_interpreters(args.only, 9):
+    for label, python in installed_interpreters(args.only, 9, args.binary):
         with deep_stack_target(python, "throughput") as target:
             alone_cpu = []
             slowdowns = {}  # (mode, "wall" | "cpu") -> per-round slowdowns

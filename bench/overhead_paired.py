@@ -54,7 +54,7 @@ def main():
     args = overhead_args(seconds=6, rounds=4)
     print("| Python | blocking: slowdown per CPU-s (median; min..max) | --nonblocking: slowdown per CPU-s (median; min..max) |")
     print("|---|---|---|")
-    for label, python in installed_interpreters(args.only, 3):
+    for label, python in installed_interpreters(args.only, 3, args.binary):
         twins = [subprocess.Popen([python, DEEP_STACK_TARGET, "throughput"], stdout=subprocess.PIPE) for _ in range(2)]
         try:
             for twin in twins:

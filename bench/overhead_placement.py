@@ -62,7 +62,7 @@ def main():
     args = overhead_args(seconds=6, rounds=2)
     if (os.cpu_count() or 1) < 2:
         sys.exit("overhead_placement.py needs 2 CPUs")
-    for label, python in installed_interpreters(args.only or "3.12", 2 + args.rounds):
+    for label, python in installed_interpreters(args.only or "3.12", 2 + args.rounds, args.binary):
         print("%s: µs of pyspy-cpp CPU per sample at 100 Hz, %d round(s) of %.0f s" % (label, args.rounds, args.seconds))
         print("| placement | mode | " + " | ".join("round %d" % (i + 1) for i in range(args.rounds)) + " |")
         print("|---|---|" + "---|" * args.rounds)

@@ -4,12 +4,13 @@
 Usage: bench/sampling_rate.py [--seconds 5] [--binary build/pyspy-cpp]
 
 Starts bench/deep_stack_target.py (one thread, 31-deep CPU-bound stack) under every
-interpreter of tests/interpreters.txt and runs `pyspy-cpp record` on it as fast as it
-can (-r 100000), blocking and --nonblocking. The profiler's CPU time (user+sys) comes
-from wait4's rusage; samples from its summary line. Each figure is the difference of a
-1 s run and a (1 + SECONDS) s run, so the one-off start-up (reading libpython's symbol
-table, discovery) is not counted as sampling; the start-up CPU is shown on its own.
-Prints a Markdown table.
+interpreter of the matrix (the build's tests/interpreters.txt: the pyenv set, 3.14 and
+3.14t under /opt/cpython, PYSPY_TEST_PYTHONS; a row "not installed" for an absent one)
+and runs `pyspy-cpp record` on it as fast as it can (-r 100000), blocking and
+--nonblocking. The profiler's CPU time (user+sys) comes from wait4's rusage; samples
+from its summary line. Each figure is the difference of a 1 s run and a (1 + SECONDS) s
+run, so the one-off start-up (reading libpython's symbol table, discovery) is not
+counted as sampling; the start-up CPU is shown on its own. Prints a Markdown table.
 """
 import argparse
 import os
@@ -41,18 +42,21 @@ def main():
     args = parser.parse_args()
     print("| Python | blocking samples | samples / CPU-s | --nonblocking samples | samples / CPU-s | start-up CPU (ms) |")
     print("|---|---|---|---|---|---|")
-    for label, python in installed_interpreters(None, 6):
+    for label, python in installed_interpreters(None, 6, args.binary):
         with deep_stack_target(python) as target:
             time.sleep(0.2)
             row = [label]
             startup = None
-            for extra in ([], ["--nonblocking"]):
-                short_samples, short_cpu = run(args.binary, target.pid, 1, extra)
-                samples, cpu = run(args.binary, target.pid, 1 + args.seconds, extra)
-                rate = (samples - short_samples) / max(cpu - short_cpu, 1e-6)
-                startup = short_cpu - short_samples / rate if startup is None else startup
-                row += [str(samples - short_samples), "%.0f" % rate]
-            row.append("%.0f" % (max(startup, 0) * 1000))
+            try:
+                for extra in ([], ["--nonblocking"]):
+                    short_samples, short_cpu = run(args.binary, target.pid, 1, extra)
+                    samples, cpu = run(args.binary, target.pid, 1 + args.seconds, extra)
+                    rate = (samples - short_samples) / max(cpu - short_cpu, 1e-6)
+                    startup = short_cpu - short_samples / rate if startup is None else startup
+                    row += [str(samples - short_samples), "%.0f" % rate]
+                row.append("%.0f" % (max(startup, 0) * 1000))
+            except RuntimeError as e:  # one interpreter pyspy-cpp cannot read: a row, not the end
+                row = [label, " ".join(str(e).split())[:160].replace("|", "/")] + [""] * 4
             print("| " + " | ".join(row) + " |")
             sys.stdout.flush()
 

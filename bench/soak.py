@@ -63,11 +63,11 @@ def main():
     parser.add_argument("--minutes", type=float, default=10)
     parser.add_argument("--rate", type=int, default=1000)
     parser.add_argument("--nonblocking", action="store_true")
-    parser.add_argument("--python", default="3.12", help="label from tests/interpreters.txt")
+    parser.add_argument("--python", default="3.12", help="a label of the matrix (the build's tests/interpreters.txt)")
     parser.add_argument("--distinct", type=int, default=0, help="bound the target's distinct function names")
     parser.add_argument("--binary", default=os.path.join(ROOT, "build", "pyspy-cpp"))
     args = parser.parse_args()
-    python = dict(interpreters()).get(args.python)
+    python = dict(interpreters(args.binary)).get(args.python)
     if not python or not os.access(python, os.X_OK):
         sys.exit("interpreter %s is not installed" % args.python)
 

@@ -39,7 +39,7 @@ def main():
     args = parser.parse_args()
     print("| Python | mode | syscalls / sample | of which |")
     print("|---|---|---|---|")
-    for label, python in interpreters():
+    for label, python in interpreters(args.binary):
         if not os.access(python, os.X_OK):
             continue
         with deep_stack_target(python) as target:

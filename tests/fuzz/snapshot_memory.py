@@ -11,7 +11,8 @@
                 library) compiled with cc.
 
 Usage: tests/fuzz/snapshot_memory.py [--make-corpus PATH] [--only KIND] [LABEL...]
-LABELs are from tests/interpreters.txt (default: 2.7 3.8 3.10 3.11 3.12 3.13); an
+LABELs are from the interpreter matrix (build/tests/interpreters.txt, written when build/
+is configured, else tests/interpreters.txt; default: 2.7 3.8 3.10 3.11 3.12 3.13); an
 interpreter that is not installed is skipped. Run as root (ptrace).
 """
 import argparse
@@ -30,7 +31,10 @@ DEFAULT_LABELS = ["2.7", "3.8", "3.10", "3.11", "3.12", "3.13"]
 def interpreters():
     pyenv = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
     out = {}
-    with open(os.path.join(ROOT, "tests", "interpreters.txt")) as f:
+    matrix = os.path.join(ROOT, "build", "tests", "interpreters.txt")  # with /opt/cpython, PYSPY_TEST_PYTHONS
+    if not os.path.isfile(matrix):
+        matrix = os.path.join(ROOT, "tests", "interpreters.txt")
+    with open(matrix) as f:
         for line in f:
             if line.startswith("#") or not line.strip():
                 continue

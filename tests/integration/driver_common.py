@@ -1,12 +1,14 @@
 """What an integration driver needs around its checks: Failure/Skip, check(), log(),
-and driver_main(), which parses `--binary BINARY CASE PYTHON`, skips (exit 77, printing
-"SKIP: why") when PYTHON is not installed, and runs the case in a temporary directory.
-Every driver imports its primitives from here and ends with driver_main()."""
+is_free_threaded(), and driver_main(), which parses `--binary BINARY CASE PYTHON`, skips
+(exit 77, printing "SKIP: why") when PYTHON is not installed, and runs the case in a
+temporary directory. Every driver imports its primitives from here and ends with
+driver_main()."""
 
 import argparse
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 
@@ -29,6 +31,31 @@ def check(cond, message):
 def log(message):
     sys.stdout.write(message + "\n")
     sys.stdout.flush()
+
+
+# Run by the interpreter under test (2.7 too): "1" for a free-threaded build.
+FREE_THREADED_SCRIPT = ("import sys, sysconfig; "
+                        "sys.stdout.write('1' if sysconfig.get_config_var('Py_GIL_DISABLED') else '0')")
+_free_threaded = {}
+
+
+def is_free_threaded(python):
+    """Whether `python` is a free-threaded build (Py_GIL_DISABLED: 3.13t, 3.14t): it has no
+    GIL, so no thread holds or waits for one, threads are active or idle by the OS alone,
+    --gil is refused and top shows "free-threaded (no GIL)" instead of the GIL gauge."""
+    if python not in _free_threaded:
+        out = subprocess.check_output([python, "-c", FREE_THREADED_SCRIPT], stdin=subprocess.DEVNULL, timeout=60)
+        _free_threaded[python] = out.strip() == b"1"
+    return _free_threaded[python]
+
+
+def check_gil_refused(returncode, stderr, what):
+    """`what --gil` against a free-threaded target: refused (a non-zero exit) with one
+    line that says there is no GIL."""
+    err = stderr.strip()
+    check(returncode != 0, "%s --gil on a free-threaded build exited 0" % what)
+    check(err and len(err.split("\n")) == 1 and ("GIL" in err or "free-threaded" in err),
+          "%s --gil: expected one line saying there is no GIL, got %r" % (what, stderr))
 
 
 def tracer_of(pid):

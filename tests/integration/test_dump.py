@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 
-from driver_common import SKIP, Failure, check, log
+from driver_common import SKIP, Failure, check, is_free_threaded, log
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TARGET = os.path.normpath(os.path.join(HERE, "..", "targets", "threads_target.py"))
@@ -131,7 +131,7 @@ def run_dump(binary, pid, *flags, timeout=30, preexec=None, env=None):
 
 # --- parsing the two output formats --------------------------------------------------
 
-THREAD_RE = re.compile(r'^Thread (\S+) \((active|idle)(\+gil)?(?:\+gilwait)?(?:\+gc)?\)(?:: "(.*)")?$')
+THREAD_RE = re.compile(r'^Thread (\S+) \((active|idle)(\+gil)?(\+gilwait)?(?:\+gc)?\)(?:: "(.*)")?$')
 FRAME_RE = re.compile(r"^    (.+) \((.+):(\d+|\?)\)$")
 
 
@@ -142,9 +142,9 @@ def parse_text(out):
     m = re.match(r"^Process (\d+): (.*)$", lines[0])
     check(m, "bad first line %r" % lines[0])
     doc = {"pid": int(m.group(1)), "command_line": m.group(2)}
-    m = re.match(r"^Python v(\S+) \((.*)\)$", lines[1])
+    m = re.match(r"^Python v(\S+)( free-threaded \(no GIL\))? \((.*)\)$", lines[1])
     check(m, "bad second line %r" % lines[1])
-    doc["python_version"], doc["executable"] = m.group(1), m.group(2)
+    doc["python_version"], doc["free_threaded"], doc["executable"] = m.group(1), bool(m.group(2)), m.group(3)
     doc["threads"] = []
     thread = None
     for line in lines[2:]:
@@ -156,7 +156,8 @@ def parse_text(out):
             ident = m.group(1)
             thread = {"native_id": int(ident) if ident.isdigit() else None,
                       "active": m.group(2) == "active", "holds_gil": bool(m.group(3)),
-                      "name": m.group(4), "frames": [], "truncated": False, "error": None}
+                      "waiting_for_gil": bool(m.group(4)),
+                      "name": m.group(5), "frames": [], "truncated": False, "error": None}
             doc["threads"].append(thread)
             continue
         check(thread is not None, "line outside a thread block: %r" % line)
@@ -200,13 +201,17 @@ def fmt_frames(frames):
     return "\n".join("      %s (%s:%s)" % (f["function"], f["filename"], f["line"]) for f in frames)
 
 
-def check_doc(doc, target, is_json, full, blocking):
+def check_doc(doc, target, is_json, full, blocking, free_threaded=False):
+    """Checks one dump against the target's own report; returns whether the busy thread
+    was shown holding the GIL (never on a free-threaded build: there is none)."""
     ready = target.ready
     check(doc["pid"] == target.pid, "pid %r, expected %d" % (doc["pid"], target.pid))
     check(doc["command_line"] == " ".join(target.argv),
           "command line %r, expected %r" % (doc["command_line"], " ".join(target.argv)))
     check(doc["python_version"] == ready["python"],
           "python version %r, expected %r" % (doc["python_version"], ready["python"]))
+    check(bool(doc.get("free_threaded")) == free_threaded, "%s says free-threaded is %r, expected %r" %
+          ("JSON" if is_json else "the text header", doc.get("free_threaded"), free_threaded))
     check(os.path.realpath(doc["executable"]) == os.path.realpath(ready["executable"]),
           "executable %r, expected %r" % (doc["executable"], ready["executable"]))
     if is_json:
@@ -240,6 +245,11 @@ def check_doc(doc, target, is_json, full, blocking):
     check(not by_name["sleeper"]["active"], "the sleeper thread is reported active")
     check(not by_name["MainThread"]["active"], "the main thread is reported active")
     holders = [t["name"] for t in doc["threads"] if t["holds_gil"]]
+    if free_threaded:
+        waiters = [t["name"] for t in doc["threads"] if t.get("waiting_for_gil")]
+        check(holders == [] and waiters == [], "free-threaded: no GIL, yet %r shown holding it and %r waiting for "
+                                               "it" % (holders, waiters))
+        return False
     check(holders in ([], ["busy"]), "GIL holders %r: only the busy thread (or nobody) may hold it" % holders)
     return holders == ["busy"]
 
@@ -262,9 +272,11 @@ def test_interp(binary, python):
     if not (os.path.isfile(python) and os.access(python, os.X_OK)):
         log("SKIP: interpreter %s is not installed" % python)
         return SKIP
+    free_threaded = is_free_threaded(python)
     target = Target(python)
     try:
-        log("target pid %d, Python %s (%s)" % (target.pid, target.ready["python"], python))
+        log("target pid %d, Python %s (%s)%s" % (target.pid, target.ready["python"], python,
+                                                 ", free-threaded" if free_threaded else ""))
         runs = [
             ([], False, False, True),
             (["--nonblocking"], False, False, False),
@@ -285,7 +297,7 @@ def test_interp(binary, python):
                 check(code == 0, "exit code %d, stderr: %s" % (code, err.strip()))
                 check(elapsed < DUMP_TIME_LIMIT, "took %.2f s (limit %.1f s)" % (elapsed, DUMP_TIME_LIMIT))
                 doc = parse_json(out) if is_json else parse_text(out)
-                if check_doc(doc, target, is_json, full, blocking):
+                if check_doc(doc, target, is_json, full, blocking, free_threaded):
                     busy_held_gil += 1
                 blocking_dumps += 1 if blocking else 0
                 check_target_running(target)
@@ -294,6 +306,11 @@ def test_interp(binary, python):
                 failures.append("%s: %s" % (label, e))
                 log("FAIL %s: %s\n--- output:\n%s--- stderr:\n%s" % (label, e, out, err))
                 check_target_running(target)
+        if free_threaded:
+            if failures:
+                raise Failure("\n".join(failures))
+            log("ok   free-threaded: no thread shown holding or waiting for a GIL in any dump")
+            return 0
         # The GIL holder is racy in one dump; over up to five the busy thread must show up.
         attempts = 0
         while not failures and busy_held_gil == 0 and attempts < 5:

@@ -19,6 +19,12 @@ in `collect_loop`, and "+gc" in its text state. No dump may mark the sleeping ma
 thread, or a thread without the GIL. Exit code 0 = passed, 1 = failed, 77 = skipped
 (the interpreter is not installed). On 2.7 and 3.6 the GC flag and the GIL are statics,
 found through the interpreter's symbol table (every interpreter of the matrix has one).
+
+On a free-threaded build (3.14t) there is no GIL, and the collecting mark goes with the
+GIL holder (docs/dump-json.md): both cases become the opposite check, no thread ever
+marked holding or waiting for a GIL, or collecting (gc: the collector still seen in
+collect_loop; gilwait: the three spinners shown active at once, as threads run in
+parallel, active or idle by the OS alone).
 """
 
 import json
@@ -26,7 +32,7 @@ import os
 import re
 import sys
 
-from driver_common import check, driver_main
+from driver_common import check, driver_main, is_free_threaded, log
 from test_locals import dump, start_target
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -54,6 +60,8 @@ def dump_until_marked(binary, pid, what, json_check, text_check):
 
 
 def test_gc(binary, python, tmp):
+    if is_free_threaded(python):
+        return no_gil_gc(binary, python)
     proc, ready = start_target(python, TARGET)
     try:
         pid, collector, main = ready["pid"], ready["collector_native_id"], ready["main_native_id"]
@@ -83,7 +91,37 @@ def test_gc(binary, python, tmp):
         proc.wait()
 
 
+def no_gil_gc(binary, python):
+    """Free-threaded: the collecting mark goes with the GIL holder, and there is none, so
+    no thread is marked collecting or holding a GIL (docs/dump-json.md, free_threaded);
+    the collector is still seen in collect_loop."""
+    proc, ready = start_target(python, TARGET)
+    try:
+        pid, collector = ready["pid"], ready["collector_native_id"]
+        seen = 0
+        for _ in range(10):
+            doc = json.loads(dump(binary, pid, "--json"))
+            check(doc.get("free_threaded") is True, "free_threaded is %r in the JSON dump" % doc.get("free_threaded"))
+            for thread in doc["threads"]:
+                check(not thread["collecting_garbage"] and not thread["holds_gil"] and not thread["waiting_for_gil"],
+                      "free-threaded: thread %s marked collecting, holding or waiting for a GIL" % thread["native_id"])
+                if thread["native_id"] == collector and thread["frames"] and \
+                        thread["frames"][0]["function"] == "collect_loop":
+                    seen += 1
+            states = re.findall(r"^Thread \d+ \(([a-z+]+)\)", dump(binary, pid), re.M)
+            check(states and not [x for x in states if "+gil" in x or "+gc" in x],
+                  "text: a GIL or gc mark on a free-threaded build: %s" % states)
+        check(seen > 0, "the collector was never seen in collect_loop in 10 dumps")
+        log("free-threaded: no gc or GIL marks in 10 dumps; the collector in collect_loop in %d" % seen)
+        check(proc.poll() is None, "the target died during the dumps")
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_gilwait(binary, python, tmp):
+    if is_free_threaded(python):
+        return no_gil(binary, python)
     proc, ready = start_target(python, GIL_TARGET)
     try:
         pid, spinners, main = ready["pid"], set(ready["spinner_native_ids"]), ready["main_native_id"]
@@ -106,6 +144,33 @@ def test_gilwait(binary, python, tmp):
             return True
 
         dump_until_marked(binary, pid, "a spinner waiting for the GIL (+gilwait)", json_check, text_check)
+        check(proc.poll() is None, "the target died during the dumps")
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def no_gil(binary, python):
+    """Free-threaded: in no dump does a thread hold or wait for a GIL, the blocker is
+    idle, and some dump shows the three spinners active at once."""
+    proc, ready = start_target(python, GIL_TARGET)
+    try:
+        pid, spinners, blocker = ready["pid"], set(ready["spinner_native_ids"]), ready["blocker_native_id"]
+        most = 0
+        for _ in range(10):
+            doc = json.loads(dump(binary, pid, "--json"))
+            for thread in doc["threads"]:
+                check(not thread["holds_gil"] and not thread["waiting_for_gil"],
+                      "free-threaded: thread %s shown holding or waiting for a GIL" % thread["native_id"])
+                if thread["native_id"] == blocker:
+                    check(not thread["active"], "the blocker, asleep in read(2), is shown active")
+            most = max(most, len([t for t in doc["threads"] if t["native_id"] in spinners and t["active"]]))
+            states = re.findall(r"^Thread \d+ \(([a-z+]+)\)", dump(binary, pid), re.M)
+            check(states and not [s for s in states if "+gil" in s], "text: a GIL mark on a free-threaded build: %s"
+                  % states)
+        check(most == len(spinners), "free-threaded: at most %d of the %d spinners shown active at once"
+              % (most, len(spinners)))
+        log("free-threaded: no GIL marks in 10 dumps; all %d spinners active at once" % len(spinners))
         check(proc.poll() is None, "the target died during the dumps")
     finally:
         proc.kill()

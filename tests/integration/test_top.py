@@ -12,7 +12,9 @@ ones) under PYTHON, it checks:
             function first, the pid and version in the header
   program   `top -- PYTHON top_target.py`: says when the program exits, ends with its status
   gil       two CPU-bound threads: GIL near 100% and one thread waiting for it;
-            sleeping threads: GIL near 0%
+            sleeping threads: GIL near 0%. On a free-threaded build (no GIL): "free-threaded
+            (no GIL)" instead of the GIL gauge, four CPU-bound threads all running at once,
+            no thread waiting, and --gil refused with one line
   tty       under tmux (a real terminal, read with `tmux capture-pane`): the hot function
             first, sort keys reorder rows, P shows the process's row and goes back, `q` exits and gives the terminal back; Ctrl-C,
             SIGTERM and the target's exit do too
@@ -32,7 +34,7 @@ import sys
 import tempfile
 import time
 
-from driver_common import SKIP, Failure, check, log
+from driver_common import SKIP, Failure, check, check_gil_refused, is_free_threaded, log
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TARGETS = os.path.normpath(os.path.join(HERE, "..", "targets"))
@@ -101,9 +103,15 @@ def parse_screen(lines):
         m = re.match(r"^GIL:\s+([0-9.]+)% .*Active:\s+([0-9.]+)%", line)
         if m:
             snap["gil"], snap["active"] = float(m.group(1)), float(m.group(2))
-        m = re.match(r"^Threads: ([0-9.]+) running, ([0-9.]+) waiting for the GIL, ([0-9.]+) idle", line)
+        m = re.search(r"Active:\s+([0-9.]+)%", line)
+        if m and not line.startswith("GIL:"):  # free-threaded: no GIL gauge
+            snap["active"] = float(m.group(1))
+        # Free-threaded builds may leave "waiting for the GIL" out.
+        m = re.match(r"^Threads: ([0-9.]+) running(?:, ([0-9.]+) waiting for the GIL)?, ([0-9.]+) idle", line)
         if m:
-            snap["running"], snap["waiting"], snap["idle"] = (float(m.group(i)) for i in (1, 2, 3))
+            snap["running"], snap["idle"] = float(m.group(1)), float(m.group(3))
+            if m.group(2) is not None:
+                snap["waiting"] = float(m.group(2))
         m = re.search(r"\| sort: (\S+) (\w+) \|", line)
         if m:
             snap["sort"] = m.group(1)
@@ -188,6 +196,8 @@ def test_program(binary, python):
 
 
 def test_gil(binary, python):
+    if is_free_threaded(python):
+        return test_no_gil(binary, python)
     results = {}
     for mode in ("cpu", "sleep"):
         with Target([python, GIL_TARGET, mode, "120"]) as t:
@@ -229,6 +239,46 @@ def test_gil(binary, python):
     log("gil: ok (cpu: GIL %.1f%%, %.1f running, %.1f waiting; sleep: GIL %.1f%%, %.1f idle)"
         % (results["cpu"]["gil"], results["cpu"]["running"], results["cpu"]["waiting"], results["sleep"]["gil"],
            results["sleep"]["idle"]))
+
+
+FREE_THREADED_BANNER = "free-threaded (no GIL)"
+FT_SPINNERS = 4
+
+
+def test_no_gil(binary, python):
+    """Free-threaded: no GIL gauge but the banner, FT_SPINNERS CPU-bound threads all
+    running at once and none waiting; sleeping threads idle; --gil refused."""
+    results = {}
+    for mode, threads in (("cpu", FT_SPINNERS), ("sleep", 2)):
+        with Target([python, GIL_TARGET, mode, "120", str(threads)]) as t:
+            rc, out, err = run_top(binary, ["--iterations", "3", "--delay", "1", "--pid", str(t.pid)])
+            check(rc == 0, "top (%s) exited %d: %s" % (mode, rc, err))
+            snaps = split_snapshots(out)
+            check(len(snaps) == 3, "%s: expected 3 snapshots:\n%s" % (mode, out))
+            snap = snaps[-1]
+            check(any(FREE_THREADED_BANNER in line for line in snap["lines"]),
+                  "%s: no %r in the header:\n%s" % (mode, FREE_THREADED_BANNER, describe(snap)))
+            check("gil" not in snap, "%s: a GIL gauge on a free-threaded build:\n%s" % (mode, describe(snap)))
+            for key in ("running", "idle"):
+                check(key in snap, "%s: no %s figure:\n%s" % (mode, key, describe(snap)))
+            check(snap.get("waiting", 0.0) <= 0.1, "%s: %.1f threads waiting for a GIL that does not exist:\n%s"
+                  % (mode, snap.get("waiting", 0.0), describe(snap)))
+            if mode == "cpu":
+                # All of them at once (active by the OS: running or runnable, on 2 cores too).
+                check(FT_SPINNERS - 0.8 <= snap["running"] <= FT_SPINNERS + 0.4,
+                      "%d CPU-bound threads: %.1f running, expected all %d at once:\n%s"
+                      % (FT_SPINNERS, snap["running"], FT_SPINNERS, describe(snap)))
+                check("spin" in set(r["function"] for r in snap["rows"]), "spin not in the rows:\n%s" % describe(snap))
+            else:
+                check(snap["running"] <= 0.5, "sleeping threads: %.1f running:\n%s" % (snap["running"], describe(snap)))
+                check(snap["idle"] >= 2.5, "sleeping threads: %.1f idle, expected 3:\n%s"
+                      % (snap["idle"], describe(snap)))
+            results[mode] = snap
+            if mode == "cpu":
+                rc, _, err = run_top(binary, ["--iterations", "1", "--gil", "--pid", str(t.pid)])
+                check_gil_refused(rc, err, "top")
+    log("gil (free-threaded): ok (cpu: %.1f of %d running, no GIL gauge; sleep: %.1f idle; --gil refused)"
+        % (results["cpu"]["running"], FT_SPINNERS, results["sleep"]["idle"]))
 
 
 class Tmux:

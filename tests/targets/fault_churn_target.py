@@ -1,5 +1,5 @@
 # Fault-injection target (tests/integration/test_faults.py, case "churn" and "exits").
-# Valid under Python 2.7 and 3.6-3.13.
+# Valid under Python 2.7 and 3.6-3.14 (3.14t too).
 #
 #   fault_churn_target.py LOGFILE [LIFETIME] [DISTINCT]
 #

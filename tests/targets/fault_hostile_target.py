@@ -1,5 +1,5 @@
 # Fault-injection target (tests/integration/test_faults.py, case "hostile").
-# Valid under Python 2.7 and 3.6-3.13.
+# Valid under Python 2.7 and 3.6-3.14 (3.14t too).
 #
 #   fault_hostile_target.py [LIFETIME] [ANY MORE ARGUMENTS, e.g. hostile text for the command line]
 #

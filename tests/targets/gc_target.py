@@ -1,5 +1,5 @@
 # Integration test target for the "gc" thread status of `pyspy-cpp dump`
-# (tests/integration/test_status.py). Valid under Python 2.7 and 3.6-3.13.
+# (tests/integration/test_status.py). Valid under Python 2.7 and 3.6-3.14 (3.14t too).
 # A thread "collector" keeps ~400,000 tracked containers alive and runs gc.collect()
 # in a loop, so that it is inside a collection (holding the GIL) most of the time;
 # the main thread sleeps. After the first collection it writes one JSON line

@@ -1,5 +1,5 @@
 # Integration test target for the "gilwait" thread status of `pyspy-cpp dump`
-# (tests/integration/test_status.py). Valid under Python 2.7 and 3.6-3.13.
+# (tests/integration/test_status.py). Valid under Python 2.7 and 3.6-3.14 (3.14t too).
 # Three threads spin in pure Python, so at any moment one holds the GIL and the others
 # wait for it; a "blocker" thread sleeps in read(2) and never wants the GIL (READY is
 # written once /proc shows it there); the main thread may contend for the GIL. Once all spin it writes one JSON line

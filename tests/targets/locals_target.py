@@ -1,5 +1,5 @@
 # Integration test target for `pyspy-cpp dump --locals` (tests/integration/test_locals.py).
-# Valid under Python 2.7 and 3.6-3.13. The main thread goes through `holder`, whose
+# Valid under Python 2.7 and 3.6-3.14 (3.14t too). The main thread goes through `holder`, whose
 # arguments and locals hold one value of each type dump --locals shows, then
 # `cell_holder`, whose variables `captured` and `counter` (an argument, rebound) are
 # cell variables of the closure `reader` it calls, which parks with them as free

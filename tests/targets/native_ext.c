@@ -1,8 +1,8 @@
 /* A C extension for the --native tests (tests/integration/test_native.py), compiled at
- * test time against the interpreter under test (2.7 and 3.6+): call_back(f) calls f
- * from C (Python -> C -> Python), spin(seconds) spins in C with the GIL released.
- * Every function is noinline and the file is built with -O0, so each C function named
- * in the test has a frame of its own. */
+ * test time against the interpreter under test (2.7 and 3.6+, free-threaded builds too):
+ * call_back(f) calls f from C (Python -> C -> Python), spin(seconds) spins in C with the
+ * GIL released. Every function is noinline and the file is built with -O0, so each C
+ * function named in the test has a frame of its own. */
 #include <Python.h>
 
 #include <time.h>
@@ -63,7 +63,18 @@ static PyMethodDef native_ext_methods[] = {
 #if PY_MAJOR_VERSION >= 3
 static struct PyModuleDef native_ext_module = {PyModuleDef_HEAD_INIT, "native_ext", NULL, -1, native_ext_methods};
 
-PyMODINIT_FUNC PyInit_native_ext(void) { return PyModule_Create(&native_ext_module); }
+PyMODINIT_FUNC PyInit_native_ext(void) {
+    PyObject *module = PyModule_Create(&native_ext_module);
+#ifdef Py_GIL_DISABLED
+    /* A free-threaded build (3.13t+) would turn the GIL back on for the whole process on
+     * importing a module that does not say it can run without it. */
+    if (module != NULL && PyUnstable_Module_SetGIL(module, Py_MOD_GIL_NOT_USED) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+#endif
+    return module;
+}
 #else
 PyMODINIT_FUNC initnative_ext(void) { Py_InitModule("native_ext", native_ext_methods); }
 #endif

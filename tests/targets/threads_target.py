@@ -1,5 +1,5 @@
 # Integration test target for `pyspy-cpp dump` (tests/integration/test_dump.py).
-# Valid under Python 2.7 and 3.6-3.13. Three threads, each parked in a known place:
+# Valid under Python 2.7 and 3.6-3.14 (3.14t too). Three threads, each parked in a known place:
 #   MainThread: <module> -> main -> wait_forever            (idle, in time.sleep)
 #   "busy":     ... -> busy_outer -> busy_middle -> busy_inner  (active, a pure-Python loop)
 #   "sleeper":  ... -> sleeper_outer -> sleeper_inner         (idle, in time.sleep)

@@ -1,5 +1,5 @@
 # Integration test target for `pyspy-cpp top` (tests/integration/test_top.py).
-# Valid under Python 2.7 and 3.6-3.13. Two threads:
+# Valid under Python 2.7 and 3.6-3.14 (3.14t too). Two threads:
 #   MainThread: <module> -> main -> run_hot -> hot_function  (active, a pure-Python loop;
 #               run_hot spends a little time itself, so its %Total beats hot_function's)
 #   "idler":    ... -> idle_outer -> idle_inner               (idle, in time.sleep)
