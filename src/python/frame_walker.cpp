@@ -96,8 +96,8 @@ Result<std::shared_ptr<const CodeInfo>> CodeCache::get(const ObjectReader& reade
 }
 
 FrameWalker::FrameWalker(const ProcessMemory& memory, const ObjectReader& reader, CodeCache& codes, WalkLimits limits,
-                         Scratch* scratch)
-    : memory_(memory), reader_(reader), codes_(codes), limits_(limits), scratch_(scratch) {
+                         Scratch* scratch, const ProcessMemory* live)
+    : memory_(memory), reader_(reader), codes_(codes), limits_(limits), scratch_(scratch), live_(live) {
     const PyLayout& l = reader.layout();
     frameReadSize_ =
         static_cast<std::size_t>(maxOffset({l.frame_back, l.frame_code, l.frame_lasti, l.frame_prev_instr,
@@ -297,10 +297,13 @@ Result<FrameChain> FrameWalker::walk(std::uint64_t frame, FrameChain* partial) c
     // lookup ends the walk there, with the frames before it as the partial chain).
     std::vector<std::shared_ptr<const CodeInfo>>& infos = scratch.infos;
     infos.assign(distinct.size(), nullptr);
+    std::vector<std::size_t>& decoded = scratch.decoded;
+    decoded.clear();
     for (std::size_t i = 0; i < raw.size(); ++i) {
         if (limits_.evalGroups && i > 0) closeGroupsEndingAt(i);
         std::shared_ptr<const CodeInfo>& info = infos[slot[i]];
         if (!info) {
+            const std::size_t missesBefore = codes_.misses();
             const auto* begin = headers.data() + slot[i] * headerSize;
             auto found = codes_.get(reader_, RemoteView(raw[i].code, std::span<const std::uint8_t>(begin, headerSize)),
                                     scratch.fingerprints[slot[i]]);
@@ -309,6 +312,7 @@ Result<FrameChain> FrameWalker::walk(std::uint64_t frame, FrameChain* partial) c
                 return found.err();
             }
             info = std::move(found.value());
+            if (codes_.misses() != missesBefore) decoded.push_back(i);
         }
         // 3.11+: a frame that has not reached its first traceable instruction is still
         // being set up; CPython itself hides it (_PyFrame_IsIncomplete).
@@ -330,6 +334,21 @@ Result<FrameChain> FrameWalker::walk(std::uint64_t frame, FrameChain* partial) c
         if (groupSize > 0) chain.evalGroups.push_back(groupSize);  // cut by the depth bound: no end seen
     }
     infos.clear();  // the frames hold their code objects; the scratch need not
+    if (live_ != nullptr && !decoded.empty()) {
+        // Still running the code decoded from it? Then that code object was alive all the
+        // while (the frame holds a reference), and so were the strings read from it.
+        const std::uint64_t tagMask = l.stackref_tag_bits != kAbsent ? ~static_cast<std::uint64_t>(l.stackref_tag_bits)
+                                      : (l.major == 3 && l.minor >= 13) ? ~std::uint64_t{1}
+                                                                        : ~std::uint64_t{0};
+        for (std::size_t i : decoded) {
+            auto code = readPointer(*live_, raw[i].address + static_cast<std::uint64_t>(l.frame_code));
+            if (!code.ok() || (code.value() & tagMask) != raw[i].code) {
+                codes_.forget(raw[i].code);
+                if (partial) *partial = FrameChain{};
+                return Err{invalid("a frame's code object changed while it was read", raw[i].address)};
+            }
+        }
+    }
     return chain;
 }
 

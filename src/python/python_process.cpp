@@ -351,10 +351,10 @@ Result<FrameChain> PythonProcess::walkThread(const ThreadStateInfo& state, const
             chunk = previous;
         }
         ObjectReader reader(prefetched, l, target_.types);
-        FrameWalker walker(prefetched, reader, codes_, limits, &walkScratch_);
+        FrameWalker walker(prefetched, reader, codes_, limits, &walkScratch_, memory_.get());
         return walker.walk(state.frame, &partial);
     }
-    FrameWalker walker(speculative_, reader_, codes_, limits, &walkScratch_);
+    FrameWalker walker(speculative_, reader_, codes_, limits, &walkScratch_, memory_.get());
     return walker.walk(state.frame, &partial);
 }
 

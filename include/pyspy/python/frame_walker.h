@@ -37,6 +37,7 @@ class CodeCache {
     static std::size_t headerSize(const PyLayout& layout);
     std::size_t size() const { return entries_.size(); }
     std::size_t hits() const { return hits_; }
+    void forget(std::uint64_t address) { entries_.erase(address); }  // a decode that proved stale
     std::size_t misses() const { return misses_; }
 
     // The line of `info` (the entry cached for `address`) at `byteOffset`, memoized.
@@ -65,6 +66,13 @@ struct WalkLimits {
     std::size_t maxDepth = 2048;  // deeper stacks are cut and marked truncated
     bool evalGroups = false;      // fill FrameChain::evalGroups (--native: costs a vector per walk)
 };
+
+// A walk reads a frame's code object after the frame; without a pause the function may
+// return and its code object be freed and reused meanwhile, so its names are read from
+// memory that holds something else by then. With `live` (the process's memory, not a
+// copy), every frame whose code object was not in the CodeCache is read again after its
+// code was decoded: if it no longer runs that code, the walk fails instead of reporting
+// names of another object. Code already cached was validated against its header.
 
 struct FrameChain {
     std::vector<PyFrame> frames;  // innermost first
@@ -97,11 +105,12 @@ class FrameWalker {
         std::vector<std::uint8_t> headers, fingerprintBytes;
         std::vector<ReadRequest> requests;
         std::vector<std::shared_ptr<const CodeInfo>> infos;  // per distinct code object
+        std::vector<std::size_t> decoded;                    // raw frames whose code was not cached
     };
 
     // `scratch`, when given, must outlive the walker and not be shared by two walks at once.
     FrameWalker(const ProcessMemory& memory, const ObjectReader& reader, CodeCache& codes, WalkLimits limits = {},
-                Scratch* scratch = nullptr);
+                Scratch* scratch = nullptr, const ProcessMemory* live = nullptr);
 
     // Walks from `frame`: a PyFrameObject* (<=3.10) or an _PyInterpreterFrame* (3.11+).
     // Interpreter-internal shim frames are skipped. A read failure part-way returns
@@ -125,6 +134,7 @@ class FrameWalker {
     CodeCache& codes_;
     WalkLimits limits_;
     Scratch* scratch_;
+    const ProcessMemory* live_;  // see the comment above WalkLimits
     std::size_t frameReadSize_ = 0;
 };
 

@@ -275,3 +275,33 @@ TEST_CASE("FrameWalker reads all code headers of a stack in one batched read", "
     CHECK(codes.hits() == 1);
     CHECK(codes.misses() == 1);
 }
+
+TEST_CASE("FrameWalker drops a walk whose frame no longer runs the code it decoded", "[frames]") {
+    // The walk reads a copy; the live process has since returned from `inner` and put
+    // another code object in that frame: names read from the first may be of freed memory.
+    FakeProcess copy;
+    copy.putCode(0x10000, "inner", "/app/a.py", 10);
+    copy.putCode(0x20000, "outer", "/app/b.py", 20);
+    copy.putFrame(0x90000, 0x10000, 0x90100, 4, 0);
+    copy.putFrame(0x90100, 0x20000, 0, 6, 0);
+    ObjectReader reader(copy.memory, copy.layout, copy.types());
+
+    BufferMemory same;  // the live frames, unchanged
+    same.map(0x90000, FakeProcess::frameBytes(0x10000, 0x90100, 4, 0));
+    same.map(0x90100, FakeProcess::frameBytes(0x20000, 0, 6, 0));
+    CodeCache codes;
+    auto chain = FrameWalker(copy.memory, reader, codes, {}, nullptr, &same).walk(0x90000);
+    REQUIRE(chain.ok());
+    CHECK(chain->frames.size() == 2);
+
+    BufferMemory changed;  // the innermost frame now runs other code
+    changed.map(0x90000, FakeProcess::frameBytes(0x30000, 0x90100, 4, 0));
+    changed.map(0x90100, FakeProcess::frameBytes(0x20000, 0, 6, 0));
+    CodeCache fresh;
+    auto torn = FrameWalker(copy.memory, reader, fresh, {}, nullptr, &changed).walk(0x90000);
+    REQUIRE_FALSE(torn.ok());
+    CHECK(torn.error().describe().find("changed while it was read") != std::string::npos);
+    // Once cached (validated against its header since), a code object is not re-checked.
+    auto cached = FrameWalker(copy.memory, reader, codes, {}, nullptr, &changed).walk(0x90000);
+    CHECK(cached.ok());
+}
