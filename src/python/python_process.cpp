@@ -470,7 +470,10 @@ ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
     }
     resolveNativeIds(states.value(), tids);
     const std::uint64_t holder = gilHolder();
-    const bool collecting = holder != 0 && gcCollecting();
+    // The GC runs in one thread: with a GIL, its holder; on a free-threaded build, which
+    // stops every other thread for a collection, the one thread still running.
+    const bool freeThreaded = target_.layout.free_threaded != 0;
+    const bool collecting = (holder != 0 || freeThreaded) && gcCollecting();
     const auto gilRanges = futexWaits.empty() ? decltype(gilWaitRanges()){} : gilWaitRanges();
     const auto onGil = [&](std::uint64_t address) {
         return std::any_of(gilRanges.begin(), gilRanges.end(),
@@ -509,6 +512,7 @@ ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
         } else {
             thread.active = thread.holdsGil;
         }
+        if (freeThreaded) thread.collectingGarbage = collecting && thread.active;
         if (auto it = names.find(state.threadId); it != names.end()) thread.name = it->second;
         FrameChain partial;
         WalkLimits limits = options.limits;

@@ -92,27 +92,35 @@ def test_gc(binary, python, tmp):
 
 
 def no_gil_gc(binary, python):
-    """Free-threaded: the collecting mark goes with the GIL holder, and there is none, so
-    no thread is marked collecting or holding a GIL (docs/dump-json.md, free_threaded);
-    the collector is still seen in collect_loop."""
+    """Free-threaded: no GIL, so no thread holds or waits for one; a collection stops
+    every other thread, so the collector is the one marked collecting (+gc), found in
+    collect_loop, and the sleeping main thread never is."""
     proc, ready = start_target(python, TARGET)
     try:
-        pid, collector = ready["pid"], ready["collector_native_id"]
-        seen = 0
-        for _ in range(10):
-            doc = json.loads(dump(binary, pid, "--json"))
-            check(doc.get("free_threaded") is True, "free_threaded is %r in the JSON dump" % doc.get("free_threaded"))
-            for thread in doc["threads"]:
-                check(not thread["collecting_garbage"] and not thread["holds_gil"] and not thread["waiting_for_gil"],
-                      "free-threaded: thread %s marked collecting, holding or waiting for a GIL" % thread["native_id"])
-                if thread["native_id"] == collector and thread["frames"] and \
-                        thread["frames"][0]["function"] == "collect_loop":
-                    seen += 1
-            states = re.findall(r"^Thread \d+ \(([a-z+]+)\)", dump(binary, pid), re.M)
-            check(states and not [x for x in states if "+gil" in x or "+gc" in x],
-                  "text: a GIL or gc mark on a free-threaded build: %s" % states)
-        check(seen > 0, "the collector was never seen in collect_loop in 10 dumps")
-        log("free-threaded: no gc or GIL marks in 10 dumps; the collector in collect_loop in %d" % seen)
+        pid, collector, main = ready["pid"], ready["collector_native_id"], ready["main_native_id"]
+
+        def json_check(thread):
+            check(not thread["holds_gil"] and not thread["waiting_for_gil"],
+                  "free-threaded: thread %s marked holding or waiting for a GIL" % thread["native_id"])
+            if not thread["collecting_garbage"]:
+                return False
+            check(thread["native_id"] != main, "the sleeping main thread is marked collecting")
+            check(thread["native_id"] == collector, "thread %s marked collecting, the collector is %s"
+                  % (thread["native_id"], collector))
+            check(thread["frames"] and thread["frames"][0]["function"] == "collect_loop",
+                  "the collecting thread is not in collect_loop: %s" % thread["frames"][:1])
+            return True
+
+        def text_check(native_id, state):
+            check("+gil" not in state, "text: a GIL mark on a free-threaded build: %s" % state)
+            if "+gc" not in state:
+                return False
+            check(native_id == collector, "text: thread %s marked gc" % native_id)
+            return True
+
+        doc = json.loads(dump(binary, pid, "--json"))
+        check(doc.get("free_threaded") is True, "free_threaded is %r in the JSON dump" % doc.get("free_threaded"))
+        dump_until_marked(binary, pid, "the collector collecting (+gc, free-threaded)", json_check, text_check)
         check(proc.poll() is None, "the target died during the dumps")
     finally:
         proc.kill()
