@@ -60,17 +60,23 @@ def dump_until_marked(binary, pid, what, json_check, text_check):
 
 
 def test_gc(binary, python, tmp):
-    if is_free_threaded(python):
-        return no_gil_gc(binary, python)
+    """The collector is marked collecting (+gc), in collect_loop; the sleeping main thread
+    never is. With a GIL the collector holds it (+gil). Free-threaded: no thread holds or
+    waits for a GIL, and the collector is marked as the one thread running while a
+    collection stops the others."""
+    free_threaded = is_free_threaded(python)
     proc, ready = start_target(python, TARGET)
     try:
         pid, collector, main = ready["pid"], ready["collector_native_id"], ready["main_native_id"]
 
         def json_check(thread):
+            if free_threaded:
+                check(not thread["holds_gil"] and not thread["waiting_for_gil"],
+                      "free-threaded: thread %s marked holding or waiting for a GIL" % thread["native_id"])
             if not thread["collecting_garbage"]:
                 return False
             check(thread["native_id"] != main, "the sleeping main thread is marked collecting")
-            check(thread["holds_gil"], "a thread without the GIL is marked collecting")
+            check(free_threaded or thread["holds_gil"], "a thread without the GIL is marked collecting")
             check(thread["native_id"] == collector, "thread %s marked collecting, the collector is %s"
                   % (thread["native_id"], collector))
             check(thread["frames"] and thread["frames"][0]["function"] == "collect_loop",
@@ -78,49 +84,17 @@ def test_gc(binary, python, tmp):
             return True
 
         def text_check(native_id, state):
+            check(not free_threaded or "+gil" not in state, "text: a GIL mark on a free-threaded build: %s" % state)
             if "+gc" not in state:
                 return False
             check(native_id == collector, "text: thread %s marked gc" % native_id)
-            check("+gil" in state, "text: gc without gil: %s" % state)
+            check(free_threaded or "+gil" in state, "text: gc without gil: %s" % state)
             return True
 
+        if free_threaded:
+            doc = json.loads(dump(binary, pid, "--json"))
+            check(doc.get("free_threaded") is True, "free_threaded is %r in the JSON dump" % doc.get("free_threaded"))
         dump_until_marked(binary, pid, "the collector collecting (+gc)", json_check, text_check)
-        check(proc.poll() is None, "the target died during the dumps")
-    finally:
-        proc.kill()
-        proc.wait()
-
-
-def no_gil_gc(binary, python):
-    """Free-threaded: no GIL, so no thread holds or waits for one; a collection stops
-    every other thread, so the collector is the one marked collecting (+gc), found in
-    collect_loop, and the sleeping main thread never is."""
-    proc, ready = start_target(python, TARGET)
-    try:
-        pid, collector, main = ready["pid"], ready["collector_native_id"], ready["main_native_id"]
-
-        def json_check(thread):
-            check(not thread["holds_gil"] and not thread["waiting_for_gil"],
-                  "free-threaded: thread %s marked holding or waiting for a GIL" % thread["native_id"])
-            if not thread["collecting_garbage"]:
-                return False
-            check(thread["native_id"] != main, "the sleeping main thread is marked collecting")
-            check(thread["native_id"] == collector, "thread %s marked collecting, the collector is %s"
-                  % (thread["native_id"], collector))
-            check(thread["frames"] and thread["frames"][0]["function"] == "collect_loop",
-                  "the collecting thread is not in collect_loop: %s" % thread["frames"][:1])
-            return True
-
-        def text_check(native_id, state):
-            check("+gil" not in state, "text: a GIL mark on a free-threaded build: %s" % state)
-            if "+gc" not in state:
-                return False
-            check(native_id == collector, "text: thread %s marked gc" % native_id)
-            return True
-
-        doc = json.loads(dump(binary, pid, "--json"))
-        check(doc.get("free_threaded") is True, "free_threaded is %r in the JSON dump" % doc.get("free_threaded"))
-        dump_until_marked(binary, pid, "the collector collecting (+gc, free-threaded)", json_check, text_check)
         check(proc.poll() is None, "the target died during the dumps")
     finally:
         proc.kill()
