@@ -318,6 +318,7 @@ def probe_for(major: int, minor: int, free_threaded: bool = False) -> Probe:
             add("owner_interpreter", "FRAME_OWNED_BY_INTERPRETER")
             add("stackref_tag_bits", "Py_TAG_BITS")
         if v >= (3, 14) and free_threaded:
+            add("gil_enabled", "offsetof(struct _gil_runtime_state, enabled)")
             add("frame_tlbc_index", "offsetof(_PyInterpreterFrame, tlbc_index)")
             add("code_tlbc", "offsetof(PyCodeObject, co_tlbc)")
             add("codearray_size", "offsetof(_PyCodeArray, size)")

@@ -52,7 +52,7 @@ void attachSamplingTarget(const SamplingArgs& args, std::optional<SpawnedProgram
     } else {
         process = PythonProcess::attach(args.pid);
     }
-    if (args.gil && process->target().layout.free_threaded != 0) {
+    if (args.gil && !process->gilEnabled()) {
         throw FatalError(ErrorKind::Usage,
                          fmt::format("--gil: process {} runs a free-threaded Python {}, which has no GIL; sample "
                                      "without --gil (threads running Python code are active)",

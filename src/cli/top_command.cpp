@@ -19,8 +19,8 @@
 #include <optional>
 #include <thread>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include "pyspy/cli/cli_common.h"
 #include "pyspy/cli/commands.h"
@@ -249,7 +249,7 @@ int runTop(const TopArgs& args) {
     header.pid = process->pid();
     header.commandLine = process->commandLine();
     header.pythonVersion = process->target().version.toString();
-    header.freeThreaded = process->target().layout.free_threaded != 0;
+    header.freeThreaded = !process->gilEnabled();  // a free-threaded build that has not turned its GIL on
     header.rateHz = options.rateHz;
 
     // The screen opens before the sampler thread starts and closes after it is joined.

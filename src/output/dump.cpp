@@ -122,7 +122,10 @@ std::string formatDumpText(const ProcessSnapshot& snapshot, const DumpFormatOpti
     std::string out;
     out += fmt::format("Process {}: {}\n", snapshot.pid, terminalSafe(snapshot.commandLine));
     out += fmt::format("Python v{}{} ({})\n", snapshot.pythonVersion,
-                       snapshot.freeThreaded ? " free-threaded (no GIL)" : "", terminalSafe(snapshot.executable));
+                       !snapshot.freeThreaded ? ""
+                       : snapshot.gilEnabled  ? " free-threaded (GIL turned on)"
+                                              : " free-threaded (no GIL)",
+                       terminalSafe(snapshot.executable));
     for (const auto& thread : snapshot.threads) {
         const std::string id =
             thread.nativeId ? std::to_string(*thread.nativeId) : fmt::format("{:#x}", thread.threadId);

@@ -1110,6 +1110,7 @@ PyLayout layout_3_14t() {
     layout.runtime_debug_offsets = 0;
     layout.gil_locked = 24;
     layout.gil_last_holder = 16;
+    layout.gil_enabled = 0;
     layout.gil_cond = 40;
     layout.gil_cond_size = 48;
     layout.gil_mutex = 88;
@@ -1477,6 +1478,7 @@ PyLayout layout_3_15t() {
     layout.runtime_debug_offsets = 0;
     layout.gil_locked = 24;
     layout.gil_last_holder = 16;
+    layout.gil_enabled = 0;
     layout.gil_cond = 40;
     layout.gil_cond_size = 48;
     layout.gil_mutex = 88;

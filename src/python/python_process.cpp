@@ -158,10 +158,18 @@ Result<std::vector<PythonProcess::ThreadStateInfo>> PythonProcess::readThreadSta
     return states;
 }
 
+bool PythonProcess::gilEnabled() const {
+    const PyLayout& l = target_.layout;
+    if (l.free_threaded == 0) return true;
+    if (l.gil_enabled == kAbsent || l.interp_ceval_gil == kAbsent) return false;
+    const std::uint64_t gil = readPointer(speculative_, at(target_.interpreter, l.interp_ceval_gil)).valueOr(0);
+    return gil != 0 && readValue<std::int32_t>(speculative_, at(gil, l.gil_enabled)).valueOr(0) != 0;
+}
+
 std::uint64_t PythonProcess::gilHolder() const {
     const PyLayout& l = target_.layout;
-    if (l.free_threaded != 0) return 0;   // no GIL: threads run Python code at once
-    if (target_.tstateCurrentVar != 0) {  // <=3.6
+    if (l.free_threaded != 0 && !gilEnabled()) return 0;  // no GIL: threads run Python code at once
+    if (target_.tstateCurrentVar != 0) {                  // <=3.6
         return readPointer(speculative_, target_.tstateCurrentVar).valueOr(0);
     }
     if (l.runtime_gilstate_tstate_current != kAbsent && target_.runtime != 0) {  // 3.7-3.11
@@ -415,6 +423,7 @@ ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
         snap.commandLine = commandLine_;
         snap.pythonVersion = versionText_;
         snap.freeThreaded = target_.layout.free_threaded != 0;
+        snap.gilEnabled = snap.freeThreaded && gilEnabled();
         snap.executable = target_.executable;
     }
     snap.timestamp = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -472,7 +481,8 @@ ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
     const std::uint64_t holder = gilHolder();
     // The GC runs in one thread: with a GIL, its holder; on a free-threaded build, which
     // stops every other thread for a collection, the one thread still running.
-    const bool freeThreaded = target_.layout.free_threaded != 0;
+    // (A free-threaded build that turned its GIL on has a holder: as with a GIL.)
+    const bool freeThreaded = target_.layout.free_threaded != 0 && holder == 0;
     const bool collecting = (holder != 0 || freeThreaded) && gcCollecting();
     const auto gilRanges = futexWaits.empty() ? decltype(gilWaitRanges()){} : gilWaitRanges();
     const auto onGil = [&](std::uint64_t address) {

@@ -157,6 +157,40 @@ def no_gil(binary, python):
     finally:
         proc.kill()
         proc.wait()
+    gil_turned_on(binary, python)
+
+
+def gil_turned_on(binary, python):
+    """Free-threaded, with its GIL turned on (PYTHON_GIL=1; importing a module not marked
+    safe without the GIL does the same at run time): the dump says so, and the spinner
+    holding the GIL is marked +gil, one at a time."""
+    os.environ["PYTHON_GIL"] = "1"
+    try:
+        proc, ready = start_target(python, GIL_TARGET)
+    finally:
+        del os.environ["PYTHON_GIL"]
+    try:
+        pid, spinners = ready["pid"], set(ready["spinner_native_ids"])
+        text = dump(binary, pid)
+        check("free-threaded (GIL turned on)" in text.split("\n")[1], "no 'GIL turned on' in the header: %r"
+              % text.split("\n")[:2])
+
+        def json_check(thread):
+            if not thread["holds_gil"]:
+                return False
+            check(thread["native_id"] in spinners, "thread %s, not a spinner, holds the GIL" % thread["native_id"])
+            return True
+
+        def text_check(native_id, state):
+            return "+gil" in state and native_id in spinners
+
+        dump_until_marked(binary, pid, "a spinner holding the turned-on GIL (+gil)", json_check, text_check)
+        holders = [t for t in json.loads(dump(binary, pid, "--json"))["threads"] if t["holds_gil"]]
+        check(len(holders) <= 1, "%d threads hold one GIL" % len(holders))
+        log("free-threaded with PYTHON_GIL=1: the GIL holder is marked")
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 if __name__ == "__main__":

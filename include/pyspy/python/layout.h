@@ -36,6 +36,9 @@ struct PyLayout {
     // --- struct _gil_runtime_state (3.7+) ---------------------------------------
     std::int64_t gil_locked = kAbsent;       // locked (int, atomic)
     std::int64_t gil_last_holder = kAbsent;  // last_holder (PyThreadState*, atomic)
+    // enabled, int (free-threaded 3.14+): 0 while the GIL is off; a free-threaded
+    // interpreter turns it on when it imports a module not marked safe without it.
+    std::int64_t gil_enabled = kAbsent;
     // cond and mutex (pthread), where a thread that waits to take the GIL sleeps.
     std::int64_t gil_cond = kAbsent;
     std::int64_t gil_cond_size = kAbsent;

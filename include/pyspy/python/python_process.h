@@ -56,6 +56,10 @@ class PythonProcess {
     const std::string& commandLine() const { return commandLine_; }
     const CodeCache& codeCache() const { return codes_; }
 
+    // Whether the target has a GIL now: always, but on a free-threaded build only while
+    // it has turned its GIL on (after importing a module not marked safe without it).
+    bool gilEnabled() const;
+
     // Reads every thread's stack. Throws FatalError: TargetExited when the process is
     // gone — also when it exited at any point during the reads, so a snapshot never
     // holds memory of another process that was given its pid — PermissionDenied when it

@@ -83,10 +83,11 @@ struct ProcessSnapshot {
     std::string commandLine;
     std::string pythonVersion;
     std::string executable;
-    bool paused = false;       // threads were stopped while reading
-    bool freeThreaded = false; // a build without a GIL (3.14t): no thread holds or waits for one
-    double pausedSeconds = 0;  // how long they were held stopped: first stop seen to last release
-    double timestamp = 0;      // seconds since the Unix epoch, when the walk began
+    bool paused = false;        // threads were stopped while reading
+    bool freeThreaded = false;  // a build without a GIL (3.14t): no thread holds or waits for one
+    bool gilEnabled = false;    // free-threaded, but it has turned its GIL on: holders are marked
+    double pausedSeconds = 0;   // how long they were held stopped: first stop seen to last release
+    double timestamp = 0;       // seconds since the Unix epoch, when the walk began
     std::vector<ThreadStack> threads;
 };
 

@@ -243,6 +243,7 @@ TEST_CASE("layouts: a table for every supported version, with the key fields", "
         CHECK(has(l.owner_cstack) == (major == 3 && minor >= 12 && minor <= 14));
         CHECK(has(l.frame_tlbc_index) == (since314 && freeThreaded));
         CHECK(has(l.code_tlbc) == (since314 && freeThreaded));
+        CHECK(has(l.gil_enabled) == (since314 && freeThreaded));
         CHECK(has(l.dbg_gc_collecting) == since314);
         CHECK(has(l.dbg_type_object_tp_basicsize) == (major == 3 && minor >= 15));
         if (since314) {
