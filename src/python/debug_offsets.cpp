@@ -186,12 +186,14 @@ Result<DebugOffsets> readDebugOffsets(const ProcessMemory& memory, std::uint64_t
         !fits(format.dbg_free_threaded, 8)) {
         return unsupported("the layout table's _Py_DebugOffsets positions are outside the struct");
     }
-    // A member the format does not place (an older format) is not read.
-    const auto placed = [&](const Member& m) { return m.since == Since::Always || format.*m.position != kAbsent; };
+    // The members this format has: a newer member an older format does not place is not read.
+    std::vector<const Member*> members;
     for (const Member& m : kMembers) {
-        if (placed(m) && !fits(format.*m.position, 8)) {
+        if (m.since == Since::Newer && format.*m.position == kAbsent) continue;
+        if (!fits(format.*m.position, 8)) {
             return unsupported(std::string("the layout table has no position for _Py_DebugOffsets.") + m.name);
         }
+        members.push_back(&m);
     }
 
     const std::uint64_t address = runtimeAddr + static_cast<std::uint64_t>(format.runtime_debug_offsets);
@@ -212,21 +214,19 @@ Result<DebugOffsets> readDebugOffsets(const ProcessMemory& memory, std::uint64_t
     if (freeThreaded > 1) return Err{bad(address, "implausible free_threaded flag")};
     out.freeThreaded = freeThreaded != 0;
 
-    for (const Member& m : kMembers) {
-        if (!placed(m)) continue;
-        PYSPY_TRY(out.*m.value, block.field<std::uint64_t>(format.*m.position));
+    for (const Member* m : members) {
+        PYSPY_TRY(out.*m->value, block.field<std::uint64_t>(format.*m->position));
     }
 
     // Sizes first, then every offset against its struct's size.
     auto sectionSize = [&](Section section) -> std::uint64_t {
-        for (const Member& m : kMembers) {
-            if (!placed(m)) continue;
-            if (m.section == section && m.kind == Kind::Size && section != Section::Objects) return out.*m.value;
+        for (const Member* m : members) {
+            if (m->section == section && m->kind == Kind::Size && section != Section::Objects) return out.*m->value;
         }
         return kMaxDebugOffset;  // Section::Objects: no one struct to bound by
     };
-    for (const Member& m : kMembers) {
-        if (!placed(m)) continue;
+    for (const Member* member : members) {
+        const Member& m = *member;
         const std::uint64_t value = out.*m.value;
         if (m.kind == Kind::Size) {
             if (value == 0 || value > maxSize(m.section)) {
@@ -249,12 +249,10 @@ Result<DebugOffsets> readDebugOffsets(const ProcessMemory& memory, std::uint64_t
     // Offsets of one struct are distinct (a table read at a wrong position rarely is).
     for (Section section : {Section::Runtime, Section::Interp, Section::Thread, Section::Frame, Section::Code}) {
         std::vector<std::uint64_t> seen;
-        for (const Member& m : kMembers) {
-            if (!placed(m) || m.section != section || m.kind == Kind::Size || m.value == &D::interpGilRuntimeState) {
-                continue;
-            }
-            if (m.kind == Kind::Optional && out.*m.value == 0) continue;
-            seen.push_back(out.*m.value);
+        for (const Member* m : members) {
+            if (m->section != section || m->kind == Kind::Size || m->value == &D::interpGilRuntimeState) continue;
+            if (m->kind == Kind::Optional && out.*m->value == 0) continue;  // this build has no such field
+            seen.push_back(out.*m->value);
         }
         std::sort(seen.begin(), seen.end());
         if (std::adjacent_find(seen.begin(), seen.end()) != seen.end()) {

@@ -13,6 +13,13 @@ std::int64_t maxOffset(std::initializer_list<std::int64_t> offsets) {
     return m;
 }
 
+// The bits of a frame's executable that are the code object's address: 3.14+ keep a
+// _PyStackRef there (Py_TAG_BITS are tags), 3.13 may tag its low bit.
+std::uint64_t executableMask(const PyLayout& l) {
+    if (l.stackref_tag_bits != kAbsent) return ~static_cast<std::uint64_t>(l.stackref_tag_bits);
+    return l.major == 3 && l.minor >= 13 ? ~std::uint64_t{1} : ~std::uint64_t{0};
+}
+
 }  // namespace
 
 std::optional<int> CodeInfo::lineForOffset(int byteOffset) const {
@@ -168,11 +175,7 @@ Status FrameWalker::collect(std::uint64_t frame, bool& truncated, bool groupEnds
                 PYSPY_TRY(auto isEntry, block.field<std::uint8_t>(l.frame_is_entry));
                 endsGroup = isEntry != 0;
             }
-            if (l.stackref_tag_bits != kAbsent) {  // 3.14+: a _PyStackRef
-                code &= ~static_cast<std::uint64_t>(l.stackref_tag_bits);
-            } else if (l.minor >= 13 && (code & 1) != 0) {
-                code &= ~std::uint64_t{1};  // 3.13 free-threaded: tagged executable reference
-            }
+            code &= executableMask(l);
             entry.code = code;
             PYSPY_TRY(auto instr, block.pointer(instrField));
             std::uint64_t bytecode = code + static_cast<std::uint64_t>(l.code_code_adaptive);
@@ -337,12 +340,10 @@ Result<FrameChain> FrameWalker::walk(std::uint64_t frame, FrameChain* partial) c
     if (live_ != nullptr && !decoded.empty()) {
         // Still running the code decoded from it? Then that code object was alive all the
         // while (the frame holds a reference), and so were the strings read from it.
-        const std::uint64_t tagMask = l.stackref_tag_bits != kAbsent ? ~static_cast<std::uint64_t>(l.stackref_tag_bits)
-                                      : (l.major == 3 && l.minor >= 13) ? ~std::uint64_t{1}
-                                                                        : ~std::uint64_t{0};
+        const std::uint64_t mask = executableMask(l);
         for (std::size_t i : decoded) {
             auto code = readPointer(*live_, raw[i].address + static_cast<std::uint64_t>(l.frame_code));
-            if (!code.ok() || (code.value() & tagMask) != raw[i].code) {
+            if (!code.ok() || (code.value() & mask) != raw[i].code) {
                 codes_.forget(raw[i].code);
                 if (partial) *partial = FrameChain{};
                 return Err{invalid("a frame's code object changed while it was read", raw[i].address)};

@@ -322,6 +322,8 @@ PythonTarget locatePython(pid_t pid, const ProcessMemory& memory, const LocateOp
                          fmt::format("process {} runs Python {}, which pyspy-cpp does not support (supported: {})", pid,
                                      target.version.toString(), supportedList()));
     }
+    // The free-threaded counterpart of `table` (the same minor version), if there is one.
+    const PyLayout* freeThreadedTable = findGeneratedLayout(table->major, table->minor, true);
     target.layout = *table;
     target.layoutSource = fmt::format("generated table {}.{}", table->major, table->minor);
     const bool useSymbols = !options.ignoreSymbols;
@@ -358,6 +360,7 @@ PythonTarget locatePython(pid_t pid, const ProcessMemory& memory, const LocateOp
     // --- _Py_DebugOffsets (3.13+): the target's own description of its structs -----
     // Read with the table's description of the struct (`table`, the format); laid over
     // the table for the build the offsets name (free-threaded or not).
+    bool offsetsApplied = false;
     std::string offsetsError;
     const auto applyTargetOffsets = [&] {
         if (target.runtime == 0 || table->runtime_debug_offsets == kAbsent) return;
@@ -375,8 +378,7 @@ PythonTarget locatePython(pid_t pid, const ProcessMemory& memory, const LocateOp
         }
         const PyLayout* base = table;
         if (offsets.value().freeThreaded) {
-            base = newerThanTables ? newestGeneratedLayout(true)
-                                   : findGeneratedLayout(fromOffsets.major, fromOffsets.minor, true);
+            base = freeThreadedTable;
             if (base == nullptr || base->runtime_debug_offsets == kAbsent) {
                 throw FatalError(ErrorKind::UnsupportedVersion,
                                  fmt::format("process {} runs a free-threaded Python {}, which pyspy-cpp does not "
@@ -389,29 +391,26 @@ PythonTarget locatePython(pid_t pid, const ProcessMemory& memory, const LocateOp
         target.layoutSource = fmt::format("_Py_DebugOffsets {} + generated table {}.{}{}", fromOffsets.toString(),
                                           base->major, base->minor, base->free_threaded != 0 ? "t" : "");
         if (newerThanTables) {
-            target.warning = fmt::format(
-                "Python {}.{}{} is newer than this pyspy-cpp knows; reading it from its debug "
-                "offsets",
-                fromOffsets.major, fromOffsets.minor, base->free_threaded != 0 ? "t" : "");
+            target.warning =
+                fmt::format("Python {}.{}{} is newer than this pyspy-cpp knows; reading it from its debug offsets",
+                            fromOffsets.major, fromOffsets.minor, base->free_threaded != 0 ? "t" : "");
         }
+        offsetsApplied = true;
     };
     applyTargetOffsets();
     // From 3.14 on, which table fits (free-threaded or not) is known only from the
     // offsets: a target whose offsets do not validate is refused, never guessed at.
     const bool offsetsRequired = newerThanTables || target.version.atLeast(3, 14);
     const auto requireOffsets = [&] {
-        if (!offsetsRequired || target.layoutSource.rfind("_Py_DebugOffsets", 0) == 0) return;
-        if (newerThanTables) {
-            throw FatalError(ErrorKind::UnsupportedVersion,
-                             fmt::format("process {} runs Python {}, newer than any layout table (supported: {}), and "
-                                         "its _Py_DebugOffsets could not be used: {}",
-                                         pid, target.version.toString(), supportedList(),
-                                         offsetsError.empty() ? "_PyRuntime not found" : offsetsError));
-        }
+        if (!offsetsRequired || offsetsApplied) return;
+        const std::string why = offsetsError.empty() ? "_PyRuntime not found" : offsetsError;
         throw FatalError(
             ErrorKind::UnsupportedVersion,
-            fmt::format("process {} runs Python {}, whose _Py_DebugOffsets could not be used: {}", pid,
-                        target.version.toString(), offsetsError.empty() ? "_PyRuntime not found" : offsetsError));
+            newerThanTables ? fmt::format("process {} runs Python {}, newer than any layout table (supported: {}), and "
+                                          "its _Py_DebugOffsets could not be used: {}",
+                                          pid, target.version.toString(), supportedList(), why)
+                            : fmt::format("process {} runs Python {}, whose _Py_DebugOffsets could not be used: {}",
+                                          pid, target.version.toString(), why));
     };
     if (target.runtime != 0 || newerThanTables) requireOffsets();  // a newer version is not scanned for
 
@@ -437,10 +436,8 @@ PythonTarget locatePython(pid_t pid, const ProcessMemory& memory, const LocateOp
     // table of each build kind of this version (a free-threaded build's thread states
     // are laid out differently).
     auto hit = bestHit(scanForInterpreter(memory, layout, *module, target.maps));
-    if (!hit) {
-        const PyLayout* freeThreaded =
-            newerThanTables ? newestGeneratedLayout(true) : findGeneratedLayout(table->major, table->minor, true);
-        if (freeThreaded != nullptr) hit = bestHit(scanForInterpreter(memory, *freeThreaded, *module, target.maps));
+    if (!hit && freeThreadedTable != nullptr) {
+        hit = bestHit(scanForInterpreter(memory, *freeThreadedTable, *module, target.maps));
     }
     if (!hit) {
         if (!processAlive(pid)) throw FatalError(ErrorKind::TargetExited, fmt::format("process {} exited", pid));

@@ -101,9 +101,10 @@ struct DebugOffsets {
 // kMaxDebugOffset and inside its struct's size, sizes within their bounds, distinct
 // offsets within a struct. Members that only a newer format has (gc, sets, generators:
 // 3.14+; types, heap types: 3.15+) are read when `format` places them; for tlbc_index
-// and co_tlbc (3.14+), 0 means the build has no such field (one with the GIL). Errors: Unsupported when `format` does
-// not describe the struct (tables before 3.13 have no dbg_* positions), the read error from `memory`, Invalid when the
-// bytes are not a valid table.
+// and co_tlbc (3.14+), 0 means the build has no such field (one with the GIL). Errors:
+// Unsupported when `format` does not describe the struct (tables before 3.13 have no
+// dbg_* positions), the read error from `memory`, Invalid when the bytes are not a
+// valid table.
 Result<DebugOffsets> readDebugOffsets(const ProcessMemory& memory, std::uint64_t runtimeAddr, const PyLayout& format);
 
 // `base` with every field the debug offsets provide replaced by the target's value.

@@ -67,21 +67,14 @@ struct WalkLimits {
     bool evalGroups = false;      // fill FrameChain::evalGroups (--native: costs a vector per walk)
 };
 
-// A walk reads a frame's code object after the frame; without a pause the function may
-// return and its code object be freed and reused meanwhile, so its names are read from
-// memory that holds something else by then. With `live` (the process's memory, not a
-// copy), every frame whose code object was not in the CodeCache is read again after its
-// code was decoded: if it no longer runs that code, the walk fails instead of reporting
-// names of another object. Code already cached was validated against its header.
-
 struct FrameChain {
     std::vector<PyFrame> frames;  // innermost first
     bool truncated = false;
     // With WalkLimits::evalGroups: how many of `frames` each C-level call of the eval
     // loop runs, innermost first. Before 3.11 every frame has its own call; on 3.11 a
     // call runs frames up to one marked is_entry; on 3.12+ up to a C-stack-owned shim
-    // frame (3.14+: interpreter-owned), which the call pushes below its first frame. A group may be empty (the
-    // call's frame is still being set up and is hidden).
+    // frame (3.14+: interpreter-owned), which the call pushes below its first frame. A
+    // group may be empty (the call's frame is still being set up and is hidden).
     std::vector<std::uint32_t> evalGroups;
 };
 
@@ -109,6 +102,12 @@ class FrameWalker {
     };
 
     // `scratch`, when given, must outlive the walker and not be shared by two walks at once.
+    // `live`, when given, is the process's memory itself (`memory` may be a copy): a walk
+    // reads a frame's code object after the frame, and without a pause the function may
+    // return and its code object be freed and reused meanwhile. So every frame whose code
+    // object was not in the CodeCache is read again from `live` once its code is decoded;
+    // if it no longer runs that code, the walk fails rather than report names of other
+    // memory. Code already cached was validated against its header.
     FrameWalker(const ProcessMemory& memory, const ObjectReader& reader, CodeCache& codes, WalkLimits limits = {},
                 Scratch* scratch = nullptr, const ProcessMemory* live = nullptr);
 
@@ -134,7 +133,7 @@ class FrameWalker {
     CodeCache& codes_;
     WalkLimits limits_;
     Scratch* scratch_;
-    const ProcessMemory* live_;  // see the comment above WalkLimits
+    const ProcessMemory* live_;  // see the constructor
     std::size_t frameReadSize_ = 0;
 };
 

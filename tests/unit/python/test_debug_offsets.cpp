@@ -7,11 +7,14 @@
 #include <string>
 #include <vector>
 
+#include "debug_offsets_image.h"
 #include "pyspy/process/live_memory.h"
 #include "pyspy/python/debug_offsets.h"
 #include "support/child_process.h"
 
 using namespace pyspy;
+using pyspy::test::goodImage;
+using pyspy::test::put64;
 
 namespace {
 
@@ -19,77 +22,6 @@ const PyLayout& table313() {
     const PyLayout* l = findGeneratedLayout(3, 13);
     REQUIRE(l != nullptr);
     return *l;
-}
-
-// Every value of _Py_DebugOffsets that maps to a table field: (position, value).
-std::vector<std::pair<std::int64_t, std::uint64_t>> tableValues(const PyLayout& l) {
-    auto u = [](std::int64_t v) { return static_cast<std::uint64_t>(v); };
-    return {
-        {l.dbg_version, l.version_hex},
-        {l.dbg_free_threaded, 0},
-        {l.dbg_runtime_state_size, u(l.runtime_size)},
-        {l.dbg_runtime_state_interpreters_head, u(l.runtime_interpreters_head)},
-        {l.dbg_interpreter_state_size, u(l.interp_size)},
-        {l.dbg_interpreter_state_next, u(l.interp_next)},
-        {l.dbg_interpreter_state_threads_head, u(l.interp_tstate_head)},
-        {l.dbg_interpreter_state_imports_modules, u(l.interp_modules)},
-        {l.dbg_interpreter_state_ceval_gil, u(l.interp_ceval_gil)},
-        {l.dbg_interpreter_state_gil_runtime_state, u(l.interp_gil)},
-        {l.dbg_interpreter_state_gil_runtime_state_locked, u(l.interp_gil + l.gil_locked)},
-        {l.dbg_interpreter_state_gil_runtime_state_holder, u(l.interp_gil + l.gil_last_holder)},
-        {l.dbg_thread_state_size, u(l.tstate_size)},
-        {l.dbg_thread_state_next, u(l.tstate_next)},
-        {l.dbg_thread_state_interp, u(l.tstate_interp)},
-        {l.dbg_thread_state_current_frame, u(l.tstate_current_frame)},
-        {l.dbg_thread_state_thread_id, u(l.tstate_thread_id)},
-        {l.dbg_thread_state_native_thread_id, u(l.tstate_native_thread_id)},
-        {l.dbg_thread_state_datastack_chunk, u(l.tstate_datastack_chunk)},
-        {l.dbg_interpreter_frame_size, u(l.frame_size)},
-        {l.dbg_interpreter_frame_previous, u(l.frame_back)},
-        {l.dbg_interpreter_frame_executable, u(l.frame_code)},
-        {l.dbg_interpreter_frame_instr_ptr, u(l.frame_instr_ptr)},
-        {l.dbg_interpreter_frame_localsplus, u(l.frame_localsplus)},
-        {l.dbg_interpreter_frame_owner, u(l.frame_owner)},
-        {l.dbg_code_object_size, u(l.code_size)},
-        {l.dbg_code_object_filename, u(l.code_filename)},
-        {l.dbg_code_object_name, u(l.code_name)},
-        {l.dbg_code_object_qualname, u(l.code_qualname)},
-        {l.dbg_code_object_linetable, u(l.code_linetable)},
-        {l.dbg_code_object_firstlineno, u(l.code_firstlineno)},
-        {l.dbg_code_object_argcount, u(l.code_argcount)},
-        {l.dbg_code_object_localsplusnames, u(l.code_localsplusnames)},
-        {l.dbg_code_object_localspluskinds, u(l.code_localspluskinds)},
-        {l.dbg_code_object_co_code_adaptive, u(l.code_code_adaptive)},
-        {l.dbg_pyobject_ob_type, u(l.object_type)},
-        {l.dbg_type_object_tp_name, u(l.type_name)},
-        {l.dbg_type_object_tp_flags, u(l.type_flags)},
-        {l.dbg_tuple_object_ob_item, u(l.tuple_item)},
-        {l.dbg_list_object_ob_item, u(l.list_item)},
-        {l.dbg_dict_object_ma_keys, u(l.dict_keys)},
-        {l.dbg_dict_object_ma_values, u(l.dict_values)},
-        {l.dbg_float_object_ob_fval, u(l.float_fval)},
-        {l.dbg_long_object_lv_tag, u(l.long_lv_tag)},
-        {l.dbg_long_object_ob_digit, u(l.long_digit)},
-        {l.dbg_bytes_object_ob_size, u(l.bytes_size)},
-        {l.dbg_bytes_object_ob_sval, u(l.bytes_sval)},
-        {l.dbg_unicode_object_state, u(l.unicode_state)},
-        {l.dbg_unicode_object_length, u(l.unicode_length)},
-        {l.dbg_unicode_object_asciiobject_size, u(l.unicode_ascii_size)},
-    };
-}
-
-// A _Py_DebugOffsets image as 3.13.0 would hold it, built from the generated table.
-std::vector<std::uint8_t> goodImage(const PyLayout& l) {
-    std::vector<std::uint8_t> image(static_cast<std::size_t>(l.dbg_size), 0);
-    std::memcpy(image.data() + l.dbg_cookie, "xdebugpy", 8);
-    for (auto [position, value] : tableValues(l)) {
-        std::memcpy(image.data() + position, &value, sizeof value);
-    }
-    return image;
-}
-
-void put64(std::vector<std::uint8_t>& image, std::int64_t position, std::uint64_t value) {
-    std::memcpy(image.data() + position, &value, sizeof value);
 }
 
 // The fields applyDebugOffsets replaces must come out as the table has them.

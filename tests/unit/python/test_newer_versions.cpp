@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "debug_offsets_image.h"
 #include "pyspy/process/memory.h"
 #include "pyspy/python/debug_offsets.h"
 #include "pyspy/python/frame_walker.h"
@@ -33,77 +34,23 @@ const PyLayout& table(int minor, bool freeThreaded) {
 
 // The values a 3.15 build reports in its _Py_DebugOffsets: the table's, except the
 // PyThreadState members 3.15 moved (base_frame and the profiling fields came before
-// thread_id; offsets of a Linux x86-64 3.15.0 build).
+// thread_id; offsets of a Linux x86-64 3.15.0 build), its reorganised GC state and its
+// 8 bytes larger PyTypeObject.
 struct Image315 {
     std::vector<std::uint8_t> bytes;
     const PyLayout& format;
 
-    explicit Image315(const PyLayout& l, std::uint64_t version = 0x030f00f0) : format(l) {
-        bytes.assign(u(l.dbg_size), 0);
-        std::memcpy(bytes.data() + l.dbg_cookie, "xdebugpy", 8);
+    explicit Image315(const PyLayout& l, std::uint64_t version = 0x030f00f0) : bytes(test::goodImage(l)), format(l) {
         put(l.dbg_version, version);
-        put(l.dbg_free_threaded, l.free_threaded != 0 ? 1 : 0);
-        put(l.dbg_runtime_state_size, u(l.runtime_size));
-        put(l.dbg_runtime_state_interpreters_head, u(l.runtime_interpreters_head));
-        put(l.dbg_interpreter_state_size, u(l.interp_size));
-        put(l.dbg_interpreter_state_next, u(l.interp_next));
-        put(l.dbg_interpreter_state_threads_head, u(l.interp_tstate_head));
-        put(l.dbg_interpreter_state_imports_modules, u(l.interp_modules));
-        put(l.dbg_interpreter_state_ceval_gil, u(l.interp_ceval_gil));
-        put(l.dbg_interpreter_state_gil_runtime_state, u(l.interp_gil));
-        put(l.dbg_interpreter_state_gil_runtime_state_locked, u(l.interp_gil + l.gil_locked));
-        put(l.dbg_interpreter_state_gil_runtime_state_holder, u(l.interp_gil + l.gil_last_holder));
         put(l.dbg_interpreter_state_gc, 1024);
         put(l.dbg_gc_size, 400);
-        put(l.dbg_gc_collecting, 112);  // 3.15 reorganised the GC state (192 in 3.14)
+        put(l.dbg_gc_collecting, 112);  // 192 in 3.14
         put(l.dbg_thread_state_size, 880);
-        put(l.dbg_thread_state_next, u(l.tstate_next));
-        put(l.dbg_thread_state_interp, u(l.tstate_interp));
-        put(l.dbg_thread_state_current_frame, u(l.tstate_current_frame));
         put(l.dbg_thread_state_thread_id, 176);
         put(l.dbg_thread_state_native_thread_id, 184);
         put(l.dbg_thread_state_datastack_chunk, 256);
-        put(l.dbg_interpreter_frame_size, u(l.frame_size));
-        put(l.dbg_interpreter_frame_previous, u(l.frame_back));
-        put(l.dbg_interpreter_frame_executable, u(l.frame_code));
-        put(l.dbg_interpreter_frame_instr_ptr, u(l.frame_instr_ptr));
-        put(l.dbg_interpreter_frame_localsplus, u(l.frame_localsplus));
-        put(l.dbg_interpreter_frame_owner, u(l.frame_owner));
-        put(l.dbg_interpreter_frame_tlbc_index, l.frame_tlbc_index == kAbsent ? 0 : u(l.frame_tlbc_index));
-        put(l.dbg_code_object_size, u(l.code_size));
-        put(l.dbg_code_object_filename, u(l.code_filename));
-        put(l.dbg_code_object_name, u(l.code_name));
-        put(l.dbg_code_object_qualname, u(l.code_qualname));
-        put(l.dbg_code_object_linetable, u(l.code_linetable));
-        put(l.dbg_code_object_firstlineno, u(l.code_firstlineno));
-        put(l.dbg_code_object_argcount, u(l.code_argcount));
-        put(l.dbg_code_object_localsplusnames, u(l.code_localsplusnames));
-        put(l.dbg_code_object_localspluskinds, u(l.code_localspluskinds));
-        put(l.dbg_code_object_co_code_adaptive, u(l.code_code_adaptive));
-        put(l.dbg_code_object_co_tlbc, l.code_tlbc == kAbsent ? 0 : u(l.code_tlbc));
-        put(l.dbg_pyobject_ob_type, u(l.object_type));
-        put(l.dbg_type_object_tp_name, u(l.type_name));
-        put(l.dbg_type_object_tp_flags, u(l.type_flags));
-        put(l.dbg_type_object_tp_basicsize, u(l.type_basicsize));
-        put(l.dbg_type_object_tp_dictoffset, u(l.type_dictoffset) + 8);  // PyTypeObject grew by 8 bytes
+        put(l.dbg_type_object_tp_dictoffset, u(l.type_dictoffset) + 8);
         put(l.dbg_heap_type_object_ht_cached_keys, u(l.heaptype_cached_keys) + 8);
-        put(l.dbg_tuple_object_ob_item, u(l.tuple_item));
-        put(l.dbg_list_object_ob_item, u(l.list_item));
-        put(l.dbg_set_object_used, u(l.set_used));
-        put(l.dbg_set_object_table, u(l.set_table));
-        put(l.dbg_set_object_mask, u(l.set_mask));
-        put(l.dbg_dict_object_ma_keys, u(l.dict_keys));
-        put(l.dbg_dict_object_ma_values, u(l.dict_values));
-        put(l.dbg_float_object_ob_fval, u(l.float_fval));
-        put(l.dbg_long_object_lv_tag, u(l.long_lv_tag));
-        put(l.dbg_long_object_ob_digit, u(l.long_digit));
-        put(l.dbg_bytes_object_ob_size, u(l.bytes_size));
-        put(l.dbg_bytes_object_ob_sval, u(l.bytes_sval));
-        put(l.dbg_unicode_object_state, u(l.unicode_state));
-        put(l.dbg_unicode_object_length, u(l.unicode_length));
-        put(l.dbg_unicode_object_asciiobject_size, u(l.unicode_ascii_size));
-        put(l.dbg_unicode_object_compactunicodeobject_size, u(l.unicode_compact_size));
-        put(l.dbg_gen_object_gi_iframe, u(l.gen_iframe));
     }
     void put(std::int64_t position, std::uint64_t value) {
         REQUIRE(position >= 0);
