@@ -1,6 +1,9 @@
 // ChildProcess: a test helper that starts a real program (a Python target, `sleep`,
 // ...) with its stdout on a pipe, waits for its ready line, and kills and reaps it
-// when the test ends, so no test leaves a process behind.
+// when the test ends, so no test leaves a process behind. The child leads its own
+// process group and the whole group is killed: a shell's children (`sh -c 'echo ready;
+// sleep 30'` forks its sleep) would otherwise outlive the test holding ctest's output
+// pipe, and ctest waits for that pipe to close.
 #pragma once
 
 #include <fcntl.h>
@@ -29,10 +32,15 @@ class ChildProcess {
         posix_spawn_file_actions_t actions;
         posix_spawn_file_actions_init(&actions);
         posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
+        posix_spawnattr_t attributes;
+        posix_spawnattr_init(&attributes);
+        posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETPGROUP);
+        posix_spawnattr_setpgroup(&attributes, 0);
         std::vector<char*> args;
         for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
         args.push_back(nullptr);
-        const int rc = ::posix_spawnp(&pid_, args[0], &actions, nullptr, args.data(), environ);
+        const int rc = ::posix_spawnp(&pid_, args[0], &actions, &attributes, args.data(), environ);
+        posix_spawnattr_destroy(&attributes);
         posix_spawn_file_actions_destroy(&actions);
         ::close(fds[1]);
         stdout_ = fds[0];
@@ -86,7 +94,7 @@ class ChildProcess {
 
     void kill() {
         if (pid_ > 0) {
-            ::kill(pid_, SIGKILL);
+            ::kill(-pid_, SIGKILL);  // the group: the child and anything it started
             int status = 0;
             ::waitpid(pid_, &status, 0);
             pid_ = -1;
