@@ -34,11 +34,18 @@ void addSamplingOptions(CLI::App& cmd, SamplingArgs& args, const char* programHe
                  "Also sample native (C/C++) frames, merged with the Python frames (docs/native.md)");
     cmd.add_flag("--native-all", args.nativeAll,
                  "Like --native, and keep the interpreter's own native frames (PyObject_Call, ...)");
+    cmd.add_option("--thread-name", args.threadNames,
+                   "Only threads whose name matches this regular expression (repeatable; with --tid: either)")
+        ->allow_extra_args(false);
+    cmd.add_option("--tid", args.tids, "Only the thread with this OS thread id (repeatable)")
+        ->check(CLI::PositiveNumber)
+        ->allow_extra_args(false);
 }
 
 void attachSamplingTarget(const SamplingArgs& args, std::optional<SpawnedProgram>& program,
                           std::unique_ptr<PythonProcess>& process) {
     const bool hasProgram = !args.program.empty();
+    (void)ThreadFilter(args.threadNames, args.tids);  // a bad regex is a usage error, before any attach
     if ((args.native || args.nativeAll) && args.nonblocking) {
         throw FatalError(ErrorKind::Usage,
                          "--native needs the target paused: it cannot be combined with --nonblocking");
@@ -68,6 +75,7 @@ SamplerOptions samplerOptions(const SamplingArgs& args) {
     options.includeIdle = args.idle;
     options.native = args.native || args.nativeAll;
     options.nativeAll = args.nativeAll;
+    options.threads = ThreadFilter(args.threadNames, args.tids);
     return options;
 }
 
@@ -132,20 +140,28 @@ BlockedSignals::~BlockedSignals() {
     pthread_sigmask(SIG_SETMASK, &oldMask_, nullptr);
 }
 
-StopSignals::StopSignals() : blocked_(stopSignalSet()) {}
+namespace {
+
+sigset_t stopAndRequestSet(std::initializer_list<int> requests) {
+    sigset_t set = stopSignalSet();
+    for (int signal : requests) sigaddset(&set, signal);
+    return set;
+}
+
+}  // namespace
+
+StopSignals::StopSignals(std::initializer_list<int> requests) : set_(stopAndRequestSet(requests)), blocked_(set_) {}
 
 StopSignals::~StopSignals() {
-    const sigset_t set = stopSignalSet();
     const timespec zero{0, 0};
-    while (sigtimedwait(&set, nullptr, &zero) > 0) {
+    while (sigtimedwait(&set_, nullptr, &zero) > 0) {
     }
 }
 
 int StopSignals::wait(std::chrono::milliseconds timeout) {
-    const sigset_t set = stopSignalSet();
     const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(timeout).count();
     const timespec ts{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
-    const int sig = sigtimedwait(&set, nullptr, &ts);
+    const int sig = sigtimedwait(&set_, nullptr, &ts);
     if (sig == SIGTSTP) {
         stopForJobControl();
         return 0;

@@ -12,10 +12,12 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <deque>
 #include <exception>
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <vector>
 
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
@@ -35,6 +37,8 @@ struct RecordArgs : SamplingArgs {
     std::string output;
     std::string format = "flamegraph";
     double duration = 0;
+    double period = 0;     // --period: one profile per this many seconds
+    std::size_t keep = 0;  // --keep: only the newest this many period files
     bool threads = false;
     bool function = false;
     bool nolineno = false;
@@ -49,8 +53,9 @@ std::string baseName(const std::string& path) {
     return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
-// "<name>-<local time>.<ext>": the program's script (or the program) or the pid.
-std::string defaultOutputName(const RecordArgs& args, ProfileFormat format) {
+// The profile's name without time or extension: the program's script (or the
+// program) or the pid.
+std::string defaultOutputStem(const RecordArgs& args) {
     std::string name = fmt::format("pyspy-{}", args.pid);
     if (!args.program.empty()) {
         name = baseName(args.program[0]);
@@ -64,13 +69,76 @@ std::string defaultOutputName(const RecordArgs& args, ProfileFormat format) {
         }
         if (const auto dot = name.rfind('.'); dot != std::string::npos && dot > 0) name.resize(dot);
     }
-    const std::time_t now = std::time(nullptr);
+    return name;
+}
+
+// A local time in file names: sortable, and free of ':' (not allowed everywhere).
+std::string fileTimeStamp(std::chrono::system_clock::time_point when) {
+    const std::time_t time = std::chrono::system_clock::to_time_t(when);
     std::tm local{};
-    localtime_r(&now, &local);
+    localtime_r(&time, &local);
     char stamp[32];
     std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H-%M-%S", &local);
-    return fmt::format("{}-{}.{}", name, stamp, defaultExtension(format));
+    return stamp;
 }
+
+// The files of `record --period`: `<stem>-<start>-<end><extension>`, one per period,
+// from -o (its extension kept: the format's own one, e.g. .speedscope.json, or what
+// follows its last dot) or from the default name.
+class PeriodFiles {
+  public:
+    PeriodFiles(const std::string& output, const std::string& defaultStem, ProfileFormat format, std::size_t keep)
+        : keep_(keep) {
+        const std::string ext = std::string(".") + defaultExtension(format);
+        if (output.empty()) {
+            stem_ = defaultStem;
+            extension_ = ext;
+        } else if (output.size() > ext.size() && output.ends_with(ext)) {
+            stem_ = output.substr(0, output.size() - ext.size());
+            extension_ = ext;
+        } else if (const auto dot = output.rfind('.');
+                   dot != std::string::npos && dot > output.rfind('/') + 1 && dot + 1 < output.size()) {
+            stem_ = output.substr(0, dot);
+            extension_ = output.substr(dot);
+        } else {
+            stem_ = output;
+        }
+    }
+
+    // The name of the period from `start` to `end`; one not used before in this run (a
+    // period cut short by SIGUSR1 may share its start second with the next).
+    std::string name(std::chrono::system_clock::time_point start, std::chrono::system_clock::time_point end) {
+        std::string base = fmt::format("{}-{}-{}", stem_, fileTimeStamp(start), fileTimeStamp(end));
+        std::string path = base + extension_;
+        for (int n = 2; std::find(used_.begin(), used_.end(), path) != used_.end(); ++n) {
+            path = fmt::format("{}-{}{}", base, n, extension_);
+        }
+        used_.push_back(path);
+        return path;
+    }
+
+    // After `path` was written: with --keep N, deletes this run's older files beyond N.
+    void written(const std::string& path) {
+        ++count_;
+        kept_.push_back(path);
+        while (keep_ > 0 && kept_.size() > keep_) {
+            ::unlink(kept_.front().c_str());
+            kept_.pop_front();
+            ++deleted_;
+        }
+    }
+
+    std::string pattern() const { return stem_ + "-*" + extension_; }
+    std::size_t count() const { return count_; }
+    std::size_t deleted() const { return deleted_; }
+
+  private:
+    std::string stem_, extension_;
+    std::size_t keep_;
+    std::vector<std::string> used_;
+    std::deque<std::string> kept_;
+    std::size_t count_ = 0, deleted_ = 0;
+};
 
 // What the targets paid for consistent stacks: say it, so nobody has to guess. Under
 // -s: the mean pause per sample over every process's samples, and the largest share of
@@ -105,9 +173,15 @@ void printPauseSummary(const std::vector<TreeRecording::ProcessStats>& processes
 
 int runRecord(const RecordArgs& args) {
     const ProfileFormat format = *parseProfileFormat(args.format);
-    const std::string outputPath = args.output.empty() ? defaultOutputName(args, format) : args.output;
+    if (args.keep > 0 && args.period <= 0) throw FatalError(ErrorKind::Usage, "--keep needs --period");
+    const std::string outputPath =
+        args.output.empty() ? fmt::format("{}-{}.{}", defaultOutputStem(args),
+                                          fileTimeStamp(std::chrono::system_clock::now()), defaultExtension(format))
+                            : args.output;
+    std::optional<PeriodFiles> periodFiles;
+    if (args.period > 0) periodFiles.emplace(args.output, defaultOutputStem(args), format, args.keep);
 
-    StopSignals signals;  // before any thread starts, so all inherit the blocked mask
+    StopSignals signals({SIGUSR1});  // before any thread starts, so all inherit the blocked mask
     std::optional<SpawnedProgram> program;
     std::unique_ptr<PythonProcess> process;
     attachSamplingTarget(args, program, process);
@@ -127,34 +201,110 @@ int runRecord(const RecordArgs& args) {
         *process, options, needsTimeline(format), args.subprocesses,
         [&](const std::string& message) { say("warning", message); },
         [&](const std::string& message) { say("note", message); });
+
+    ExportOptions exportOptions;
+    exportOptions.showThreads = args.threads;
+    exportOptions.fullFilenames = args.fullFilenames;
+    exportOptions.showLines = !args.nolineno;
+    const auto write = [&](const RecordedProfile& profile, const std::string& path) {
+        ExportOptions titled = exportOptions;
+        titled.title = fmt::format("{} (pid {}, Python {})", profile.commandLine, profile.pid, profile.pythonVersion);
+        writeProfileFile(format, profile, titled, path);
+    };
+    // What the written period files hold, for the summary (each period's profile is
+    // gone once written).
+    std::uint64_t periodSamples = 0, periodErrors = 0, periodThreadSamples = 0;
+    auto periodStart = std::chrono::system_clock::now();
+    // --period: the profile since the last cut, to its own file; a failed write is said
+    // and sampling goes on (the next period may well be written).
+    const auto writePeriod = [&](RecordedProfile profile) {
+        const auto now = std::chrono::system_clock::now();
+        const std::string path = periodFiles->name(periodStart, now);
+        periodStart = now;
+        periodSamples += profile.samples;
+        periodErrors += profile.errors;
+        periodThreadSamples += profile.trie.totalSamples();
+        try {
+            write(profile, path);
+            periodFiles->written(path);
+        } catch (const FatalError& e) {
+            say("warning", e.what());
+        }
+    };
+    std::size_t flushes = 0;
+    // SIGUSR1: everything so far to the output name (with --period: the period so far,
+    // cut short, to its file); sampling goes on.
+    const auto flush = [&] {
+        std::optional<RecordedProfile> profile = recording.checkpoint(periodFiles.has_value());
+        if (!profile) {
+            say("warning", "SIGUSR1: no profile written: the samplers did not answer in time");
+            return;
+        }
+        if (periodFiles) {
+            writePeriod(std::move(*profile));
+        } else {
+            try {
+                write(*profile, outputPath);
+            } catch (const FatalError& e) {
+                say("warning", e.what());
+                return;
+            }
+        }
+        ++flushes;
+    };
+
     recording.start();
 
     // The main thread waits for signals and, with -s, scans for new children every
     // kTreeScanInterval (so a child is picked up within about that time).
     const auto wait = args.subprocesses ? kTreeScanInterval : std::chrono::milliseconds(200);
     const auto started = std::chrono::steady_clock::now();
+    const auto periodLength = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+        std::chrono::duration<double>(std::max(args.period, 0.0)));
+    auto periodEnd = started + periodLength;
     auto lastProgress = started - std::chrono::seconds(1);
     bool interrupted = false;
     while (recording.poll()) {
-        if (signals.wait(wait) != 0) {
+        auto timeout = wait;
+        if (periodFiles) {
+            const auto left =
+                std::chrono::ceil<std::chrono::milliseconds>(periodEnd - std::chrono::steady_clock::now());
+            timeout = std::clamp(left, std::chrono::milliseconds(1), wait);
+        }
+        const int signal = signals.wait(timeout);
+        if (signal == SIGUSR1) {
+            if (!interrupted) flush();
+        } else if (signal != 0) {
             recording.stop();
             interrupted = true;
         }
         const auto now = std::chrono::steady_clock::now();
         // Past -d no new child is started (each sampler also ends by itself by then).
-        if (args.duration > 0 && std::chrono::duration<double>(now - started).count() >= args.duration) {
-            recording.stop();
+        const bool pastDuration =
+            args.duration > 0 && std::chrono::duration<double>(now - started).count() >= args.duration;
+        if (pastDuration) recording.stop();
+        // A period that ends with the recording is written by the final write below.
+        if (periodFiles && now >= periodEnd && !interrupted && !pastDuration) {
+            if (auto profile = recording.checkpoint(true)) {
+                writePeriod(std::move(*profile));
+            } else {
+                say("warning", "a period's profile was not written: the samplers did not answer in time");
+            }
+            while (periodEnd <= now) periodEnd += periodLength;
         }
         if (tty && now - lastProgress >= std::chrono::milliseconds(200)) {
             lastProgress = now;
             const double elapsed = std::chrono::duration<double>(now - started).count();
             const std::string processes =
                 args.subprocesses ? fmt::format(", {} processes", recording.processCount()) : std::string();
+            const std::string written = periodFiles   ? fmt::format(", {} files", periodFiles->count())
+                                        : flushes > 0 ? fmt::format(", {} flushes", flushes)
+                                                      : std::string();
             std::lock_guard lock(stderrMutex);
-            std::fprintf(stderr, "\r\033[K%s: %.1f s, %llu samples, %llu errors, lag %.1f ms%s%s", kProgram, elapsed,
+            std::fprintf(stderr, "\r\033[K%s: %.1f s, %llu samples, %llu errors, lag %.1f ms%s%s%s", kProgram, elapsed,
                          static_cast<unsigned long long>(recording.ticksSoFar()),
                          static_cast<unsigned long long>(recording.errorsSoFar()), recording.lagSoFar() * 1000,
-                         processes.c_str(), interrupted ? " (stopping)" : " (Ctrl-C to stop)");
+                         processes.c_str(), written.c_str(), interrupted ? " (stopping)" : " (Ctrl-C to stop)");
             std::fflush(stderr);
         }
     }
@@ -163,15 +313,26 @@ int runRecord(const RecordArgs& args) {
     std::exception_ptr failure = recording.rootFailure();  // after some samples: keep them, then report
     if (tty) std::fputs("\r\033[K", stderr);
 
-    if (failure && stats.ticks == 0) std::rethrow_exception(failure);
+    if (failure && stats.ticks == 0 && (!periodFiles || periodFiles->count() == 0)) std::rethrow_exception(failure);
     RecordedProfile profile = recording.finish();
-    ExportOptions exportOptions;
-    exportOptions.showThreads = args.threads;
-    exportOptions.fullFilenames = args.fullFilenames;
-    exportOptions.showLines = !args.nolineno;
-    exportOptions.title =
-        fmt::format("{} (pid {}, Python {})", profile.commandLine, profile.pid, profile.pythonVersion);
-    writeProfileFile(format, profile, exportOptions, outputPath);
+    std::string written;
+    if (periodFiles) {
+        // The last period, partial (Ctrl-C, -d, the target's exit); not an empty one
+        // that only repeats the end of the last.
+        if (periodFiles->count() == 0 || profile.samples > 0) writePeriod(profile);
+        profile.samples = periodSamples;
+        profile.errors = periodErrors;
+        written = fmt::format("wrote {} {} profiles, one per {} s, to {}", periodFiles->count(), formatName(format),
+                              args.period, periodFiles->pattern());
+        if (periodFiles->deleted() > 0) {
+            written += fmt::format(" (--keep {}: deleted the {} oldest)", args.keep, periodFiles->deleted());
+        }
+    } else {
+        write(profile, outputPath);
+        written = fmt::format("wrote {} to {}", formatName(format), outputPath);
+    }
+    if (flushes > 0) written += fmt::format("; {} written on SIGUSR1 before", flushes);
+    const std::uint64_t threadSamples = periodFiles ? periodThreadSamples : profile.trie.totalSamples();
 
     const double share =
         profile.samples + profile.errors > 0
@@ -183,10 +344,9 @@ int runRecord(const RecordArgs& args) {
                                             : "the target exited";
     const std::string processes =
         args.subprocesses ? fmt::format(" from {} processes", recording.sampledProcesses()) : std::string();
-    std::fprintf(stderr, "%s: %s after %.1f s: %llu samples%s, %llu errors (%.1f%%); wrote %s to %s\n", kProgram,
-                 why.c_str(), std::max(stats.elapsedSeconds, profile.duration),
-                 static_cast<unsigned long long>(profile.samples), processes.c_str(),
-                 static_cast<unsigned long long>(profile.errors), share, formatName(format), outputPath.c_str());
+    std::fprintf(stderr, "%s: %s after %.1f s: %llu samples%s, %llu errors (%.1f%%); %s\n", kProgram, why.c_str(),
+                 std::max(stats.elapsedSeconds, profile.duration), static_cast<unsigned long long>(profile.samples),
+                 processes.c_str(), static_cast<unsigned long long>(profile.errors), share, written.c_str());
     const auto perProcess = recording.processStats();
     printPauseSummary(perProcess, args.subprocesses);
     std::uint64_t mergeErrors = 0;
@@ -197,7 +357,7 @@ int runRecord(const RecordArgs& args) {
                      "%s: %llu thread samples kept only their Python stack: native and Python stacks did not merge\n",
                      kProgram, static_cast<unsigned long long>(mergeErrors));
     }
-    if (profile.trie.totalSamples() == 0 && profile.samples > 0 && !args.idle) {
+    if (threadSamples == 0 && profile.samples > 0 && !args.idle) {
         std::fprintf(stderr, "%s: no thread was active while sampling; use --idle to include idle threads\n", kProgram);
     }
     if (recording.timelineTruncated()) {
@@ -225,6 +385,11 @@ Command addRecordCommand(CLI::App& app) {
         ->capture_default_str();
     cmd->add_option("-d,--duration", args->duration, "Seconds to record (default: until Ctrl-C or the target exits)")
         ->check(CLI::NonNegativeNumber);
+    cmd->add_option("--period", args->period,
+                    "Write one profile per this many seconds, named <name>-<start>-<end>.<ext>, and go on")
+        ->check(CLI::Range(1.0, 1e7));
+    cmd->add_option("--keep", args->keep, "With --period: delete all but the newest N files")
+        ->check(CLI::PositiveNumber);
     cmd->add_flag("-t,--threads", args->threads, "A root frame per thread (id and name)");
     cmd->add_flag("-F,--function", args->function, "Aggregate by function, not by line");
     cmd->add_flag("--nolineno", args->nolineno, "No line numbers");

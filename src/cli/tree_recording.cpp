@@ -106,7 +106,8 @@ void TreeRecording::endSampling(Recording& recording) {
 void TreeRecording::sample(Recording& recording, const SamplerOptions& options) {
     try {
         SampleSink& sink = openSampling(recording, options);
-        recording.stats = recording.sampler->run(sink, stop_, processWarn(recording.pid));
+        recording.stats = recording.sampler->run(sink, stop_, processWarn(recording.pid),
+                                                 [this, &recording] { serveCheckpoint(recording); });
     } catch (...) {
         recording.failure = std::current_exception();
     }
@@ -211,6 +212,9 @@ void TreeRecording::runShared(SharedThread& shared) {
             entries.push_back(Entry{recording, Clock::now() + kChildFirstAttachWait, false});
         }
         taken.clear();
+        for (Entry& entry : entries) {
+            if (entry.sampling) serveCheckpoint(*entry.recording);
+        }
         if (stop_.load() || (noMoreComing && entries.empty())) break;
         const auto now = Clock::now();
         const auto next = std::min_element(entries.begin(), entries.end(),
@@ -360,6 +364,64 @@ std::vector<TreeRecording::ProcessStats> TreeRecording::processStats() const {
         if (r->stats.ticks > 0) stats.push_back(ProcessStats{r->pid, r->stats});
     }
     return stats;
+}
+
+void TreeRecording::serveCheckpoint(Recording& recording) {
+    const std::uint64_t wanted = checkpointWanted_.load();
+    if (!recording.builder || !recording.sampler) return;
+    bool cut = false;
+    {
+        std::lock_guard lock(checkpointMutex_);
+        if (wanted == 0 || recording.checkpointServed == wanted) return;
+        cut = checkpointCut_;
+    }
+    const SamplerStats stats = recording.sampler->statsSoFar();
+    RecordedProfile piece = cut ? recording.builder->cut(*recording.sampler, stats, *recording.process)
+                                : recording.builder->snapshot(*recording.sampler, stats, *recording.process);
+    {
+        std::lock_guard lock(checkpointMutex_);
+        recording.checkpointPiece = std::move(piece);
+        recording.checkpointServed = wanted;
+    }
+    checkpointAnswered_.notify_all();
+}
+
+std::optional<RecordedProfile> TreeRecording::checkpoint(bool cut, std::chrono::milliseconds timeout) {
+    std::unique_lock lock(checkpointMutex_);
+    checkpointCut_ = cut;
+    const std::uint64_t wanted = checkpointWanted_.load() + 1;
+    checkpointWanted_.store(wanted);
+    // Who answers: every process whose sampler runs, and the root even before its first
+    // tick (a SIGUSR1 right after the start). One that has ended is read here (its
+    // thread no longer touches its builder once `done`); a child still attaching has
+    // nothing yet. A sampler thread may end meanwhile without answering: poll.
+    const auto answered = [&](const Recording& r) {
+        return r.checkpointServed == wanted || r.done.load() ||
+               (&r != recordings_.front().get() && r.live.load() == nullptr);
+    };
+    const auto deadline = Clock::now() + timeout;
+    while (!std::all_of(recordings_.begin(), recordings_.end(), [&](const auto& r) { return answered(*r); }) &&
+           Clock::now() < deadline) {
+        checkpointAnswered_.wait_for(lock, std::chrono::milliseconds(10));
+    }
+    std::vector<RecordedProfile> pieces;
+    for (auto& r : recordings_) {
+        std::optional<RecordedProfile> piece;
+        if (r->checkpointServed == wanted) {
+            piece = std::move(r->checkpointPiece);
+            r->checkpointPiece.reset();
+        } else if (r->done.load() && r->builder && r->sampler) {
+            piece = cut ? r->builder->cut(*r->sampler, r->stats, *r->process)
+                        : r->builder->snapshot(*r->sampler, r->stats, *r->process);
+            r->checkpointServed = wanted;
+        }
+        // The root always (it heads the profile); a child only when it has samples.
+        if (piece && (r == recordings_.front() || piece->samples > 0)) pieces.push_back(std::move(*piece));
+    }
+    lock.unlock();
+    if (pieces.empty()) return std::nullopt;
+    if (!subprocesses_) return std::move(pieces.front());
+    return mergeProcessProfiles(std::move(pieces));
 }
 
 RecordedProfile TreeRecording::finish() {

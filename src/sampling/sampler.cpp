@@ -4,6 +4,7 @@
 #include <random>
 #include <set>
 #include <thread>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -31,6 +32,25 @@ bool keepThread(const ThreadSample& sample, const SamplerOptions& options) {
     return true;
 }
 
+ThreadFilter::ThreadFilter(const std::vector<std::string>& namePatterns, std::vector<pid_t> tids)
+    : tids_(std::move(tids)) {
+    for (const auto& pattern : namePatterns) {
+        try {
+            patterns_.emplace_back(pattern, std::regex::ECMAScript | std::regex::optimize);
+        } catch (const std::regex_error& e) {
+            throw FatalError(ErrorKind::Usage, fmt::format("--thread-name '{}' is not a valid regular expression: {}",
+                                                           pattern, e.what()));
+        }
+    }
+}
+
+bool ThreadFilter::keeps(const ProfiledThread& thread) const {
+    if (empty()) return true;
+    if (thread.nativeId && std::find(tids_.begin(), tids_.end(), *thread.nativeId) != tids_.end()) return true;
+    return std::any_of(patterns_.begin(), patterns_.end(),
+                       [&](const std::regex& pattern) { return std::regex_search(thread.name, pattern); });
+}
+
 std::string threadLabel(const ProfiledThread& thread) {
     const std::string id = thread.nativeId ? std::to_string(*thread.nativeId) : fmt::format("{:#x}", thread.threadId);
     if (thread.name.empty()) return fmt::format("Thread {}", id);
@@ -53,6 +73,19 @@ std::uint32_t Sampler::threadIndex(const ThreadStack& stack) {
     if (stack.nativeId) thread.nativeId = stack.nativeId;
     if (stack.name && !stack.name->empty()) thread.name = *stack.name;
     return it->second;
+}
+
+bool Sampler::threadSelected(std::uint32_t index) {
+    if (selected_.size() <= index) selected_.resize(index + 1);
+    Selection& selection = selected_[index];
+    const ProfiledThread& thread = threads_[index];
+    // Regexes run once per thread and name, not per tick.
+    if (!selection.decided || selection.name != thread.name) {
+        selection.name = thread.name;
+        selection.keep = options_.threads.keeps(thread);
+        selection.decided = true;
+    }
+    return selection.keep;
 }
 
 FrameId Sampler::internFrame(const PyFrame& frame) {
@@ -127,9 +160,11 @@ void Sampler::appendFrames(const ThreadStack& thread, std::vector<FrameId>& out)
 }
 
 SamplerStats Sampler::run(SampleSink& sink, const std::atomic<bool>& stop,
-                          const std::function<void(const std::string&)>& warn) {
+                          const std::function<void(const std::string&)>& warn,
+                          const std::function<void()>& betweenTicks) {
     begin(warn);
     while (!stop.load(std::memory_order_relaxed)) {
+        if (betweenTicks) betweenTicks();
         const auto now = Clock::now();
         const auto due = nextDue();
         if (now < due) {
@@ -160,6 +195,12 @@ Clock::time_point Sampler::nextDue() const {
     const auto end = start_ + std::chrono::duration_cast<Clock::duration>(
                                   std::chrono::duration<double>(std::clamp(*options_.durationSeconds, 0.0, 1e8)));
     return std::min(next_, end);
+}
+
+SamplerStats Sampler::statsSoFar() const {
+    SamplerStats stats = stats_;
+    stats.elapsedSeconds = std::chrono::duration<double>(Clock::now() - start_).count();
+    return stats;
 }
 
 SamplerStats Sampler::finish() {
@@ -230,7 +271,16 @@ bool Sampler::tick(SampleSink& sink) {
     // The ThreadSamples of the last tick are reused, frame vectors included: a steady
     // sampler allocates nothing here.
     std::size_t used = 0;
+    const bool filtered = !options_.threads.empty();
     for (const auto& thread : snapshot.threads) {
+        // A thread the filter leaves out is not sampled at all, errors included; a new
+        // one is judged once its name is known (it is looked up on the next tick).
+        if (filtered) {
+            const std::size_t known = threads_.size();
+            const std::uint32_t index = threadIndex(thread);
+            if (threads_.size() > known && !snapOptions.threadNames) unnamedThread_ = true;
+            if (!threadSelected(index)) continue;
+        }
         if (thread.error) {
             ++stats_.errors;
             continue;
@@ -307,17 +357,17 @@ void ProfileBuilder::onSample(const Sample& sample, const FrameTable& frames,
     }
 }
 
-RecordedProfile ProfileBuilder::finish(const Sampler& sampler, const SamplerStats& stats,
-                                       const PythonProcess& process) {
+RecordedProfile ProfileBuilder::describe(const Sampler& sampler, const SamplerStats& stats,
+                                         const PythonProcess& process, FrameTable frames) const {
     RecordedProfile profile;
     profile.pid = process.pid();
     profile.commandLine = process.commandLine();
     profile.pythonVersion = process.target().version.toString();
     profile.rateHz = options_.rateHz;
-    profile.startTime = sampler.startEpochSeconds();
-    profile.duration = stats.elapsedSeconds;
-    profile.samples = stats.ticks;
-    profile.errors = stats.errors;
+    profile.startTime = sampler.startEpochSeconds() + cutSeconds_;
+    profile.duration = std::max(0.0, stats.elapsedSeconds - cutSeconds_);
+    profile.samples = stats.ticks - std::min(stats.ticks, cutTicks_);
+    profile.errors = stats.errors - std::min(stats.errors, cutErrors_);
     profile.gilOnly = options_.gilOnly;
     profile.includeIdle = options_.includeIdle;
     const auto& threads = sampler.threads();
@@ -328,12 +378,52 @@ RecordedProfile ProfileBuilder::finish(const Sampler& sampler, const SamplerStat
         std::string label = threadLabel(thread);
         if (usedLabels.count(label) != 0) label += fmt::format(" #{}", i);  // a reused OS thread id
         usedLabels.insert(label);
-        frames_.rename(thread.frame, label);
+        frames.rename(thread.frame, label);
         profile.threads.push_back(std::move(thread));
     }
-    profile.frames = std::move(frames_);
+    profile.frames = std::move(frames);
+    return profile;
+}
+
+RecordedProfile ProfileBuilder::finish(const Sampler& sampler, const SamplerStats& stats,
+                                       const PythonProcess& process) {
+    RecordedProfile profile = describe(sampler, stats, process, std::move(frames_));
     profile.trie = std::move(trie_);
     profile.timeline = std::move(timeline_);
+    return profile;
+}
+
+namespace {
+
+// A timeline since `since` seconds into the run, its times made relative to that point.
+std::vector<TimelineSpan> timelineSince(std::vector<TimelineSpan> spans, double since) {
+    for (auto& span : spans) {
+        span.start = std::max(0.0, span.start - since);
+        span.end = std::max(span.start, span.end - since);
+    }
+    return spans;
+}
+
+}  // namespace
+
+RecordedProfile ProfileBuilder::snapshot(const Sampler& sampler, const SamplerStats& stats,
+                                         const PythonProcess& process) const {
+    RecordedProfile profile = describe(sampler, stats, process, frames_);
+    profile.trie = trie_;
+    profile.timeline = timelineSince(timeline_, cutSeconds_);
+    return profile;
+}
+
+RecordedProfile ProfileBuilder::cut(const Sampler& sampler, const SamplerStats& stats, const PythonProcess& process) {
+    RecordedProfile profile = describe(sampler, stats, process, frames_);
+    profile.trie = std::exchange(trie_, StackTrie{});
+    profile.timeline = timelineSince(std::exchange(timeline_, {}), cutSeconds_);
+    // The per-thread caches point into the old trie and timeline.
+    for (auto& path : paths_) path = StackTrie::PathCache{};
+    for (auto& open : open_) open = Open{};
+    cutTicks_ = stats.ticks;
+    cutErrors_ = stats.errors;
+    cutSeconds_ = stats.elapsedSeconds;
     return profile;
 }
 

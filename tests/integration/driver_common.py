@@ -1,7 +1,7 @@
 """What an integration driver needs around its checks: Failure/Skip, check(), log(),
-is_free_threaded(), and driver_main(), which parses `--binary BINARY CASE PYTHON`, skips
-(exit 77, printing "SKIP: why") when PYTHON is not installed, and runs the case in a
-temporary directory. Every driver imports its primitives from here and ends with
+is_free_threaded(), wait_sampling(), and driver_main(), which parses `--binary BINARY
+CASE PYTHON`, skips (exit 77, printing "SKIP: why") when PYTHON is not installed, and
+runs the case in a temporary directory. Every driver imports its primitives from here and ends with
 driver_main()."""
 
 import argparse
@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 SKIP = 77
 
@@ -65,6 +66,30 @@ def tracer_of(pid):
             if line.startswith("TracerPid:"):
                 return int(line.split()[1])
     return 0
+
+
+def wait_sampling(proc, target_pid, what, timeout=60):
+    """Waits until pyspy-cpp (`proc`, a Popen) has taken its first snapshot of target_pid:
+    from then on it holds the target's /proc/PID/task/TID/syscall files open (its
+    ThreadStatReader), in both modes. A condition to wait for instead of a fixed sleep
+    that guesses how long the attach takes. Fails if proc ends first or after timeout."""
+    prefix = "/proc/%d/task/" % target_pid
+    fd_dir = "/proc/%d/fd" % proc.pid
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise Failure("%s: pyspy-cpp ended (exit %d) before it sampled %d" % (what, proc.returncode, target_pid))
+        try:
+            for fd in os.listdir(fd_dir):
+                try:
+                    if os.readlink(os.path.join(fd_dir, fd)).startswith(prefix):
+                        return
+                except OSError:
+                    pass
+        except OSError:
+            pass
+        time.sleep(0.01)
+    raise Failure("%s: pyspy-cpp did not sample %d within %d s" % (what, target_pid, timeout))
 
 
 def driver_main(tests, tmp_prefix, needs_python=None):

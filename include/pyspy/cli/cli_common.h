@@ -55,22 +55,26 @@ struct SamplingArgs {
     bool gil = false;
     bool idle = false;
     bool fullFilenames = false;
-    bool native = false;     // --native
-    bool nativeAll = false;  // --native-all (implies --native)
+    bool native = false;                   // --native
+    bool nativeAll = false;                // --native-all (implies --native)
+    std::vector<std::string> threadNames;  // --thread-name REGEX (repeatable)
+    std::vector<pid_t> tids;               // --tid TID (repeatable)
 };
 
 // Registers --pid, the positional program, --rate, --nonblocking, --gil, --idle,
-// --full-filenames, --native and --native-all on `cmd`, bound to `args` (which must outlive parsing).
+// --full-filenames, --native, --native-all, --thread-name and --tid on `cmd`, bound to `args` (which must outlive
+// parsing).
 void addSamplingOptions(CLI::App& cmd, SamplingArgs& args, const char* programHelp);
 
-// Checks that exactly one of --pid and -- PROGRAM was given and that --native comes
-// without --nonblocking (FatalError(Usage)), then
+// Checks that exactly one of --pid and -- PROGRAM was given, that --native comes
+// without --nonblocking and that every --thread-name is a regex (FatalError(Usage)), then
 // attaches to the pid, or starts the program and attaches once its interpreter is up.
 // Create StopSignals first, so the sampler thread started later inherits the mask.
 void attachSamplingTarget(const SamplingArgs& args, std::optional<SpawnedProgram>& program,
                           std::unique_ptr<PythonProcess>& process);
 
-// The sampler options the shared arguments decide (rate, pause, --gil, --idle, --native).
+// The sampler options the shared arguments decide (rate, pause, --gil, --idle, --native,
+// the thread filter).
 SamplerOptions samplerOptions(const SamplingArgs& args);
 
 // Blocks `signals` in the calling thread from construction on (threads started later
@@ -102,16 +106,19 @@ class DeferredJobStop : BlockedSignals {
 // handlers in the middle of a ptrace pause or an output write. A Ctrl-Z (SIGTSTP) is
 // carried out inside wait() once no target is paused (pause_gate.h), so a stopped
 // pyspy-cpp never holds its target stopped.
+// `requests` are further signals taken the same way and returned by wait() (record's
+// SIGUSR1: write the profile so far), so they never end the process.
 class StopSignals {
   public:
-    StopSignals();
-    ~StopSignals();  // drops a stop signal still pending, so restoring the mask does not act on it
+    explicit StopSignals(std::initializer_list<int> requests = {});
+    ~StopSignals();  // drops a signal still pending, so restoring the mask does not act on it
 
-    // Waits up to `timeout` for SIGINT/SIGTERM; returns the signal number, or 0 (also
-    // early, after a job-control stop and continue).
+    // Waits up to `timeout` for SIGINT/SIGTERM or a request; returns the signal number,
+    // or 0 (also early, after a job-control stop and continue).
     int wait(std::chrono::milliseconds timeout);
 
   private:
+    sigset_t set_;
     BlockedSignals blocked_;
 };
 

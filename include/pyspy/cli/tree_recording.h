@@ -22,6 +22,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <exception>
 #include <functional>
@@ -101,6 +102,17 @@ class TreeRecording {
     std::vector<ProcessStats> processStats() const;  // after join(): each process with at least one tick
     RecordedProfile finish();
 
+    // A checkpoint of a running record (--period, SIGUSR1), from the thread that calls
+    // poll(), while sampling goes on: the profile of every process since the last cut
+    // (`cut`: each process then starts a new trie) or so far (a snapshot), merged as
+    // finish() merges them. Each sampler thread serves the request between two ticks;
+    // a process whose sampling has ended is read here. A sampler thread that has not
+    // answered within `timeout` (a tick stuck on a dying target) is left out of this
+    // checkpoint; after a cut its samples go to the next one. Nothing when no process
+    // answered. Not with ProcessSinks.
+    std::optional<RecordedProfile> checkpoint(bool cut,
+                                              std::chrono::milliseconds timeout = std::chrono::milliseconds(2000));
+
   private:
     struct Recording {
         pid_t pid = 0;
@@ -118,6 +130,10 @@ class TreeRecording {
         // The child's attach (beginAttach, tryAttach).
         std::string command;
         std::chrono::steady_clock::time_point attachDeadline;
+        // checkpoint(): the last request this process answered, and its answer
+        // (guarded by checkpointMutex_).
+        std::uint64_t checkpointServed = 0;
+        std::optional<RecordedProfile> checkpointPiece;
     };
 
     // A sampler thread shared by the processes past the bound (runShared).
@@ -144,6 +160,8 @@ class TreeRecording {
     bool tryAttach(Recording& recording) const;
     SamplerOptions childOptions() const;  // the duration left
     void endChild(Recording& recording);  // after its sampling: reports a failure, marks it done
+    // On a process's sampler thread between ticks: answers a pending checkpoint().
+    void serveCheckpoint(Recording& recording);
 
     SamplerOptions options_;
     bool keepTimeline_;
@@ -159,6 +177,10 @@ class TreeRecording {
     std::size_t handedToShared_ = 0;
     std::atomic<bool> joining_{false};  // no more processes come: shared threads end when theirs are done
     SamplerStats rootStats_;
+    std::mutex checkpointMutex_;
+    std::condition_variable checkpointAnswered_;
+    std::atomic<std::uint64_t> checkpointWanted_{0};  // the latest request (0: none yet)
+    bool checkpointCut_ = false;                      // what it asks (guarded by checkpointMutex_)
 };
 
 }  // namespace pyspy

@@ -26,6 +26,7 @@
 #include <functional>
 #include <optional>
 #include <random>
+#include <regex>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,23 @@
 #include "pyspy/sampling/stack_trie.h"
 
 namespace pyspy {
+
+// --thread-name / --tid: which threads a sampler keeps. A thread is kept when its
+// name (threading.Thread's, once known) contains a match of any pattern, or its OS
+// thread id is one of `tids`. An empty filter keeps every thread.
+class ThreadFilter {
+  public:
+    ThreadFilter() = default;
+    // Throws FatalError(Usage) naming a pattern that is not a valid (ECMAScript) regex.
+    ThreadFilter(const std::vector<std::string>& namePatterns, std::vector<pid_t> tids);
+
+    bool empty() const { return patterns_.empty() && tids_.empty(); }
+    bool keeps(const ProfiledThread& thread) const;
+
+  private:
+    std::vector<std::regex> patterns_;
+    std::vector<pid_t> tids_;
+};
 
 struct SamplerOptions {
     double rateHz = 100;
@@ -49,6 +67,7 @@ struct SamplerOptions {
     // A thread whose stacks do not merge keeps its Python stack and counts a merge error.
     bool native = false;
     bool nativeAll = false;  // --native-all: also the interpreter's own native frames
+    ThreadFilter threads;    // --thread-name, --tid: other threads are left out of every Sample
     WalkLimits limits;
 };
 
@@ -65,7 +84,8 @@ struct ThreadSample {
 struct Sample {
     std::uint64_t tick = 0;             // sequence number of the tick, from 0
     double time = 0;                    // seconds since the sampler started (steady clock)
-    std::vector<ThreadSample> threads;  // every thread read in this tick, kept or not
+    std::vector<ThreadSample> threads;  // every thread read in this tick that the ThreadFilter keeps,
+                                        // whether keepThread keeps it or not
 };
 
 // Whether a thread's sample counts under the options (idle / GIL filters).
@@ -100,8 +120,11 @@ class Sampler {
 
     // Samples until `stop` becomes true, the duration passes, or the target exits.
     // `warn` receives one-off warnings (falling behind), at most once each.
+    // `betweenTicks`, when given, is called on this thread between ticks, at least every
+    // 50 ms (a caller's own work that must not race the sink: a profile checkpoint).
     SamplerStats run(SampleSink& sink, const std::atomic<bool>& stop,
-                     const std::function<void(const std::string&)>& warn = {});
+                     const std::function<void(const std::string&)>& warn = {},
+                     const std::function<void()>& betweenTicks = {});
 
     // The steps of run(), for a caller that drives several samplers from one thread.
     // begin() starts the clock (call once, first); tick() samples once if due and returns
@@ -115,6 +138,10 @@ class Sampler {
     std::chrono::steady_clock::time_point nextDue() const;
     SamplerStats finish();
 
+    // The stats of the run so far, elapsed time included (on the sampler's thread, or
+    // after the run).
+    SamplerStats statsSoFar() const;
+
     const SamplerOptions& options() const { return options_; }
     const FrameTable& frames() const { return frames_; }
     const std::vector<ProfiledThread>& threads() const { return threads_; }
@@ -126,6 +153,7 @@ class Sampler {
 
   private:
     std::uint32_t threadIndex(const ThreadStack& stack);
+    bool threadSelected(std::uint32_t index);  // the ThreadFilter's verdict, cached per name
     FrameId internFrame(const PyFrame& frame);
     // Appends a native frame, outermost first: its function, then the functions inlined into it.
     void appendNativeFrames(const NativeFrame& frame, std::vector<FrameId>& out);
@@ -138,6 +166,12 @@ class Sampler {
     FrameTable frames_;
     std::vector<ProfiledThread> threads_;
     std::unordered_map<std::uint64_t, std::uint32_t> threadByIdent_;
+    struct Selection {
+        std::string name;  // the name the verdict was made for
+        bool decided = false;
+        bool keep = false;
+    };
+    std::vector<Selection> selected_;  // per thread index
     struct CodeFrames {
         std::shared_ptr<const CodeInfo> code;        // keeps the key's address alive
         std::vector<std::pair<int, FrameId>> lines;  // line -> frame
@@ -174,12 +208,26 @@ class ProfileBuilder : public SampleSink {
     void onSample(const Sample& sample, const FrameTable& frames, const std::vector<ProfiledThread>& threads) override;
 
     // Moves the result out; thread frames are labelled `Thread <id> "<name>"` here,
-    // once their names are known. Call once, after the sampler has returned.
+    // once their names are known. Call once, after the sampler has returned. After
+    // cut()s, the result holds what was sampled since the last one.
     RecordedProfile finish(const Sampler& sampler, const SamplerStats& stats, const PythonProcess& process);
+
+    // Checkpoints of a running recording (record --period, SIGUSR1), on the sampler's
+    // thread between ticks (Sampler::run's betweenTicks), or after the run. `stats` is
+    // the run's so far (Sampler::statsSoFar). snapshot() copies everything since the
+    // last cut; cut() moves it out and starts a new trie and timeline, so memory stays
+    // bounded by one period: the frame table is kept (each result holds a copy).
+    RecordedProfile snapshot(const Sampler& sampler, const SamplerStats& stats, const PythonProcess& process) const;
+    RecordedProfile cut(const Sampler& sampler, const SamplerStats& stats, const PythonProcess& process);
 
     bool timelineTruncated() const { return timelineTruncated_; }
 
   private:
+    // The profile's metadata and thread list for the samples since the last cut, with
+    // `frames` (a copy of frames_, or frames_ moved out) and its thread frames labelled.
+    RecordedProfile describe(const Sampler& sampler, const SamplerStats& stats, const PythonProcess& process,
+                             FrameTable frames) const;
+
     SamplerOptions options_;
     bool keepTimeline_;
     std::size_t maxTimelineSpans_;
@@ -197,6 +245,9 @@ class ProfileBuilder : public SampleSink {
     FrameTable frames_;                        // sampler frames copied, plus thread frames
     std::vector<FrameId> frameMap_;            // sampler FrameId -> frames_ id
     std::vector<FrameId> scratch_;
+    // Where the last cut() left the run: the samples before it are in an earlier result.
+    std::uint64_t cutTicks_ = 0, cutErrors_ = 0;
+    double cutSeconds_ = 0;
 };
 
 // A thread's label in profiles: `Thread 12345 "name"` (the OS id when known, else the

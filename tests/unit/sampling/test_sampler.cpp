@@ -5,11 +5,12 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <memory>
 #include <cstdlib>
+#include <memory>
 #include <string>
 #include <thread>
 
+#include "pyspy/common/error.h"
 #include "pyspy/python/python_process.h"
 #include "pyspy/sampling/sampler.h"
 #include "support/child_process.h"
@@ -125,4 +126,84 @@ TEST_CASE("Sampler's tick ends at the duration, which counts as due", "[interp]"
     CHECK(stats.ticks == 1);
     CHECK_FALSE(stats.targetExited);
     CHECK(stats.elapsedSeconds >= 0.2);
+}
+
+TEST_CASE("ProfileBuilder: a snapshot copies, a cut moves out and starts anew", "[interp]") {
+    ParkedPython target;
+    SamplerOptions options;
+    options.rateHz = 200;
+    options.includeIdle = true;
+    Sampler sampler(*target.process, options);
+    ProfileBuilder builder(options, true);
+    sampler.begin();
+    const auto tickTimes = [&](int n) {
+        for (int i = 0; i < n; ++i) {
+            sleepUntilDue(sampler);
+            REQUIRE(sampler.tick(builder));
+        }
+    };
+    tickTimes(10);
+    const RecordedProfile snapshot = builder.snapshot(sampler, sampler.statsSoFar(), *target.process);
+    CHECK(snapshot.samples == sampler.statsSoFar().ticks);
+    CHECK(snapshot.trie.totalSamples() > 0);
+    CHECK_FALSE(snapshot.timeline.empty());
+
+    tickTimes(5);
+    const SamplerStats atCut = sampler.statsSoFar();
+    const RecordedProfile first = builder.cut(sampler, atCut, *target.process);
+    CHECK(first.samples == atCut.ticks);
+    CHECK(first.trie.totalSamples() >= snapshot.trie.totalSamples());  // a superset of the snapshot
+    CHECK(first.errors == atCut.errors);
+
+    tickTimes(7);
+    const SamplerStats end = sampler.finish();
+    const RecordedProfile second = builder.finish(sampler, end, *target.process);
+    // The second period holds only what came after the cut, and its clock starts there.
+    CHECK(second.samples == end.ticks - atCut.ticks);
+    CHECK(second.trie.totalSamples() <= second.samples * second.threads.size());
+    CHECK(second.trie.totalSamples() > 0);
+    CHECK(second.startTime >= first.startTime + atCut.elapsedSeconds - 1e-6);
+    CHECK(second.duration <= end.elapsedSeconds - atCut.elapsedSeconds + 1e-6);
+    for (const auto& span : second.timeline) CHECK(span.start <= second.duration + 0.1);
+    // The frame table is kept across the cut: the parked function is found in both.
+    const auto named = [](const RecordedProfile& profile) {
+        for (FrameId id = 0; id < profile.frames.size(); ++id) {
+            if (profile.frames[id].name == "parked_in_sampler_test") return true;
+        }
+        return false;
+    };
+    CHECK(named(first));
+    CHECK(named(second));
+}
+
+TEST_CASE("ThreadFilter keeps threads by name (a regex search) or OS id", "[sampling]") {
+    ProfiledThread worker;
+    worker.name = "worker-3";
+    worker.nativeId = 4242;
+    ProfiledThread main;
+    main.name = "MainThread";
+    main.nativeId = 100;
+    ProfiledThread unnamed;
+
+    CHECK(ThreadFilter().keeps(worker));
+    CHECK(ThreadFilter().keeps(unnamed));
+    const ThreadFilter byName({"^work", "nothing"}, {});
+    CHECK(byName.keeps(worker));
+    CHECK_FALSE(byName.keeps(main));
+    CHECK_FALSE(byName.keeps(unnamed));
+    CHECK(ThreadFilter({"er-"}, {}).keeps(worker));  // a search, not a full match
+    const ThreadFilter byId({}, {100});
+    CHECK(byId.keeps(main));
+    CHECK_FALSE(byId.keeps(worker));
+    CHECK_FALSE(byId.keeps(unnamed));
+    const ThreadFilter either({"^work"}, {100});
+    CHECK(either.keeps(main));
+    CHECK(either.keeps(worker));
+    try {
+        ThreadFilter({"("}, {});
+        FAIL("no error for a bad regex");
+    } catch (const FatalError& error) {
+        CHECK(error.kind() == ErrorKind::Usage);
+        CHECK_THAT(error.what(), Catch::Contains("--thread-name '('"));
+    }
 }
