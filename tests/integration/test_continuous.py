@@ -5,7 +5,7 @@ flushes, --keep, and the thread filters of record and top, against live interpre
 Run by ctest (tests/integration/CMakeLists.txt) with the system python3:
 
   test_continuous.py --binary BUILD/pyspy-cpp period PYTHON  # --period 2 over 7 s, hot function switching
-  test_continuous.py --binary BUILD/pyspy-cpp flush PYTHON   # SIGUSR1 three times, then Ctrl-C
+  test_continuous.py --binary BUILD/pyspy-cpp flush PYTHON   # SIGUSR1 three times, then Ctrl-C; with --period
   test_continuous.py --binary BUILD/pyspy-cpp filter PYTHON  # --thread-name, --tid, --keep; top too
 
 Exit code 0 = passed, 1 = failed, 77 = skipped (interpreter not installed).
@@ -215,6 +215,49 @@ def test_flush(binary, python, tmp):
     totals = [sum(s.values()) for s in flushed] + [sum(final.values())]
     check(totals == sorted(totals), "flushed totals do not grow: %s" % totals)
     log("flush: ok (totals %s)" % totals)
+    flush_period(binary, python, tmp)
+
+
+def wait_files(pattern, count, proc, timeout=15):
+    """Waits until `count` files match `pattern`; returns them, sorted."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        files = sorted(glob.glob(pattern))
+        if len(files) >= count:
+            return files
+        check(proc.poll() is None, "record ended (exit %s) before writing %d files" % (proc.poll(), count))
+        time.sleep(0.01)
+    raise Failure("fewer than %d files matched %s within %d s" % (count, pattern, timeout))
+
+
+def flush_period(binary, python, tmp):
+    """With --period, SIGUSR1 ends the current period early (one more file) and Ctrl-C
+    writes the last, partial one: three files, their windows contiguous."""
+    with Target([python, PHASE_TARGET, "1000", "60"]) as t:
+        pattern = os.path.join(tmp, "q-*.txt")
+        proc = subprocess.Popen([binary, "record", "--pid", str(t.pid), "--period", "1", "-d", "50", "--idle", "-f",
+                                 "raw", "-o", os.path.join(tmp, "q.txt")],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        try:
+            wait_files(pattern, 1, proc)  # the first full period
+            proc.send_signal(signal.SIGUSR1)
+            wait_files(pattern, 2, proc)  # the second, cut short
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    err = err.decode(errors="replace")
+    check(proc.returncode == 0, "record --period exited %d after SIGINT: %s" % (proc.returncode, err))
+    files = sorted(glob.glob(pattern))
+    check(len(files) == 3, "--period 1, SIGUSR1, then Ctrl-C: expected 3 files, got %s; stderr: %s" % (files, err))
+    check(re.search(r"stopped after .*wrote 3 raw profiles, one per 1 s.*1 written on SIGUSR1", err),
+          "the summary does not say 3 files, 1 on SIGUSR1:\n%s" % err)
+    total, _ = summary_samples(err)
+    counts = [sum(parse_collapsed(f).values()) for f in files]
+    check(sum(counts) == total, "the files hold %s samples, the summary says %d" % (counts, total))
+    log("flush --period: ok (samples per file %s)" % counts)
 
 
 def thread_roots(stacks):
