@@ -26,6 +26,7 @@
 #include "pyspy/cli/commands.h"
 #include "pyspy/cli/spawn.h"
 #include "pyspy/cli/tree_recording.h"
+#include "pyspy/output/atomic_file.h"
 #include "pyspy/output/profile_writer.h"
 #include "pyspy/sampling/sampler.h"
 
@@ -180,6 +181,7 @@ int runRecord(const RecordArgs& args) {
                             : args.output;
     std::optional<PeriodFiles> periodFiles;
     if (args.period > 0) periodFiles.emplace(args.output, defaultOutputStem(args), format, args.keep);
+    AtomicFile::checkCreatable(outputPath);  // same directory as the period files
 
     StopSignals signals({SIGUSR1});  // before any thread starts, so all inherit the blocked mask
     std::optional<SpawnedProgram> program;
@@ -216,8 +218,8 @@ int runRecord(const RecordArgs& args) {
     std::uint64_t periodSamples = 0, periodErrors = 0, periodThreadSamples = 0;
     auto periodStart = std::chrono::system_clock::now();
     // --period: the profile since the last cut, to its own file; a failed write is said
-    // and sampling goes on (the next period may well be written).
-    const auto writePeriod = [&](RecordedProfile profile) {
+    // and sampling goes on (the next period may well be written), except for the last.
+    const auto writePeriod = [&](RecordedProfile profile, bool last) {
         const auto now = std::chrono::system_clock::now();
         const std::string path = periodFiles->name(periodStart, now);
         periodStart = now;
@@ -228,6 +230,7 @@ int runRecord(const RecordArgs& args) {
             write(profile, path);
             periodFiles->written(path);
         } catch (const FatalError& e) {
+            if (last) throw;
             say("warning", e.what());
         }
     };
@@ -241,7 +244,7 @@ int runRecord(const RecordArgs& args) {
             return;
         }
         if (periodFiles) {
-            writePeriod(std::move(*profile));
+            writePeriod(std::move(*profile), false);
         } else {
             try {
                 write(*profile, outputPath);
@@ -286,7 +289,7 @@ int runRecord(const RecordArgs& args) {
         // A period that ends with the recording is written by the final write below.
         if (periodFiles && now >= periodEnd && !interrupted && !pastDuration) {
             if (auto profile = recording.checkpoint(true)) {
-                writePeriod(std::move(*profile));
+                writePeriod(std::move(*profile), false);
             } else {
                 say("warning", "a period's profile was not written: the samplers did not answer in time");
             }
@@ -319,7 +322,7 @@ int runRecord(const RecordArgs& args) {
     if (periodFiles) {
         // The last period, partial (Ctrl-C, -d, the target's exit); not an empty one
         // that only repeats the end of the last.
-        if (periodFiles->count() == 0 || profile.samples > 0) writePeriod(profile);
+        if (periodFiles->count() == 0 || profile.samples > 0) writePeriod(profile, true);
         profile.samples = periodSamples;
         profile.errors = periodErrors;
         written = fmt::format("wrote {} {} profiles, one per {} s, to {}", periodFiles->count(), formatName(format),

@@ -34,6 +34,10 @@ AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {
     }
 }
 
+void AtomicFile::checkCreatable(const std::string& path) {
+    AtomicFile probe(path);  // removed again, uncommitted, when it goes out of scope
+}
+
 AtomicFile::~AtomicFile() {
     if (!committed_) {
         out_.close();

@@ -323,6 +323,15 @@ def test_filter(binary, python, tmp):
                           os.path.join(tmp, "bad.txt")])
         check(rc == 2, "a bad --thread-name regex exited %d, expected 2 (usage)" % rc)
         check(len(err.strip().split("\n")) == 1 and "--thread-name" in err, "a bad regex: not one line: %r" % err)
+
+        # An output directory that does not exist fails at once (exit 9, I/O), not after
+        # the recording (and not as one warning per period).
+        start = time.time()
+        rc, _, err = run([binary, "record", "--pid", str(t.pid), "--period", "1", "-d", "30", "-o",
+                          os.path.join(tmp, "no-such-dir", "x.txt")])
+        check(rc == 9, "record into a missing directory exited %d, expected 9: %s" % (rc, err))
+        check(len(err.strip().split("\n")) == 1 and "no-such-dir" in err, "a missing directory: not one line: %r" % err)
+        check(time.time() - start < 10, "record into a missing directory took %.1f s to fail" % (time.time() - start))
     log("filter: ok")
 
 

@@ -23,6 +23,11 @@ class AtomicFile {
     // Throws FatalError(Io) when writing, syncing or renaming fails.
     void commit();
 
+    // Throws FatalError(Io) unless an AtomicFile for `path` can be created now (its
+    // directory exists and takes new files): a record checks before it samples for
+    // minutes, rather than fail at the end.
+    static void checkCreatable(const std::string& path);
+
   private:
     std::string path_;
     std::string tempPath_;
