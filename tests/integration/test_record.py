@@ -25,7 +25,7 @@ import time
 import xml.dom.minidom
 
 from driver_common import (SKIP, Failure, Skip, check, check_gil_refused, driver_main, is_free_threaded, log,
-                           tracer_of)
+                           tracer_of, wait_sampling)
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 TARGET = os.path.join(ROOT, "tests", "targets", "cpu_split_target.py")
@@ -97,19 +97,21 @@ def test_split(binary, python, tmp):
     target = Target(python)
     try:
         out = os.path.join(tmp, "split.txt")
-        # 250 Hz for 4 s: ~1000 samples, so sampling noise alone is ~1.4 points (1 sigma)
-        # and the 5-point bound is not a coin toss.
-        code, _, err = record(binary, ["--pid", str(target.pid), "-d", "4", "-r", "250", "-f", "raw", "-o", out])
+        # 500 Hz for 2.5 s: ~1250 samples (600 at least, as a loaded machine delays
+        # some), so sampling noise alone is ~1.2-1.8 points (1 sigma: sqrt(0.75 * 0.25 / n))
+        # and the 5-point bound is not a coin toss; 2.5 s is still ~125 rounds of the
+        # target's 20 ms three_quarters + one_quarter.
+        code, _, err = record(binary, ["--pid", str(target.pid), "-d", "2.5", "-r", "500", "-f", "raw", "-o", out])
         check(code == 0, "record exit %d: %s" % (code, err))
         counts = shares(parse_collapsed(out), target.ready)
         total = counts["three_quarters"] + counts["one_quarter"]
-        check(total >= 600, "only %d samples in the two functions over 4 s at 250 Hz" % total)
+        check(total >= 600, "only %d samples in the two functions over 2.5 s at 500 Hz" % total)
         share = 100.0 * counts["three_quarters"] / total
         log("three_quarters %d, one_quarter %d: %.1f%% / %.1f%%" % (counts["three_quarters"], counts["one_quarter"],
                                                                   share, 100 - share))
         check(abs(share - 75) <= 5, "three_quarters has %.1f%% of the samples, expected 75 +- 5" % share)
         # The same in --nonblocking mode.
-        code, _, err = record(binary, ["--pid", str(target.pid), "-d", "4", "-r", "250", "-f", "raw", "-o", out,
+        code, _, err = record(binary, ["--pid", str(target.pid), "-d", "2.5", "-r", "500", "-f", "raw", "-o", out,
                                        "--nonblocking"])
         check(code == 0, "record --nonblocking exit %d: %s" % (code, err))
         counts = shares(parse_collapsed(out), target.ready)
@@ -151,13 +153,16 @@ def thread_states(pid):
 
 
 def test_lifecycle(binary, python, tmp):
-    # SIGINT during --pid recording writes the output and exits 0.
+    # SIGINT during --pid recording writes the output and exits 0. Each signal is sent a
+    # while after the first sample (wait_sampling), not after a guess at the attach time:
+    # 0.6 s at 200 Hz, ~120 samples for the 50 asked.
     target = Target(python)
     try:
         out = os.path.join(tmp, "sigint.txt")
-        proc = subprocess.Popen([binary, "record", "--pid", str(target.pid), "-f", "raw", "-o", out],
+        proc = subprocess.Popen([binary, "record", "--pid", str(target.pid), "-r", "200", "-f", "raw", "-o", out],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-        time.sleep(1.5)
+        wait_sampling(proc, target.pid, "SIGINT")
+        time.sleep(0.6)
         proc.send_signal(signal.SIGINT)
         code, err = wait_output(proc, 20)
         check(code == 0, "SIGINT: exit %d: %s" % (code, err))
@@ -169,7 +174,8 @@ def test_lifecycle(binary, python, tmp):
         proc = subprocess.Popen([binary, "record", "--pid", str(target.pid), "-f", "speedscope", "-o", out,
                                  "--nonblocking"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-        time.sleep(1.5)
+        wait_sampling(proc, target.pid, "SIGTERM")
+        time.sleep(0.6)
         proc.send_signal(signal.SIGTERM)
         code, err = wait_output(proc, 20)
         check(code == 0, "SIGTERM: exit %d: %s" % (code, err))
@@ -177,12 +183,14 @@ def test_lifecycle(binary, python, tmp):
             check(json.load(f)["profiles"], "SIGTERM: the speedscope file has no profile")
 
         # SIGKILL of pyspy-cpp while it samples in blocking mode: the kernel detaches it
-        # and the target keeps running (never left stopped).
+        # and the target keeps running (never left stopped). Killed at five moments
+        # 10-250 ms into the sampling, at 1000 Hz: some land mid-pause.
         out = os.path.join(tmp, "sigkill.txt")
         for attempt in range(5):
             proc = subprocess.Popen([binary, "record", "--pid", str(target.pid), "-r", "1000", "-f", "raw", "-o", out],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
-            time.sleep(0.5 + 0.1 * attempt)
+            wait_sampling(proc, target.pid, "SIGKILL %d" % attempt)
+            time.sleep(0.01 + 0.06 * attempt)
             proc.kill()
             proc.wait()
         time.sleep(0.2)
@@ -194,11 +202,12 @@ def test_lifecycle(binary, python, tmp):
     finally:
         target.close()
 
-    # A target that exits mid-recording leaves a complete output and exit 0.
-    target = Target(python, lifetime=2)
+    # A target that exits mid-recording leaves a complete output and exit 0 (1.5 s at
+    # 200 Hz: ~300 samples for the 50 asked).
+    target = Target(python, lifetime=1.5)
     try:
         out = os.path.join(tmp, "exit.txt")
-        code, _, err = record(binary, ["--pid", str(target.pid), "-f", "raw", "-o", out], timeout=30)
+        code, _, err = record(binary, ["--pid", str(target.pid), "-r", "200", "-f", "raw", "-o", out], timeout=30)
         check(code == 0, "target exit: record returned %d: %s" % (code, err))
         check("the target exited" in err, "target exit: not reported: %r" % err)
         check(sum(c for _, c in parse_collapsed(out)) > 50, "target exit: too few samples")
@@ -219,7 +228,9 @@ def test_formats(binary, python, tmp):
         for fmt, ext in (("flamegraph", "svg"), ("speedscope", "json"), ("raw", "txt"), ("chrometrace", "json"),
                          ("pprof", "pb.gz")):
             out = os.path.join(tmp, "profile-%s.%s" % (fmt, ext))
-            code, _, err = record(binary, ["--pid", str(target.pid), "-d", "1.5", "-f", fmt, "-o", out, "-t"])
+            # 0.5 s at 200 Hz: ~100 samples, one_quarter (1/4 of them) missing 0.75^100 = 3e-13.
+            code, _, err = record(binary, ["--pid", str(target.pid), "-d", "0.5", "-r", "200", "-f", fmt, "-o", out,
+                                           "-t"])
             check(code == 0, "%s: exit %d: %s" % (fmt, code, err))
             files[fmt] = out
 

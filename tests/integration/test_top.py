@@ -201,7 +201,8 @@ def test_gil(binary, python):
     results = {}
     for mode in ("cpu", "sleep"):
         with Target([python, GIL_TARGET, mode, "120"]) as t:
-            rc, out, err = run_top(binary, ["--iterations", "3", "--delay", "1", "--pid", str(t.pid)])
+            # 0.5 s refreshes at 200 Hz: the ~100 samples per snapshot of 1 s at 100 Hz.
+            rc, out, err = run_top(binary, ["--iterations", "3", "--delay", "0.5", "-r", "200", "--pid", str(t.pid)])
             check(rc == 0, "top (gil %s) exited %d: %s" % (mode, rc, err))
             snaps = split_snapshots(out)
             check(len(snaps) == 3, "gil %s: expected 3 snapshots:\n%s" % (mode, out))
@@ -251,7 +252,7 @@ def test_no_gil(binary, python):
     results = {}
     for mode, threads in (("cpu", FT_SPINNERS), ("sleep", 2)):
         with Target([python, GIL_TARGET, mode, "120", str(threads)]) as t:
-            rc, out, err = run_top(binary, ["--iterations", "3", "--delay", "1", "--pid", str(t.pid)])
+            rc, out, err = run_top(binary, ["--iterations", "3", "--delay", "0.5", "-r", "200", "--pid", str(t.pid)])
             check(rc == 0, "top (%s) exited %d: %s" % (mode, rc, err))
             snaps = split_snapshots(out)
             check(len(snaps) == 3, "%s: expected 3 snapshots:\n%s" % (mode, out))
