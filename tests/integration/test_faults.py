@@ -37,7 +37,7 @@ import threading
 import time
 import xml.dom.minidom
 
-from driver_common import SKIP, Failure, Skip, check, driver_main, log, tracer_of
+from driver_common import SKIP, Failure, Skip, check, driver_main, log, tracer_of, wait_sampling
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 TARGETS = os.path.join(ROOT, "tests", "targets")
@@ -402,7 +402,7 @@ def test_deep(binary, python, tmp):
               (len(deep[0]["frames"]), len(frames)))
 
         out = os.path.join(tmp, "deep.txt")
-        code, _, err, _ = run([binary, "record", "--pid", str(target.pid), "-d", "2", "-r", "200", "-f", "raw",
+        code, _, err, _ = run([binary, "record", "--pid", str(target.pid), "-d", "1", "-r", "200", "-f", "raw",
                                "-o", out], timeout=60)
         check(code == 0, "record: exit %d: %s" % (code, err))
         stacks = parse_collapsed(out)
@@ -413,7 +413,7 @@ def test_deep(binary, python, tmp):
         log("record raw: %d samples in deep stacks, each rooted at (truncated stack), %d frames" %
             (sum(c for _, c in deep_stacks), len(deep_stacks[0][0])))
         svg = os.path.join(tmp, "deep.svg")
-        code, _, err, _ = run([binary, "record", "--pid", str(target.pid), "-d", "1", "-f", "flamegraph",
+        code, _, err, _ = run([binary, "record", "--pid", str(target.pid), "-d", "0.5", "-r", "200", "-f", "flamegraph",
                                "-o", svg], timeout=60)
         check(code == 0, "record flamegraph: exit %d: %s" % (code, err))
         doc = xml.dom.minidom.parse(svg)
@@ -444,15 +444,25 @@ def test_exits(binary, python, tmp, blocking):
     a thread that is exiting when it is seized gives EPERM, reported as exit 4."""
     mode = "blocking" if blocking else "nonblocking"
     mode_flags = [] if blocking else ["--nonblocking"]
-    # record: the target killed (SIGKILL, possibly while paused) while record samples at 1000 Hz.
+    # record: the target killed (SIGKILL, possibly while paused) while record samples at
+    # 1000 Hz, 0.4 s after record's first sample (~400 samples for the 50 asked).
     for fmt, ext in (("flamegraph", "svg"), ("raw", "txt")):
         flags = mode_flags
         target = Target(python, "fault_churn_target.py", [os.path.join(tmp, "churn.log"), 120])
+        prof = None
         try:
             out = os.path.join(tmp, "exit-%s-%s.%s" % (mode, fmt, ext))
-            killer(target.pid, 1.5)
-            code, _, err, elapsed = run([binary, "record", "--pid", str(target.pid), "-r", "1000", "-f", fmt,
-                                         "-o", out] + flags, timeout=60)
+            start = time.monotonic()
+            prof = subprocess.Popen([binary, "record", "--pid", str(target.pid), "-r", "1000", "-f", fmt,
+                                     "-o", out] + flags, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    stdin=subprocess.DEVNULL)
+            wait_sampling(prof, target.pid, "record %s" % mode)
+            killer(target.pid, 0.4)
+            try:
+                _, err = prof.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                raise Failure("hang: record %s did not finish within 60 s of the target's death" % mode)
+            code, err, elapsed = prof.returncode, err.decode(errors="replace"), time.monotonic() - start
             check(code == 0, "record %s, target killed: exit %d (documented: 0, profile written): %s" %
                   (mode, code, err))
             check("the target exited" in err, "record %s: the exit is not reported: %r" % (mode, err))
@@ -465,16 +475,20 @@ def test_exits(binary, python, tmp, blocking):
                       "record %s: the flame graph lacks the target" % mode)
             check(not [f for f in os.listdir(tmp) if ".tmp" in f], "record %s: temporary files left: %r" %
                   (mode, os.listdir(tmp)))
-            log("ok   record %s: target killed after 1.5 s: exit 0, %s complete, %.1f s: %s" %
+            log("ok   record %s: target killed 0.4 s into the sampling: exit 0, %s complete, %.1f s: %s" %
                 (mode, fmt, elapsed, err.strip().split("\n")[-1]))
         finally:
+            if prof is not None and prof.poll() is None:
+                prof.kill()
+                prof.wait()
             target.close()
 
-    # top --iterations 5 (one refresh a second): the target killed once top has shown its
+    # top --iterations 5 (a refresh every 0.5 s): the target killed once top has shown its
     # first refresh (not on a timer: under load top's attach alone can take over a second,
     # and a target gone before top attached is a different case, "exited", exit 7).
     target = Target(python, "fault_churn_target.py", [os.path.join(tmp, "churn.log"), 120])
-    top = subprocess.Popen([binary, "top", "--pid", str(target.pid), "--iterations", "5"] + mode_flags,
+    top = subprocess.Popen([binary, "top", "--pid", str(target.pid), "--iterations", "5", "--delay", "0.5"] +
+                           mode_flags,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
     try:
         start = time.monotonic()
@@ -792,7 +806,9 @@ def stop_outside_pause(prof, target_pid):
     cannot be reaped by its parent until its tracer runs again."""
     for _ in range(100):
         prof.send_signal(signal.SIGSTOP)
-        time.sleep(0.2)  # every thread of pyspy-cpp has stopped
+        deadline = time.time() + 10
+        while not all_stopped(prof.pid) and time.time() < deadline:  # every thread of pyspy-cpp has stopped
+            time.sleep(0.005)
         if tracer_of(target_pid) == 0:
             return
         prof.send_signal(signal.SIGCONT)
@@ -818,7 +834,8 @@ def test_pid_reuse(binary, python, tmp):
             prof = subprocess.Popen([binary, "record", "--pid", str(pid), "-r", "200", "-d", "30", "-f", "raw",
                                      "-o", out] + flags, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                     stdin=subprocess.DEVNULL)
-            time.sleep(1.5)
+            wait_sampling(prof, pid, "record %s" % mode)
+            time.sleep(0.3)  # ~60 samples of reuse_first at 200 Hz
             if prof.poll() is not None:
                 raise Failure("record %s ended early: %r" % (mode, prof.communicate()[1]))
             stop_outside_pause(prof, first.pid)
@@ -891,14 +908,32 @@ def chromium_binary():
     return None
 
 
-def chromium_dom(chromium, path, tmp):
-    profile = tempfile.mkdtemp(prefix="chromium-", dir=tmp)
-    code, out, err, _ = run([chromium, "--headless", "--disable-gpu", "--no-sandbox", "--no-first-run",
-                             "--user-data-dir=" + profile, "--virtual-time-budget=3000", "--dump-dom",
-                             "file://" + path], timeout=120,
-                            env=dict(os.environ, HOME=tmp))
-    check(code == 0 and out, "chromium on %s: exit %d, %s" % (path, code, err[-1000:]))
-    return out.decode("utf-8", errors="replace")
+def chromium_doms(chromium, paths, tmp):
+    """The DOM headless chromium makes of each file, the files opened at the same time
+    (each in a browser of its own: the wall time of one)."""
+    procs = []
+    try:
+        for path in paths:
+            profile = tempfile.mkdtemp(prefix="chromium-", dir=tmp)
+            procs.append(subprocess.Popen([chromium, "--headless", "--disable-gpu", "--no-sandbox", "--no-first-run",
+                                           "--user-data-dir=" + profile, "--virtual-time-budget=3000", "--dump-dom",
+                                           "file://" + path], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                          stdin=subprocess.DEVNULL, env=dict(os.environ, HOME=tmp)))
+        doms = []
+        for path, proc in zip(paths, procs):
+            try:
+                out, err = proc.communicate(timeout=120)
+            except subprocess.TimeoutExpired:
+                raise Failure("hang: chromium on %s did not finish within 120 s" % path)
+            check(proc.returncode == 0 and out, "chromium on %s: exit %d, %s" %
+                  (path, proc.returncode, err.decode(errors="replace")[-1000:]))
+            doms.append(out.decode("utf-8", errors="replace"))
+        return doms
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
 
 def check_svg_in_browser(chromium, svg, tmp):
@@ -907,9 +942,9 @@ def check_svg_in_browser(chromium, svg, tmp):
     with open(control, "w") as f:
         f.write('<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><script>'
                 "document.documentElement.setAttribute('data-pwned','control')</script></svg>\n")
-    dom = chromium_dom(chromium, control, tmp)
-    check('data-pwned="control"' in dom, "the chromium control did not run its script: %r" % dom[:500])
-    dom = chromium_dom(chromium, svg, tmp)
+    control_dom, dom = chromium_doms(chromium, [control, svg], tmp)
+    check('data-pwned="control"' in control_dom, "the chromium control did not run its script: %r" %
+          control_dom[:500])
     check("data-pwned=" not in dom, "a script from the target's names ran in the flame graph: %r" %
           dom[max(0, dom.find("data-pwned=") - 200):dom.find("data-pwned=") + 100])
     check("<img" not in dom, "an <img> element from the target's names is in the flame graph's DOM")
@@ -948,7 +983,7 @@ def test_hostile(binary, python, tmp):
         files = {}
         for fmt, ext in FORMATS:
             out = os.path.join(tmp, "hostile-%s.%s" % (fmt, ext))
-            code, _, err, _ = run([binary, "record", "--pid", pid, "-d", "1.5", "-r", "200", "--idle", "-t",
+            code, _, err, _ = run([binary, "record", "--pid", pid, "-d", "0.5", "-r", "200", "--idle", "-t",
                                    "-f", fmt, "-o", out], timeout=120)
             check(code == 0, "record %s: exit %d: %s" % (fmt, code, err))
             check(os.path.getsize(out) < 64 << 20, "record %s: %d bytes" % (fmt, os.path.getsize(out)))
@@ -1030,7 +1065,7 @@ def test_hostile(binary, python, tmp):
         code, out, err, _ = run([binary, "dump", "--pid", pid, "--json"], timeout=60)
         check(code == 0, "dump --json: exit %d: %s" % (code, err))
         json.loads(out.decode("utf-8"))
-        code, out, err, _ = run([binary, "top", "--pid", pid, "--iterations", "1", "--idle", "--delay", "1"],
+        code, out, err, _ = run([binary, "top", "--pid", pid, "--iterations", "1", "--idle", "--delay", "0.5"],
                                 timeout=60)
         check(code == 0, "top: exit %d: %s" % (code, err))
         check_terminal_safe(out, "top --iterations 1 | cat", c1=False)
