@@ -62,7 +62,9 @@ void appendEscaped(std::string& out, std::string_view text) {
     }
 }
 
-bool isDigit(char c) { return c >= '0' && c <= '9'; }
+bool isDigit(char c) {
+    return c >= '0' && c <= '9';
+}
 
 // A frame ending in " 123" or " 1.5" would make the line look like one of
 // flamegraph.pl's two-count (differential) lines: the space becomes '_'.
@@ -82,6 +84,13 @@ void guardTrailingNumber(std::string& text) {
 }
 
 }  // namespace
+
+std::string collapsedText(std::string_view label) {
+    std::string text;
+    appendEscaped(text, label.empty() ? std::string_view("?") : label);
+    guardTrailingNumber(text);
+    return text;
+}
 
 std::string collapsedFrameText(const FrameKey& frame, const ExportOptions& options) {
     std::string text;

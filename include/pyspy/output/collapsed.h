@@ -7,6 +7,7 @@
 
 #include <ostream>
 #include <string>
+#include <string_view>
 
 #include "pyspy/output/export_options.h"
 #include "pyspy/sampling/profile.h"
@@ -18,5 +19,9 @@ void writeCollapsed(const RecordedProfile& profile, const ExportOptions& options
 // The text of one frame in a collapsed line: ';', control characters and bytes that
 // are not UTF-8 cannot appear in it, and it never ends in whitespace and a number.
 std::string collapsedFrameText(const FrameKey& frame, const ExportOptions& options);
+
+// A frame's whole label (e.g. a frame read back by profile_reader.h) as one frame of a
+// collapsed line, by the same rules ("?" when empty).
+std::string collapsedText(std::string_view label);
 
 }  // namespace pyspy

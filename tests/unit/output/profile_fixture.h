@@ -8,6 +8,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <regex>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -101,6 +102,20 @@ inline void compareGolden(const std::string& name, const std::string& actual) {
         std::ofstream(path, std::ios::binary) << actual;
     }
     CHECK(actual == readFile(path));
+}
+
+// Calls f(match) for each line of `text`, each of which must match `grammar` (the line
+// is reported when a check in f fails).
+template <typename F>
+void forEachLineMatching(const std::string& text, const std::regex& grammar, F&& f) {
+    std::istringstream in(text);
+    std::string l;
+    while (std::getline(in, l)) {
+        INFO(l);
+        std::smatch m;
+        REQUIRE(std::regex_match(l, m, grammar));
+        f(m);
+    }
 }
 
 // Whether `text` is well-formed UTF-8.

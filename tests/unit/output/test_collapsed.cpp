@@ -26,12 +26,7 @@ std::map<std::string, std::uint64_t> parseLines(const std::string& text) {
     // end in whitespace and a number.
     static const std::regex differential(R"(\s\d+(\.\d*)?$)");
     std::map<std::string, std::uint64_t> stacks;
-    std::istringstream in(text);
-    std::string l;
-    while (std::getline(in, l)) {
-        INFO(l);
-        std::smatch m;
-        REQUIRE(std::regex_match(l, m, line));
+    forEachLineMatching(text, line, [&](const std::smatch& m) {
         const std::string stack = m[1].str();
         CHECK_FALSE(std::regex_search(stack, differential));
         CHECK(validUtf8(stack));
@@ -46,7 +41,7 @@ std::map<std::string, std::uint64_t> parseLines(const std::string& text) {
         }
         CHECK(stacks.count(stack) == 0);  // one line per distinct stack
         stacks[stack] = std::stoull(m[2].str());
-    }
+    });
     CHECK((text.empty() || text.back() == '\n'));
     return stacks;
 }
