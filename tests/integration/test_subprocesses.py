@@ -137,11 +137,12 @@ SHARED_ENV = {"PYSPY_MAX_SAMPLER_THREADS": "1"}
 def test_pool(binary, python, tmp, method, env=None):
     if method == "spawn" and python_version(python) < (3, 4):
         raise Skip("Python 2.7 has no spawn start method")
-    target = Target(python, "pool", method, 8)
+    # The pool runs 3 s after READY, past record's 2 s (~200 samples of each worker).
+    target = Target(python, "pool", method, 3)
     try:
         workers = target.ready["workers"]
         check(len(set(workers)) == 3, "the target reports workers %r" % workers)
-        stacks, err = record_raw(binary, tmp, ["--pid", str(target.pid), "-d", "3"], env=env)
+        stacks, err = record_raw(binary, tmp, ["--pid", str(target.pid), "-d", "2"], env=env)
         done = read_line(target.proc, "DONE", 30)
     finally:
         target.close()
@@ -158,7 +159,7 @@ def test_pool(binary, python, tmp, method, env=None):
 
 
 def test_delayed(binary, python, tmp):
-    target = Target(python, "delayed", 1.5, 3)
+    target = Target(python, "delayed", 1.5, 2)
     try:
         stacks, err = record_raw(binary, tmp, ["--pid", str(target.pid)])
         child = read_line(target.proc, "DONE", 10)["child"]
@@ -173,7 +174,7 @@ def test_delayed(binary, python, tmp):
 
 def test_orphan(binary, python, tmp):
     facts_path = os.path.join(tmp, "facts.json")
-    target = Target(python, "orphan", 3, facts_path)
+    target = Target(python, "orphan", 2, facts_path)
     try:
         stacks, err = record_raw(binary, tmp, ["--pid", str(target.pid)])
     finally:
@@ -257,7 +258,7 @@ def test_formats(binary, python, tmp):
         pids = [target.pid] + target.ready["children"]
         for fmt in ("speedscope", "chrometrace", "flamegraph"):
             path = os.path.join(tmp, "profile." + fmt)
-            rc, _, err = run(binary, ["record", "-s", "-f", fmt, "-o", path, "--pid", str(target.pid), "-d", "1.5"])
+            rc, _, err = run(binary, ["record", "-s", "-f", fmt, "-o", path, "--pid", str(target.pid), "-d", "1"])
             check(rc == 0, "record -s -f %s exited with %d: %s" % (fmt, rc, err))
             with open(path, encoding="utf-8") as f:
                 outputs[fmt] = f.read()
@@ -374,6 +375,9 @@ def test_top_delayed(binary, python, tmp):
     try:
         child = read_line(target.proc, "DONE", 10)
         pid, started = child["child"], child["started"]
+        # close() kills it too: left running, it would hold ctest's output pipe open for
+        # the rest of its 4 s.
+        target.ready["child"] = pid
         deadline, buf, seen = time.time() + 15, b"", None
         while seen is None and time.time() < deadline:
             r, _, _ = select.select([proc.stdout], [], [], 0.5)
