@@ -15,7 +15,8 @@ int runCli(int argc, char** argv) {
     app.set_version_flag("-V,--version", std::string(PYSPY_VERSION));
     app.require_subcommand(1);
 
-    const std::vector<Command> commands{addDumpCommand(app), addRecordCommand(app), addTopCommand(app)};
+    const std::vector<Command> commands{addDumpCommand(app), addRecordCommand(app), addTopCommand(app),
+                                        addDiffCommand(app)};
 
     try {
         app.parse(argc, argv);

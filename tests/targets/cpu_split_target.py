@@ -4,6 +4,8 @@
 # machine too. Valid under Python 2.7 and 3.6+.
 # Prints "READY <json>" with the functions' files and line ranges, then runs for
 # LIFETIME seconds (argv[1], default 60) and exits with status EXIT (argv[2], default 0).
+# SPLIT (argv[3], default "3:1") is the units of work of three_quarters and one_quarter
+# per round: "1:3" swaps the shares (25% / 75%, for the diff tests).
 import json
 import os
 import sys
@@ -11,6 +13,7 @@ import time
 
 LIFETIME = float(sys.argv[1]) if len(sys.argv) > 1 else 60.0
 EXIT = int(sys.argv[2]) if len(sys.argv) > 2 else 0
+SPLIT = [int(n) for n in (sys.argv[3] if len(sys.argv) > 3 else "3:1").split(":")]
 UNIT = [10000]  # loop iterations of one unit of work, calibrated in main()
 
 
@@ -21,11 +24,11 @@ def spin(iterations):
 
 
 def three_quarters():
-    spin(3 * UNIT[0])  # LINE three_quarters
+    spin(SPLIT[0] * UNIT[0])  # LINE three_quarters
 
 
 def one_quarter():
-    spin(UNIT[0])  # LINE one_quarter
+    spin(SPLIT[1] * UNIT[0])  # LINE one_quarter
 
 
 def calibrate():

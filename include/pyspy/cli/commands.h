@@ -1,6 +1,6 @@
-// The subcommands. Each add*Command registers its options on `app` and returns how to
-// run it once parsed; runCli (app.cpp) runs the one the user chose and maps FatalError
-// to exit codes. Shared helpers for commands live in cli_common.h.
+// The subcommands (dump, record, top, diff). Each add*Command registers its options on
+// `app` and returns how to run it once parsed; runCli (app.cpp) runs the one the user
+// chose and maps FatalError to exit codes. Shared helpers for commands live in cli_common.h.
 #pragma once
 
 #include <functional>
@@ -19,5 +19,6 @@ struct Command {
 Command addDumpCommand(CLI::App& app);
 Command addRecordCommand(CLI::App& app);
 Command addTopCommand(CLI::App& app);
+Command addDiffCommand(CLI::App& app);  // reads profiles back: no target
 
 }  // namespace pyspy
