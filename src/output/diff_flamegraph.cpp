@@ -62,7 +62,7 @@ class DiffFrames : public FlameGraphFrames {
     }
     std::string attributes(NodeId node) override {
         const ShareChange c = diff_.change(node);
-        return fmt::format(" data-base=\"{}\" data-delta=\"{:.4f}\" data-change=\"{}\"", diff_.base().node(node).total,
+        return fmt::format(R"( data-base="{}" data-delta="{:.4f}" data-change="{}")", diff_.base().node(node).total,
                            100 * c.delta,
                            !c.significant ? "noise"
                            : c.delta > 0  ? "grew"
@@ -165,7 +165,7 @@ void writeDiffFlameGraph(const ProfileDiff& diff, const DiffOptions& options, st
     page.title = options.title.empty() ? std::string("Differential Flame Graph") : svgSafeText(options.title);
     page.subtitle = svgSafeText(fmt::format("BASE {} ({}) -> NEW {} ({})", options.baseName, samplesText(baseTotal),
                                             options.nextName, samplesText(nextTotal)));
-    page.notes.push_back(
+    page.notes.emplace_back(
         "Red: the share of samples grew from BASE to NEW, blue: it shrank (deeper: a larger change); grey: within "
         "sampling noise (|change| <= 3 sigma, z-test).");
 
@@ -173,7 +173,7 @@ void writeDiffFlameGraph(const ProfileDiff& diff, const DiffOptions& options, st
     std::uint64_t lostSamples = 0;
     for (const NodeId n : lost) lostSamples += diff.base().node(n).total;
     if (lost.empty()) {
-        page.notes.push_back("Only in BASE: nothing (every frame of BASE is in NEW).");
+        page.notes.emplace_back("Only in BASE: nothing (every frame of BASE is in NEW).");
     } else {
         page.notes.push_back(
             fmt::format("Only in BASE (not drawn, each with what it called): {} frame{}, {:.2f}% of BASE's "
