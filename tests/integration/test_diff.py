@@ -33,9 +33,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TARGETS = os.path.join(HERE, "..", "targets")
 RAW_DIFF_LINE = re.compile(r"^(.+) (\d+) (\d+)$")
 COLLAPSED_LINE = re.compile(r"^(.+) (\d+)$")
-# 500 Hz for 3 s: ~1500 samples a profile, so sampling noise alone moves the
-# difference of two shares by ~1.6 points (1 sigma) and 5 points is not a coin toss.
-RATE, SECONDS = "500", "3"
+# 1000 Hz for 3 s: ~2500 samples a profile, so sampling noise alone moves the difference
+# of two shares by ~1.2 points (1 sigma); samples outside the two functions (the loop,
+# time.time()) shrink it by a point or two, so -50 +- 5 points is 3-4 sigma wide.
+RATE, SECONDS = "1000", "3"
 
 
 def start(python, script, args):
@@ -146,13 +147,14 @@ def svg_frames(path):
 
 
 def function_change(frames, name):
-    """The change in points of a function's share (all its frames: call and def lines),
+    """A function's share in BASE and NEW (all its frames: call and def lines), in percent,
     and the verdict on its largest frame."""
     total_new, total_base = frames[0]["n"], frames[0]["base"]
     mine = [f for f in frames if f["label"].startswith(name + " (")]
     check(mine, "no frame of %s in the diff" % name)
-    delta = 100.0 * (sum(f["n"] for f in mine) / float(total_new) - sum(f["base"] for f in mine) / float(total_base))
-    return delta, max(mine, key=lambda f: f["n"] + f["base"])["change"]
+    base = 100.0 * sum(f["base"] for f in mine) / total_base
+    new = 100.0 * sum(f["n"] for f in mine) / total_new
+    return base, new, max(mine, key=lambda f: f["n"] + f["base"])["change"]
 
 
 def raw_diff(path):
@@ -186,13 +188,15 @@ def test_split(binary, python, tmp):
     svg = os.path.join(tmp, "diff.svg")
     log(diff(binary, a, b, svg))
     _, frames = svg_frames(svg)
-    tq, tq_change = function_change(frames, "three_quarters")
-    oq, oq_change = function_change(frames, "one_quarter")
-    log("three_quarters %+.1f points (%s), one_quarter %+.1f points (%s)" % (tq, tq_change, oq, oq_change))
+    tq_base, tq_new, tq_change = function_change(frames, "three_quarters")
+    oq_base, oq_new, oq_change = function_change(frames, "one_quarter")
+    tq, oq = tq_new - tq_base, oq_new - oq_base
+    log("three_quarters %.1f%% -> %.1f%%: %+.1f points (%s); one_quarter %.1f%% -> %.1f%%: %+.1f points (%s)" %
+        (tq_base, tq_new, tq, tq_change, oq_base, oq_new, oq, oq_change))
     check(abs(tq + 50) <= 5, "three_quarters changed by %+.1f points, expected -50 +- 5" % tq)
     check(tq_change == "shrank", "three_quarters is marked %r, expected shrank" % tq_change)
     check(oq_change == "grew" and oq > 40, "one_quarter is marked %r (%+.1f points), expected grew" % (oq_change, oq))
-    hot = [f for f in frames if f["label"].startswith("three_quarters (")][0]
+    hot = max((f for f in frames if f["label"].startswith("three_quarters (")), key=lambda f: f["base"])
     check("shrank beyond sampling noise (3 sigma = " in hot["title"], "hover: %r" % hot["title"])
 
     out = os.path.join(tmp, "diff.txt")
@@ -218,8 +222,8 @@ def test_split(binary, python, tmp):
     default = os.path.join(tmp, "diff-C.svg")
     check(os.path.exists(default), "diff without -o wrote %r, expected diff-C.svg" % os.listdir(tmp))
     _, frames = svg_frames(default)
-    check(function_change(frames, "three_quarters")[1] == "shrank", "A -> C (speedscope): three_quarters not shrunk")
-    check(function_change(frames, "one_quarter")[1] == "grew", "A -> C (speedscope): one_quarter not grown")
+    check(function_change(frames, "three_quarters")[2] == "shrank", "A -> C (speedscope): three_quarters not shrunk")
+    check(function_change(frames, "one_quarter")[2] == "grew", "A -> C (speedscope): one_quarter not grown")
     check(not [f for f in os.listdir(tmp) if ".tmp." in f], "temporary files left: %r" % os.listdir(tmp))
 
 
