@@ -262,10 +262,14 @@ def check_target_running(target):
         state, _ = proc_state(target.pid, tid)
         check(state not in ("t", "T"), "thread %d of the target left in state %r" % (tid, state))
     if busy_tid is not None and os.path.exists("/proc/%d/task/%d" % (target.pid, busy_tid)):
+        # Until its CPU time moves on (a tick is 10 ms; a loaded machine may take longer).
         _, before = proc_state(target.pid, busy_tid)
-        time.sleep(0.3)
+        deadline = time.time() + 5
         state, after = proc_state(target.pid, busy_tid)
-        check(after > before, "the busy thread does not run any more after dump (state %r)" % state)
+        while after <= before and time.time() < deadline:
+            time.sleep(0.01)
+            state, after = proc_state(target.pid, busy_tid)
+        check(after > before, "the busy thread does not run any more after dump (state %r, 5 s)" % state)
 
 
 def test_interp(binary, python):
