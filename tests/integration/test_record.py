@@ -302,12 +302,13 @@ def test_threads(binary, python, tmp):
             proc.kill()
             raise Failure("target did not start: %r %s" % (line, proc.stderr.read().decode()[-2000:]))
         out = os.path.join(tmp, "threads.txt")
-        code, _, err = record(binary, ["--pid", str(proc.pid), "-d", "3", "-r", "100", "-f", "raw", "-t", "-o", out])
+        # 1.5 s at 200 Hz: ~300 samples, as many as 3 s at 100 Hz gave.
+        code, _, err = record(binary, ["--pid", str(proc.pid), "-d", "1.5", "-r", "200", "-f", "raw", "-t", "-o", out])
         check(code == 0, "record exit %d: %s" % (code, err))
         m = SUMMARY_TICKS.search(err)
         check(m is not None, "no summary line: %r" % err)
         ticks = int(m.group(1))
-        check(ticks >= 100, "only %d samples in 3 s at 100 Hz" % ticks)
+        check(ticks >= 100, "only %d samples in 1.5 s at 200 Hz" % ticks)
         per_thread = {}
         for frames, count in parse_collapsed(out):
             if any(f.startswith("spin (") for f in frames):
