@@ -46,6 +46,9 @@ struct RecordArgs : SamplingArgs {
     bool subprocesses = false;
 };
 
+// How long a program we started gets to end after SIGINT, and then after SIGTERM.
+constexpr std::chrono::milliseconds kProgramGrace{2000};
+
 // How often `record -s` looks for new children: the issue asks for 100 ms at most.
 constexpr std::chrono::milliseconds kTreeScanInterval{50};
 
@@ -368,10 +371,11 @@ int runRecord(const RecordArgs& args) {
     }
     if (failure) std::rethrow_exception(failure);
     if (program) {
-        // The program may still run (--duration, Ctrl-C it ignored): leave it running
-        // only in --pid mode; a program we started ends with us.
-        if (!stats.targetExited && interrupted) ::kill(program->pid(), SIGINT);
-        return program->wait();
+        // A program we started ends with the recording (-d, Ctrl-C, SIGTERM), and so does
+        // whatever it started; only --pid targets are left running. Its own exit status
+        // when it ended by itself, else 0: the profile was written.
+        const int status = program->end(kProgramGrace);
+        return stats.targetExited ? status : 0;
     }
     return 0;
 }

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,6 +15,8 @@
 #include <fmt/format.h>
 
 #include "pyspy/common/error.h"
+#include "pyspy/process/process.h"
+#include "pyspy/process/process_tree.h"
 
 extern char** environ;
 
@@ -41,6 +44,8 @@ SpawnedProgram::SpawnedProgram(const std::vector<std::string>& argv) {
     sigemptyset(&empty);
     posix_spawnattr_setsigmask(&attr, &empty);
     posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+    // Orphans of the program come to us, not to init: end() finds them as descendants.
+    ::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
     const int rc = ::posix_spawnp(&pid_, args[0], nullptr, &attr, args.data(), environ);
     posix_spawnattr_destroy(&attr);
     if (rc != 0) {
@@ -50,10 +55,47 @@ SpawnedProgram::SpawnedProgram(const std::vector<std::string>& argv) {
 }
 
 SpawnedProgram::~SpawnedProgram() {
-    if (pid_ > 0 && !exitCode_) {
-        ::kill(pid_, SIGKILL);
-        (void)wait();
+    if (pid_ <= 0) return;
+    try {
+        (void)end(std::chrono::milliseconds(0));
+    } catch (...) {
+        // A destructor: the kill of the program itself below is what must happen.
+        if (!exitCode_) {
+            ::kill(pid_, SIGKILL);
+            (void)wait();
+        }
     }
+}
+
+std::vector<pid_t> SpawnedProgram::reapAndListDescendants() {
+    int status = 0;
+    for (pid_t r; (r = ::waitpid(-1, &status, WNOHANG)) > 0;) {
+        if (r == pid_ && !exitCode_) exitCode_ = shellExitCode(status);
+    }
+    std::vector<pid_t> running;
+    ProcessTree tree(::getpid());
+    for (const TreeMember& member : tree.scan()) {
+        const auto now = readProcessStatus(member.pid);
+        if (now && now->state != 'Z' && now->startTime == member.startTime) running.push_back(member.pid);
+    }
+    return running;
+}
+
+int SpawnedProgram::end(std::chrono::milliseconds grace) {
+    using Clock = std::chrono::steady_clock;
+    constexpr std::chrono::milliseconds kPoll{20};
+    constexpr std::chrono::milliseconds kAfterKill{5000};  // SIGKILL cannot be refused: a bound, not a wait
+    for (const int signal : {SIGINT, SIGTERM, SIGKILL}) {
+        std::vector<pid_t> running = reapAndListDescendants();
+        if (running.empty()) break;
+        for (const pid_t pid : running) ::kill(pid, signal);
+        const auto deadline = Clock::now() + (signal == SIGKILL ? kAfterKill : grace);
+        while (!running.empty() && Clock::now() < deadline) {
+            std::this_thread::sleep_for(kPoll);
+            running = reapAndListDescendants();
+        }
+    }
+    return exitCode_ ? *exitCode_ : wait();
 }
 
 std::optional<int> SpawnedProgram::poll() {
@@ -87,9 +129,9 @@ std::unique_ptr<PythonProcess> SpawnedProgram::attachWhenReady(double timeoutSec
     auto delay = std::chrono::milliseconds(5);
     for (;;) {
         if (poll()) {
-            throw FatalError(ErrorKind::TargetExited,
-                             fmt::format("process {} exited (status {}) before its interpreter could be read", pid_,
-                                         *exitCode_));
+            throw FatalError(
+                ErrorKind::TargetExited,
+                fmt::format("process {} exited (status {}) before its interpreter could be read", pid_, *exitCode_));
         }
         try {
             return PythonProcess::attach(pid_);

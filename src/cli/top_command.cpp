@@ -290,16 +290,11 @@ int runTop(const TopArgs& args) {
     screen.reset();  // the terminal is back before anything is printed below
     if (recording.rootFailure()) std::rethrow_exception(recording.rootFailure());
     if (program) {
-        // A program we started ends with us: Ctrl-C it, and kill it if that is ignored.
-        if (!recording.rootStats().targetExited) {
-            ::kill(program->pid(), SIGINT);
-            for (int i = 0; i < 60; ++i) {
-                if (auto status = program->poll()) return *status;
-                std::this_thread::sleep_for(std::chrono::milliseconds(50));
-            }
-            ::kill(program->pid(), SIGKILL);
-        }
-        return program->wait();
+        // A program we started ends with us (q, Ctrl-C, --iterations), and so does
+        // whatever it started: SIGINT, then SIGTERM and SIGKILL after 2 s each. Its own
+        // exit status when it ended by itself, else 0.
+        const int status = program->end(std::chrono::milliseconds(2000));
+        return recording.rootStats().targetExited ? status : 0;
     }
     return 0;
 }
