@@ -3,6 +3,7 @@
 // The comparison and both outputs are in the output layer (diff_flamegraph.h); this
 // reads the files, names the output and writes it atomically.
 #include <cstdio>
+#include <iostream>
 #include <memory>
 #include <string>
 
@@ -54,16 +55,26 @@ int runDiff(const DiffArgs& args) {
     const ProfileDiff diff(base, next);
     const std::string output = args.output.empty() ? defaultOutputName(args.next, raw) : args.output;
 
-    AtomicFile file(output);
-    if (raw) {
-        writeDiffCollapsed(diff, file.stream());
+    const auto write = [&](std::ostream& out) {
+        if (raw) {
+            writeDiffCollapsed(diff, out);
+        } else {
+            DiffOptions options;
+            options.baseName = args.base;
+            options.nextName = args.next;
+            writeDiffFlameGraph(diff, options, out);
+        }
+    };
+    const bool toStdout = output == "-";  // `-o -`: to a pipe (`| less`, `| grep`)
+    if (toStdout) {
+        write(std::cout);
+        std::cout.flush();
+        if (!std::cout) throw FatalError(ErrorKind::Io, "cannot write the diff to standard output");
     } else {
-        DiffOptions options;
-        options.baseName = args.base;
-        options.nextName = args.next;
-        writeDiffFlameGraph(diff, options, file.stream());
+        AtomicFile file(output);
+        write(file.stream());
+        file.commit();
     }
-    file.commit();
 
     std::size_t grew = 0, shrank = 0;
     for (NodeId id = 1; id < diff.next().size(); ++id) {
@@ -74,9 +85,10 @@ int runDiff(const DiffArgs& args) {
     std::fprintf(stderr,
                  "%s: wrote diff %s to %s: BASE %s (%llu samples), NEW %s (%llu samples); beyond sampling noise %zu "
                  "frames grew, %zu shrank; %zu only in BASE\n",
-                 kProgram, raw ? "raw" : "flamegraph", terminalSafe(output).c_str(), profileInputName(base.format),
-                 static_cast<unsigned long long>(base.samples()), profileInputName(next.format),
-                 static_cast<unsigned long long>(next.samples()), grew, shrank, diff.onlyInBase().size());
+                 kProgram, raw ? "raw" : "flamegraph", toStdout ? "standard output" : terminalSafe(output).c_str(),
+                 profileInputName(base.format), static_cast<unsigned long long>(base.samples()),
+                 profileInputName(next.format), static_cast<unsigned long long>(next.samples()), grew, shrank,
+                 diff.onlyInBase().size());
     return 0;
 }
 
@@ -88,7 +100,8 @@ Command addDiffCommand(CLI::App& app) {
         "diff", "Differential flame graph of two profiles written by record (raw, speedscope or pprof)");
     cmd->add_option("BASE", args->base, "The profile to compare against (before)")->required();
     cmd->add_option("NEW", args->next, "The profile whose frames are drawn (after)")->required();
-    cmd->add_option("-o,--output", args->output, "Output file (default: diff-<NEW's name>.svg, .txt for raw)");
+    cmd->add_option("-o,--output", args->output,
+                    "Output file, - for standard output (default: diff-<NEW's name>.svg, .txt for raw)");
     cmd->add_option("-f,--format", args->format,
                     "flamegraph (an SVG) or raw (lines 'stack BASE_COUNT NEW_COUNT', as difffolded.pl writes)")
         ->check(CLI::IsMember({"flamegraph", "raw"}))

@@ -279,6 +279,16 @@ def test_errors(binary, python, tmp):
             check(len(err.strip().split("\n")) == 1, "diff %r: not one line: %r" % (args, err))
     log("ok   %d error cases" % len(cases))
 
+    # -o -: the diff on standard output (to a pipe), nothing written to disk.
+    before = set(os.listdir(tmp))
+    p = subprocess.run([binary, "diff", "-f", "raw", "-o", "-", good, good], capture_output=True, timeout=60,
+                       stdin=subprocess.DEVNULL)
+    check(p.returncode == 0, "diff -o -: exit %d: %s" % (p.returncode, p.stderr))
+    check(p.stdout.decode() == "main (a.py:1);f (a.py:2) 10 10\n", "diff -o - wrote %r to stdout" % p.stdout)
+    check(set(os.listdir(tmp)) == before, "diff -o - wrote a file: %s" % sorted(set(os.listdir(tmp)) - before))
+    check("standard output" in p.stderr.decode(), "diff -o -: the summary does not say standard output")
+    log("ok   -o - writes to standard output")
+
 
 if __name__ == "__main__":
     sys.exit(driver_main({"split": test_split, "hostile": test_hostile, "errors": test_errors}, "pyspy-diff-",
