@@ -178,12 +178,13 @@ void printPauseSummary(const std::vector<TreeRecording::ProcessStats>& processes
 int runRecord(const RecordArgs& args) {
     const ProfileFormat format = *parseProfileFormat(args.format);
     if (args.keep > 0 && args.period <= 0) throw FatalError(ErrorKind::Usage, "--keep needs --period");
+    const std::string stem = defaultOutputStem(args);
     const std::string outputPath =
-        args.output.empty() ? fmt::format("{}-{}.{}", defaultOutputStem(args),
-                                          fileTimeStamp(std::chrono::system_clock::now()), defaultExtension(format))
-                            : args.output;
+        args.output.empty()
+            ? fmt::format("{}-{}.{}", stem, fileTimeStamp(std::chrono::system_clock::now()), defaultExtension(format))
+            : args.output;
     std::optional<PeriodFiles> periodFiles;
-    if (args.period > 0) periodFiles.emplace(args.output, defaultOutputStem(args), format, args.keep);
+    if (args.period > 0) periodFiles.emplace(args.output, stem, format, args.keep);
     AtomicFile::checkCreatable(outputPath);  // same directory as the period files
 
     StopSignals signals({SIGUSR1});  // before any thread starts, so all inherit the blocked mask

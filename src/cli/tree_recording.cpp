@@ -367,12 +367,15 @@ std::vector<TreeRecording::ProcessStats> TreeRecording::processStats() const {
 }
 
 void TreeRecording::serveCheckpoint(Recording& recording) {
-    const std::uint64_t wanted = checkpointWanted_.load();
     if (!recording.builder || !recording.sampler) return;
+    if (checkpointWanted_.load() == recording.checkpointServed.load()) return;  // nothing asked: no lock
+    std::uint64_t wanted = 0;
     bool cut = false;
     {
+        // The request and its kind together: a later request may have replaced the one
+        // seen above.
         std::lock_guard lock(checkpointMutex_);
-        if (wanted == 0 || recording.checkpointServed == wanted) return;
+        wanted = checkpointWanted_.load();
         cut = checkpointCut_;
     }
     const SamplerStats stats = recording.sampler->statsSoFar();

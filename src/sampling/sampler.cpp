@@ -1,6 +1,7 @@
 #include "pyspy/sampling/sampler.h"
 
 #include <algorithm>
+#include <optional>
 #include <random>
 #include <set>
 #include <thread>
@@ -272,14 +273,20 @@ bool Sampler::tick(SampleSink& sink) {
     // sampler allocates nothing here.
     std::size_t used = 0;
     const bool filtered = !options_.threads.empty();
+    // A thread's index; one seen for the first time has its name looked up on the next tick.
+    const auto indexOf = [&](const ThreadStack& thread) {
+        const std::size_t known = threads_.size();
+        const std::uint32_t index = threadIndex(thread);
+        if (threads_.size() > known && !snapOptions.threadNames) unnamedThread_ = true;
+        return index;
+    };
     for (const auto& thread : snapshot.threads) {
         // A thread the filter leaves out is not sampled at all, errors included; a new
         // one is judged once its name is known (it is looked up on the next tick).
+        std::optional<std::uint32_t> index;
         if (filtered) {
-            const std::size_t known = threads_.size();
-            const std::uint32_t index = threadIndex(thread);
-            if (threads_.size() > known && !snapOptions.threadNames) unnamedThread_ = true;
-            if (!threadSelected(index)) continue;
+            index = indexOf(thread);
+            if (!threadSelected(*index)) continue;
         }
         if (thread.error) {
             ++stats_.errors;
@@ -288,10 +295,7 @@ bool Sampler::tick(SampleSink& sink) {
         if (used == sample.threads.size()) sample.threads.emplace_back();
         ThreadSample& ts = sample.threads[used++];
         ts.frames.clear();
-        const std::size_t known = threads_.size();
-        ts.thread = threadIndex(thread);
-        // A thread seen for the first time: look its name up on the next tick.
-        if (threads_.size() > known && !snapOptions.threadNames) unnamedThread_ = true;
+        ts.thread = index ? *index : indexOf(thread);
         ts.active = thread.active;
         ts.holdsGil = thread.holdsGil;
         ts.frames.reserve(thread.frames.size() + thread.merged.size() + 1);

@@ -63,6 +63,28 @@ class Target(object):
         self.close()
 
 
+class Record(object):
+    """`pyspy-cpp record ARGS` in the background; stop() sends SIGINT and returns (exit
+    code, stderr); leaving the block kills it if it still runs."""
+
+    def __init__(self, binary, args):
+        self.proc = subprocess.Popen([binary, "record"] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     stdin=subprocess.DEVNULL)
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGINT)
+        _, err = self.proc.communicate(timeout=30)
+        return self.proc.returncode, err.decode(errors="replace")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
 def parse_collapsed(path):
     """{stack (a tuple of frames): count} of a raw (collapsed) profile."""
     stacks = {}
@@ -180,9 +202,8 @@ def test_flush(binary, python, tmp):
     on and, on Ctrl-C, writes a superset of the third and says it flushed three times."""
     with Target([python, PHASE_TARGET, "1000", "60"]) as t:
         out = os.path.join(tmp, "flush.txt")
-        proc = subprocess.Popen([binary, "record", "--pid", str(t.pid), "-d", "50", "--idle", "-f", "raw", "-o", out],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-        try:
+        with Record(binary, ["--pid", str(t.pid), "-d", "50", "--idle", "-f", "raw", "-o", out]) as record:
+            proc = record.proc
             wait_sampling(proc, t.pid, "record")
             inode, flushed = None, []
             for _ in range(3):
@@ -200,14 +221,8 @@ def test_flush(binary, python, tmp):
                 # Let some samples accumulate before the next one (at 100 Hz: ~30).
                 time.sleep(0.3)
             check(proc.poll() is None, "record ended after SIGUSR1 (exit %s)" % proc.poll())
-            proc.send_signal(signal.SIGINT)
-            _, err = proc.communicate(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    err = err.decode(errors="replace")
-    check(proc.returncode == 0, "record exited %d after SIGINT: %s" % (proc.returncode, err))
+            rc, err = record.stop()
+    check(rc == 0, "record exited %d after SIGINT: %s" % (rc, err))
     check("3 written on SIGUSR1" in err, "the summary does not count the 3 flushes:\n%s" % err)
     final = parse_collapsed(out)
     check(is_superset(final, flushed[-1]), "the final profile is not a superset of the third flush")
@@ -232,24 +247,16 @@ def wait_files(pattern, count, proc, timeout=15):
 
 def flush_period(binary, python, tmp):
     """With --period, SIGUSR1 ends the current period early (one more file) and Ctrl-C
-    writes the last, partial one: three files, their windows contiguous."""
+    writes the last, partial one: three files whose samples add up to the total."""
     with Target([python, PHASE_TARGET, "1000", "60"]) as t:
         pattern = os.path.join(tmp, "q-*.txt")
-        proc = subprocess.Popen([binary, "record", "--pid", str(t.pid), "--period", "1", "-d", "50", "--idle", "-f",
-                                 "raw", "-o", os.path.join(tmp, "q.txt")],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-        try:
-            wait_files(pattern, 1, proc)  # the first full period
-            proc.send_signal(signal.SIGUSR1)
-            wait_files(pattern, 2, proc)  # the second, cut short
-            proc.send_signal(signal.SIGINT)
-            _, err = proc.communicate(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    err = err.decode(errors="replace")
-    check(proc.returncode == 0, "record --period exited %d after SIGINT: %s" % (proc.returncode, err))
+        with Record(binary, ["--pid", str(t.pid), "--period", "1", "-d", "50", "--idle", "-f", "raw", "-o",
+                             os.path.join(tmp, "q.txt")]) as record:
+            wait_files(pattern, 1, record.proc)  # the first full period
+            record.proc.send_signal(signal.SIGUSR1)
+            wait_files(pattern, 2, record.proc)  # the second, cut short
+            rc, err = record.stop()
+    check(rc == 0, "record --period exited %d after SIGINT: %s" % (rc, err))
     files = sorted(glob.glob(pattern))
     check(len(files) == 3, "--period 1, SIGUSR1, then Ctrl-C: expected 3 files, got %s; stderr: %s" % (files, err))
     check(re.search(r"stopped after .*wrote 3 raw profiles, one per 1 s.*1 written on SIGUSR1", err),

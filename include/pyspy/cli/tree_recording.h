@@ -130,9 +130,10 @@ class TreeRecording {
         // The child's attach (beginAttach, tryAttach).
         std::string command;
         std::chrono::steady_clock::time_point attachDeadline;
-        // checkpoint(): the last request this process answered, and its answer
-        // (guarded by checkpointMutex_).
-        std::uint64_t checkpointServed = 0;
+        // checkpoint(): the last request this process answered (read without the lock on
+        // the sampler's path: no request pending costs one atomic load per tick), and its
+        // answer (written under checkpointMutex_).
+        std::atomic<std::uint64_t> checkpointServed{0};
         std::optional<RecordedProfile> checkpointPiece;
     };
 
