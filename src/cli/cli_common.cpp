@@ -4,6 +4,7 @@
 
 #include <array>
 #include <csignal>
+#include <cstdio>
 #include <ctime>
 #include <span>
 
@@ -11,6 +12,8 @@
 #include <CLI/CLI.hpp>
 
 #include "pyspy/process/pause_gate.h"
+#include "pyspy/process/process.h"
+#include "pyspy/process/process_tree.h"
 
 namespace pyspy {
 
@@ -20,7 +23,7 @@ void dieNow(ErrorKind kind, const std::string& message) {
     ::_exit(exitCode(kind));
 }
 
-void addSamplingOptions(CLI::App& cmd, SamplingArgs& args, const char* programHelp) {
+void addSamplingOptions(CLI::App& cmd, SamplingArgs& args, const char* programHelp, const char* subprocessesHelp) {
     cmd.add_option("-p,--pid", args.pid, "Process id of the target")->check(CLI::PositiveNumber);
     cmd.add_option("program", args.program, programHelp);
     cmd.add_option("-r,--rate", args.rate, "Samples per second")
@@ -40,10 +43,72 @@ void addSamplingOptions(CLI::App& cmd, SamplingArgs& args, const char* programHe
     cmd.add_option("--tid", args.tids, "Only the thread with this OS thread id (repeatable)")
         ->check(CLI::PositiveNumber)
         ->allow_extra_args(false);
+    cmd.add_flag("-s,--subprocesses", args.subprocesses, subprocessesHelp);
+    cmd.add_option("--wait", args.waitSeconds,
+                   "With -s and a target that is not Python: seconds to wait for its first Python descendant "
+                   "(default: 10 for --pid, as long as the program runs for -- PROGRAM)")
+        ->check(CLI::NonNegativeNumber);
 }
 
-void attachSamplingTarget(const SamplingArgs& args, std::optional<SpawnedProgram>& program,
-                          std::unique_ptr<PythonProcess>& process) {
+std::string notPythonRootNote(pid_t pid, const std::string& command, const char* verb) {
+    return fmt::format("process {} ({}) is not Python; {} its Python descendants", pid, command, verb);
+}
+
+namespace {
+
+// The first descendant of `pid` that is Python, for the hint of an error; bounded (it
+// runs on an error path, and each look is an attach).
+std::optional<pid_t> firstPythonDescendant(pid_t pid) {
+    constexpr std::size_t kMaxLooks = 32;
+    try {
+        ProcessTree tree(pid);
+        std::size_t looks = 0;
+        for (const TreeMember& member : tree.scan()) {
+            if (member.pid == pid) continue;
+            if (++looks > kMaxLooks) break;
+            try {
+                (void)PythonProcess::attach(member.pid);
+                return member.pid;
+            } catch (const FatalError&) {
+                // not Python (or gone): look further
+            }
+        }
+    } catch (const FatalError&) {
+        // the root itself is gone: no hint
+    }
+    return std::nullopt;
+}
+
+// Runs `attach`; a NotPython error from it gains a hint when `pid` has a Python descendant.
+template <typename Attach>
+auto attachWithSubprocessesHint(pid_t pid, Attach attach) {
+    try {
+        return attach();
+    } catch (const FatalError& e) {
+        if (e.kind() != ErrorKind::NotPython) throw;
+        const std::optional<pid_t> python = firstPythonDescendant(pid);
+        if (!python) throw;
+        throw FatalError(ErrorKind::NotPython,
+                         fmt::format("{}; its descendant process {} ({}) is Python: add -s (--subprocesses) to include "
+                                     "it",
+                                     e.what(), *python, readCommandLine(*python)));
+    }
+}
+
+}  // namespace
+
+std::unique_ptr<PythonProcess> attachOrSuggestSubprocesses(pid_t pid, const LocateOptions& locate) {
+    return attachWithSubprocessesHint(pid, [&] { return PythonProcess::attach(pid, locate); });
+}
+
+std::optional<double> pythonWaitSeconds(const SamplingArgs& args) {
+    if (args.waitSeconds) return args.waitSeconds;
+    if (args.program.empty()) return kDefaultPythonWaitSeconds;
+    return std::nullopt;
+}
+
+TreeRecording::Root attachSamplingTarget(const SamplingArgs& args, std::optional<SpawnedProgram>& program,
+                                         std::unique_ptr<PythonProcess>& process) {
     const bool hasProgram = !args.program.empty();
     (void)ThreadFilter(args.threadNames, args.tids);  // a bad regex is a usage error, before any attach
     if ((args.native || args.nativeAll) && args.nonblocking) {
@@ -53,11 +118,32 @@ void attachSamplingTarget(const SamplingArgs& args, std::optional<SpawnedProgram
     if (hasProgram == (args.pid > 0)) {
         throw FatalError(ErrorKind::Usage, "give either --pid PID or -- PROGRAM ARGS..., not both or neither");
     }
+    if (args.waitSeconds && !args.subprocesses) {
+        throw FatalError(ErrorKind::Usage,
+                         "--wait needs -s: it bounds the wait for the target's first Python "
+                         "descendant when the target is not Python");
+    }
     if (hasProgram) {
         program.emplace(args.program);
-        process = program->attachWhenReady();
+        // posix_spawn returns once the program has exec'd: its executable is known. One not
+        // named python may still load libpython (an embedding program): the recording
+        // tries it as it tries a new child, and else profiles its Python descendants.
+        if (args.subprocesses && readExecutablePath(program->pid()).find("python") == std::string::npos) {
+            return TreeRecording::Root{program->pid(), nullptr, true};
+        }
+        const pid_t pid = program->pid();
+        process = attachWithSubprocessesHint(pid, [&] { return program->attachWhenReady(); });
+    } else if (args.subprocesses) {
+        try {
+            process = PythonProcess::attach(args.pid);
+        } catch (const FatalError& e) {
+            if (e.kind() != ErrorKind::NotPython) throw;
+            std::fprintf(stderr, "%s: note: %s\n", kProgram,
+                         notPythonRootNote(args.pid, readCommandLine(args.pid)).c_str());
+            return TreeRecording::Root{args.pid, nullptr, false};
+        }
     } else {
-        process = PythonProcess::attach(args.pid);
+        process = attachOrSuggestSubprocesses(args.pid);
     }
     if (args.gil && !process->gilEnabled()) {
         throw FatalError(ErrorKind::Usage,
@@ -65,6 +151,7 @@ void attachSamplingTarget(const SamplingArgs& args, std::optional<SpawnedProgram
                                      "without --gil (threads running Python code are active)",
                                      process->pid(), process->target().version.toString()));
     }
+    return TreeRecording::Root{process->pid(), process.get(), false};
 }
 
 SamplerOptions samplerOptions(const SamplingArgs& args) {

@@ -54,10 +54,20 @@ std::string chainText(const std::vector<pid_t>& chain, const char* separator) {
 // dump -s: the target, then each descendant once, depth first (a process right after
 // its parent), each headed by its chain of parents. Text: a "== process ... ==" line
 // before each dump; JSON: {"processes": [{"pid", "chain", "dump"}, ...]}. A descendant
-// that is not Python, or that exits meanwhile, gets a note on stderr and is skipped.
+// that is not Python, or that exits meanwhile, gets a note on stderr and is skipped; so
+// does a root that is not Python (a shell script, a wrapper), with one note, as long as
+// a descendant is Python.
 int runDumpTree(const DumpArgs& args, const LocateOptions& locate) {
     ProcessTree tree(args.pid);
-    auto root = PythonProcess::attach(args.pid, locate);  // the root must be Python: errors as without -s
+    std::unique_ptr<PythonProcess> root;
+    std::string rootCommand;
+    try {
+        root = PythonProcess::attach(args.pid, locate);  // other errors than "not Python" are as without -s
+    } catch (const FatalError& e) {
+        if (e.kind() != ErrorKind::NotPython) throw;
+        rootCommand = readCommandLine(args.pid);
+        std::fprintf(stderr, "%s: note: %s\n", kProgram, notPythonRootNote(args.pid, rootCommand, "dumping").c_str());
+    }
     tree.scan();
     std::vector<TreeMember> members = tree.members();
     std::stable_sort(members.begin(), members.end(),
@@ -65,6 +75,7 @@ int runDumpTree(const DumpArgs& args, const LocateOptions& locate) {
     std::string out = args.json ? "{\"processes\": [" : "";
     bool first = true;
     for (const TreeMember& member : members) {
+        if (member.pid == args.pid && !root) continue;
         std::string dump;
         try {
             if (member.pid == args.pid) {
@@ -90,6 +101,11 @@ int runDumpTree(const DumpArgs& args, const LocateOptions& locate) {
         }
         first = false;
     }
+    if (first) {  // only when the root is not Python: a Python root is always dumped
+        throw FatalError(
+            ErrorKind::NotPython,
+            fmt::format("process {} ({}) is not Python and none of its descendants is", args.pid, rootCommand));
+    }
     if (args.json) out += "\n]}\n";
     if (tree.overBound()) {
         std::fprintf(stderr, "%s: note: the tree has more than %zu processes; the rest were not dumped\n", kProgram,
@@ -110,7 +126,7 @@ int runDump(const DumpArgs& args) {
     LocateOptions locate;
     locate.ignoreSymbols = args.scanOnly;
     if (args.subprocesses) return runDumpTree(args, locate);
-    auto process = PythonProcess::attach(args.pid, locate);
+    auto process = attachOrSuggestSubprocesses(args.pid, locate);
     const std::string out = dumpOne(*process, args);
     std::fwrite(out.data(), 1, out.size(), stdout);
     std::fflush(stdout);
@@ -131,7 +147,8 @@ Command addDumpCommand(CLI::App& app) {
     cmd->add_flag("--full-filenames", args->fullFilenames, "Show full paths instead of short names");
     cmd->add_option("--timeout", args->timeout, "Give up after this many seconds (exit code 8)")->capture_default_str();
     cmd->add_flag("-s,--subprocesses", args->subprocesses,
-                  "Also dump every Python descendant, each once, under its chain of parents");
+                  "Also dump every Python descendant, each once, under its chain of parents; a target that is not "
+                  "Python (a shell script, a wrapper) is accepted: its Python descendants are dumped");
     cmd->add_flag("--native", args->native,
                   "Also show native (C/C++) frames, merged with the Python frames (docs/native.md)");
     cmd->add_flag("--native-all", args->nativeAll,

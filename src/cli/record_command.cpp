@@ -43,7 +43,6 @@ struct RecordArgs : SamplingArgs {
     bool threads = false;
     bool function = false;
     bool nolineno = false;
-    bool subprocesses = false;
 };
 
 // How long a program we started gets to end after SIGINT, and then after SIGTERM.
@@ -190,7 +189,7 @@ int runRecord(const RecordArgs& args) {
     StopSignals signals({SIGUSR1});  // before any thread starts, so all inherit the blocked mask
     std::optional<SpawnedProgram> program;
     std::unique_ptr<PythonProcess> process;
-    attachSamplingTarget(args, program, process);
+    const TreeRecording::Root root = attachSamplingTarget(args, program, process);
 
     SamplerOptions options = samplerOptions(args);
     if (args.duration > 0) options.durationSeconds = args.duration;
@@ -204,7 +203,7 @@ int runRecord(const RecordArgs& args) {
         std::fprintf(stderr, "%s%s: %s: %s\n", tty ? "\r\033[K" : "", kProgram, what, message.c_str());
     };
     TreeRecording recording(
-        *process, options, needsTimeline(format), args.subprocesses,
+        root, options, needsTimeline(format), args.subprocesses,
         [&](const std::string& message) { say("warning", message); },
         [&](const std::string& message) { say("note", message); });
 
@@ -242,6 +241,10 @@ int runRecord(const RecordArgs& args) {
     // SIGUSR1: everything so far to the output name (with --period: the period so far,
     // cut short, to its file); sampling goes on.
     const auto flush = [&] {
+        if (recording.pythonProcesses() == 0) {
+            say("note", "SIGUSR1: nothing written: no Python process has been sampled yet");
+            return;
+        }
         std::optional<RecordedProfile> profile = recording.checkpoint(periodFiles.has_value());
         if (!profile) {
             say("warning", "SIGUSR1: no profile written: the samplers did not answer in time");
@@ -271,7 +274,9 @@ int runRecord(const RecordArgs& args) {
     auto periodEnd = started + periodLength;
     auto lastProgress = started - std::chrono::seconds(1);
     bool interrupted = false;
+    const std::optional<double> pythonWait = pythonWaitSeconds(args);
     while (recording.poll()) {
+        recording.checkPythonFound(pythonWait, false);
         auto timeout = wait;
         if (periodFiles) {
             const auto left =
@@ -291,7 +296,8 @@ int runRecord(const RecordArgs& args) {
             args.duration > 0 && std::chrono::duration<double>(now - started).count() >= args.duration;
         if (pastDuration) recording.stop();
         // A period that ends with the recording is written by the final write below.
-        if (periodFiles && now >= periodEnd && !interrupted && !pastDuration) {
+        // A period before the first Python process (a root that is not Python) has no file.
+        if (periodFiles && now >= periodEnd && !interrupted && !pastDuration && recording.pythonProcesses() > 0) {
             if (auto profile = recording.checkpoint(true)) {
                 writePeriod(std::move(*profile), false);
             } else {
@@ -316,6 +322,7 @@ int runRecord(const RecordArgs& args) {
         }
     }
     recording.join();
+    recording.checkPythonFound(std::nullopt, true);
     const SamplerStats& stats = recording.rootStats();
     std::exception_ptr failure = recording.rootFailure();  // after some samples: keep them, then report
     if (tty) std::fputs("\r\033[K", stderr);
@@ -386,7 +393,9 @@ int runRecord(const RecordArgs& args) {
 Command addRecordCommand(CLI::App& app) {
     auto args = std::make_shared<RecordArgs>();
     auto* cmd = app.add_subcommand("record", "Sample a Python process and write a flame graph or other profile");
-    addSamplingOptions(*cmd, *args, "A program to start and profile (after --)");
+    addSamplingOptions(*cmd, *args, "A program to start and profile (after --)",
+                       "Also profile every Python descendant of the target (a root frame per process); a target that "
+                       "is not Python (a shell script, a wrapper) is accepted: its Python descendants are profiled");
     cmd->add_option("-o,--output", args->output, "Output file (default: <name>-<time>.<ext>)");
     cmd->add_option("-f,--format", args->format, "flamegraph, speedscope, raw, chrometrace or pprof")
         ->check(CLI::IsMember({"flamegraph", "speedscope", "raw", "chrometrace", "pprof"}))
@@ -401,8 +410,6 @@ Command addRecordCommand(CLI::App& app) {
     cmd->add_flag("-t,--threads", args->threads, "A root frame per thread (id and name)");
     cmd->add_flag("-F,--function", args->function, "Aggregate by function, not by line");
     cmd->add_flag("--nolineno", args->nolineno, "No line numbers");
-    cmd->add_flag("-s,--subprocesses", args->subprocesses,
-                  "Also profile every Python descendant of the target (a root frame per process)");
     return Command{cmd, [args] { return runRecord(*args); }};
 }
 

@@ -42,7 +42,6 @@ using Clock = std::chrono::steady_clock;
 struct TopArgs : SamplingArgs {
     double delay = 1.0;
     int iterations = 0;
-    bool subprocesses = false;
 };
 
 // The longest wait between two looks at the process tree under -s: new children are
@@ -93,24 +92,50 @@ struct Warning {
     }
 };
 
+// The version of the first process sampled, set from a sampler thread: the header's
+// version when the root is not Python.
+class FirstPythonVersion {
+  public:
+    void offer(const std::string& version) {
+        std::lock_guard lock(mutex_);
+        if (version_.empty()) version_ = version;
+    }
+    std::string get() {
+        std::lock_guard lock(mutex_);
+        return version_;
+    }
+
+  private:
+    std::mutex mutex_;
+    std::string version_;
+};
+
 struct TopSession {
     const TopArgs& args;
     StopSignals& signals;
     TopAggregator& aggregator;
     TreeRecording& recording;
     Warning& warning;
+    FirstPythonVersion& firstPython;
     TopHeader header;
+    std::optional<double> pythonWait;
     Clock::time_point started = Clock::now();
     TopCpuMeter cpu;
 
     void refreshHeader() {
+        if (header.pythonVersion.empty()) header.pythonVersion = firstPython.get();
         header.samples = recording.ticksSoFar();
         header.errors = recording.errorsSoFar();
         header.elapsedSeconds = std::chrono::duration<double>(Clock::now() - started).count();
     }
     // Whether every sampler has ended (the target exited; with -s, the whole tree); with
     // -s it also starts samplers for the children that appeared since the last call.
-    bool ended() { return !recording.poll(); }
+    // Under a root that is not Python, throws when no Python process came in time.
+    bool ended() {
+        const bool over = !recording.poll();
+        recording.checkPythonFound(pythonWait, over);
+        return over;
+    }
     // A snapshot that ends the interval, with the processes' CPU shares measured.
     TopSnapshot nextSnapshot() {
         TopSnapshot snapshot = aggregator.snapshot(true);
@@ -238,7 +263,7 @@ int runTop(const TopArgs& args) {
     StopSignals signals;  // before any thread starts, so all inherit the blocked mask
     std::optional<SpawnedProgram> program;
     std::unique_ptr<PythonProcess> process;
-    attachSamplingTarget(args, program, process);
+    const TreeRecording::Root root = attachSamplingTarget(args, program, process);
 
     SamplerOptions options = samplerOptions(args);
     options.lineNumbers = true;  // the `l` key aggregates by function in the view
@@ -246,11 +271,16 @@ int runTop(const TopArgs& args) {
 
     TopAggregator aggregator(options);
     TopHeader header;
-    header.pid = process->pid();
-    header.commandLine = process->commandLine();
-    header.pythonVersion = process->target().version.toString();
-    header.freeThreaded = !process->gilEnabled();  // a free-threaded build that has not turned its GIL on
+    header.pid = root.pid;
     header.rateHz = options.rateHz;
+    if (process) {
+        header.commandLine = process->commandLine();
+        header.pythonVersion = process->target().version.toString();
+        header.freeThreaded = !process->gilEnabled();  // a free-threaded build that has not turned its GIL on
+    } else {
+        header.commandLine = readCommandLine(root.pid);  // its descendants' version: once one is sampled
+    }
+    FirstPythonVersion firstPython;
 
     // The screen opens before the sampler thread starts and closes after it is joined.
     std::unique_ptr<TerminalScreen> screen = TerminalScreen::open();
@@ -266,7 +296,8 @@ int runTop(const TopArgs& args) {
         }
     };
     TreeRecording::ProcessSinks sinks;
-    sinks.open = [&aggregator](PythonProcess& p) -> std::unique_ptr<SampleSink> {
+    sinks.open = [&](PythonProcess& p) -> std::unique_ptr<SampleSink> {
+        firstPython.offer(p.target().version.toString());
         const double now = steadySeconds();
         const std::uint32_t index =
             aggregator.addProcess(p.pid(), p.commandLine(), processCpuSeconds(p.pid()).value_or(0), now);
@@ -276,10 +307,11 @@ int runTop(const TopArgs& args) {
         aggregator.processEnded(static_cast<ProcessSink&>(sink).process());
     };
     TreeRecording recording(
-        *process, options, args.subprocesses, sinks, [&warning](const std::string& message) { warning.set(message); },
+        root, options, args.subprocesses, sinks, [&warning](const std::string& message) { warning.set(message); },
         note);
     recording.start();
-    TopSession session{args, signals, aggregator, recording, warning, header, Clock::now(), {}};
+    TopSession session{
+        args, signals, aggregator, recording, warning, firstPython, header, pythonWaitSeconds(args), Clock::now(), {}};
     if (screen) {
         runTerminal(session, *screen);
     } else {
@@ -304,14 +336,15 @@ int runTop(const TopArgs& args) {
 Command addTopCommand(CLI::App& app) {
     auto args = std::make_shared<TopArgs>();
     auto* cmd = app.add_subcommand("top", "Live view of the functions a Python process spends its time in");
-    addSamplingOptions(*cmd, *args, "A program to start and watch (after --)");
+    addSamplingOptions(*cmd, *args, "A program to start and watch (after --)",
+                       "Also sample every Python descendant of the target (key P: one row per process); a target "
+                       "that is not Python (a shell script, a wrapper) is accepted: its Python descendants are "
+                       "sampled");
     cmd->add_option("-d,--delay", args->delay, "Seconds between refreshes")
         ->check(CLI::Range(0.05, 3600.0))
         ->capture_default_str();
     cmd->add_option("--iterations", args->iterations, "End after this many refreshes (default: until q)")
         ->check(CLI::NonNegativeNumber);
-    cmd->add_flag("-s,--subprocesses", args->subprocesses,
-                  "Also sample every Python descendant of the target (key P: one row per process)");
     return Command{cmd, [args] { return runTop(*args); }};
 }
 

@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include "pyspy/cli/cli_common.h"
 #include "pyspy/common/error.h"
 #include "pyspy/process/process.h"
 #include "pyspy/sampling/process_profiles.h"
@@ -43,24 +44,33 @@ std::size_t maxSamplerThreadsFromEnvironment() {
 
 }  // namespace
 
-TreeRecording::TreeRecording(PythonProcess& root, const SamplerOptions& options, bool keepTimeline, bool subprocesses,
+TreeRecording::TreeRecording(Root root, const SamplerOptions& options, bool keepTimeline, bool subprocesses,
                              Notify warn, Notify note)
     : options_(options),
+      rootIsPython_(root.process != nullptr),
+      rootMayBecomePython_(root.mayBecomePython),
       keepTimeline_(keepTimeline),
       subprocesses_(subprocesses),
       warn_(std::move(warn)),
       note_(std::move(note)) {
+    if (!rootIsPython_ && !subprocesses_) {
+        throw FatalError(ErrorKind::Internal, "a recording of a root that is not Python needs -s");
+    }
     auto recording = std::make_unique<Recording>();
-    recording->pid = root.pid();
-    recording->process = &root;
+    recording->pid = root.pid;
+    recording->process = root.process;
+    if (!rootIsPython_) {
+        recording->handle = ProcessHandle(root.pid);
+        rootCommand_ = readCommandLine(root.pid);
+    }
     recordings_.push_back(std::move(recording));
     if (subprocesses_) {
         maxSamplerThreads_ = maxSamplerThreadsFromEnvironment();
-        tree_.emplace(root.pid());
+        tree_.emplace(root.pid);
     }
 }
 
-TreeRecording::TreeRecording(PythonProcess& root, const SamplerOptions& options, bool subprocesses, ProcessSinks sinks,
+TreeRecording::TreeRecording(Root root, const SamplerOptions& options, bool subprocesses, ProcessSinks sinks,
                              Notify warn, Notify note)
     : TreeRecording(root, options, false, subprocesses, std::move(warn), std::move(note)) {
     sinks_ = std::move(sinks);
@@ -115,8 +125,20 @@ void TreeRecording::sample(Recording& recording, const SamplerOptions& options) 
 }
 
 void TreeRecording::runRoot(Recording& recording) {
-    sample(recording, options_);
+    if (rootIsPython_) {
+        sample(recording, options_);
+    } else {
+        watchRoot(recording);
+    }
     recording.done.store(true);
+}
+
+void TreeRecording::watchRoot(Recording& recording) {
+    if (rootMayBecomePython_ && attachAndSample(recording)) return;
+    // Not Python: the tree lasts as long as the root may still start Python processes.
+    while (!stop_.load() && !recording.handle.exited()) std::this_thread::sleep_for(kWakeInterval);
+    recording.stats.elapsedSeconds = std::chrono::duration<double>(Clock::now() - started_).count();
+    recording.stats.targetExited = !stop_.load();
 }
 
 // Attach once the child is Python: right after a fork it may still be exec'ing, then
@@ -141,7 +163,9 @@ bool TreeRecording::tryAttach(Recording& recording) const {
         // A starting interpreter is a moving target: anything but a refusal may clear up.
         const bool starting = e.kind() != ErrorKind::PermissionDenied;
         if (starting && Clock::now() < recording.attachDeadline) return false;
-        if (!recording.handle.exited()) {
+        if (&recording == recordings_.front().get() && e.kind() == ErrorKind::NotPython) {
+            note_(notPythonRootNote(recording.pid, recording.command));
+        } else if (!recording.handle.exited()) {
             note_(fmt::format("skipping process {} ({}): {}", recording.pid, recording.command, e.what()));
         }
         return true;
@@ -168,7 +192,7 @@ void TreeRecording::endChild(Recording& recording) {
     recording.done.store(true);
 }
 
-void TreeRecording::runChild(Recording& recording) {
+bool TreeRecording::attachAndSample(Recording& recording) {
     beginAttach(recording);
     auto delay = std::chrono::milliseconds(kChildFirstAttachWait);
     while (!stop_.load()) {
@@ -176,10 +200,14 @@ void TreeRecording::runChild(Recording& recording) {
         delay = kChildAttachRetry;
         if (tryAttach(recording)) break;
     }
-    if (recording.owned) {
-        recording.process = recording.owned.get();
-        sample(recording, childOptions());
-    }
+    if (!recording.owned) return false;
+    recording.process = recording.owned.get();
+    sample(recording, childOptions());
+    return true;
+}
+
+void TreeRecording::runChild(Recording& recording) {
+    (void)attachAndSample(recording);
     endChild(recording);
 }
 
@@ -315,6 +343,29 @@ void TreeRecording::join() {
     }
 }
 
+std::size_t TreeRecording::pythonProcesses() const {
+    return static_cast<std::size_t>(
+        std::count_if(recordings_.begin(), recordings_.end(), [](const auto& r) { return r->live.load() != nullptr; }));
+}
+
+void TreeRecording::checkPythonFound(std::optional<double> waitSeconds, bool ended) const {
+    if (rootIsPython_ || pythonProcesses() > 0) return;
+    const Recording& root = *recordings_.front();
+    const double waited = std::chrono::duration<double>(Clock::now() - started_).count();
+    if (ended) {
+        throw FatalError(ErrorKind::NotPython,
+                         fmt::format("process {} ({}) is not Python and {}", root.pid, rootCommand_,
+                                     root.handle.exited() ? "exited without starting a Python process"
+                                                          : "has started no Python process so far"));
+    }
+    if (waitSeconds && waited >= *waitSeconds) {
+        throw FatalError(ErrorKind::NotPython,
+                         fmt::format("process {} ({}) is not Python and started no Python process within {} s "
+                                     "(--wait SECONDS to wait longer)",
+                                     root.pid, rootCommand_, *waitSeconds));
+    }
+}
+
 std::uint64_t TreeRecording::ticksSoFar() const {
     std::uint64_t ticks = 0;
     for (const auto& r : recordings_) {
@@ -394,13 +445,14 @@ std::optional<RecordedProfile> TreeRecording::checkpoint(bool cut, std::chrono::
     checkpointCut_ = cut;
     const std::uint64_t wanted = checkpointWanted_.load() + 1;
     checkpointWanted_.store(wanted);
-    // Who answers: every process whose sampler runs, and the root even before its first
-    // tick (a SIGUSR1 right after the start). One that has ended is read here (its
-    // thread no longer touches its builder once `done`); a child still attaching has
-    // nothing yet. A sampler thread may end meanwhile without answering: poll.
+    // Who answers: every process whose sampler runs, and a Python root even before its
+    // first tick (a SIGUSR1 right after the start). One that has ended is read here (its
+    // thread no longer touches its builder once `done`); a process still attaching (or a
+    // root that is not Python) has nothing yet. A sampler thread may end meanwhile
+    // without answering: poll.
     const auto answered = [&](const Recording& r) {
-        return r.checkpointServed == wanted || r.done.load() ||
-               (&r != recordings_.front().get() && r.live.load() == nullptr);
+        const bool awaited = &r == recordings_.front().get() && rootIsPython_;
+        return r.checkpointServed == wanted || r.done.load() || (!awaited && r.live.load() == nullptr);
     };
     const auto deadline = Clock::now() + timeout;
     while (!std::all_of(recordings_.begin(), recordings_.end(), [&](const auto& r) { return answered(*r); }) &&
@@ -424,7 +476,19 @@ std::optional<RecordedProfile> TreeRecording::checkpoint(bool cut, std::chrono::
     lock.unlock();
     if (pieces.empty()) return std::nullopt;
     if (!subprocesses_) return std::move(pieces.front());
-    return mergeProcessProfiles(std::move(pieces));
+    return mergeTree(std::move(pieces));
+}
+
+RecordedProfile TreeRecording::mergeTree(std::vector<RecordedProfile> profiles) const {
+    const Recording& root = *recordings_.front();
+    const bool rootSampled = !profiles.empty() && profiles.front().pid == root.pid;
+    RecordedProfile merged = mergeProcessProfiles(std::move(profiles));
+    if (!rootSampled) {
+        // A root that is not Python heads the profile all the same: it is what was asked for.
+        merged.pid = root.pid;
+        merged.commandLine = rootCommand_;
+    }
+    return merged;
 }
 
 RecordedProfile TreeRecording::finish() {
@@ -438,7 +502,7 @@ RecordedProfile TreeRecording::finish() {
         if (!r->builder || !r->sampler || (r != recordings_.front() && r->stats.ticks == 0)) continue;
         profiles.push_back(r->builder->finish(*r->sampler, r->stats, *r->process));
     }
-    return mergeProcessProfiles(std::move(profiles));
+    return mergeTree(std::move(profiles));
 }
 
 }  // namespace pyspy

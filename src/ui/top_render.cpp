@@ -121,9 +121,11 @@ std::vector<TopLine> renderTop(const TopSnapshot& snapshot, const TopHeader& hea
     const bool processes = snapshot.processes.size() > 1;
     const std::string processCount =
         processes ? fmt::format(" | {} processes", snapshot.processes.size()) : std::string();
-    out.add(fmt::format("Python v{} | {} Hz | {} samples, {} errors | {} threads{} | {:.1f} s", header.pythonVersion,
-                        header.rateHz, header.samples, header.errors, snapshot.liveThreads, processCount,
-                        header.elapsedSeconds),
+    // Empty under a root that is not Python until one of its descendants is sampled.
+    const std::string python =
+        header.pythonVersion.empty() ? std::string("no Python process yet") : "Python v" + header.pythonVersion;
+    out.add(fmt::format("{} | {} Hz | {} samples, {} errors | {} threads{} | {:.1f} s", python, header.rateHz,
+                        header.samples, header.errors, snapshot.liveThreads, processCount, header.elapsedSeconds),
             TopStyle::Info);
     const double gil = window.gilShare(), active = window.activeShare();
     if (header.freeThreaded) {

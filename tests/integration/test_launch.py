@@ -4,25 +4,36 @@ program pyspy-cpp started ends with the recording, and so does everything it sta
 
 Run by ctest (tests/integration/CMakeLists.txt) with the system python3:
 
-  test_launch.py --binary BUILD/pyspy-cpp end PYTHON
+  test_launch.py --binary BUILD/pyspy-cpp end|wrapper PYTHON
 
-One case per interpreter: record -d 1 of a program that runs forever and has started a
-child and an orphaned grandchild (the intermediate process exits at once); record -d 1
-of a program that ignores SIGINT (it gets SIGTERM after the grace period); and top
---iterations 2 of the first program. Each returns within its time plus the grace
-periods, exits 0 with its output written, and leaves no process of the program's tree
-alive (found by a token in their environment).
+end: record -d 1 of a program that runs forever and has started a child and an
+orphaned grandchild (the intermediate process exits at once); record -d 1 of a program
+that ignores SIGINT (it gets SIGTERM after the grace period); and top of the first
+program under tmux, quit with `q`. Each returns within its time plus the grace periods,
+exits 0 with its output written (top: the terminal given back), and leaves no process of
+the program's tree alive (found by a token in their environment).
+
+wrapper: a bash script that starts Python after 0.5 s (a root that is not Python, as
+`uv run` or a supervisor is): `record -s -- bash script.sh` and `record -s --pid BASH`
+(started before Python is) profile the Python child with its exact stack, and say once
+that the root is not Python; `dump -s --pid BASH` shows the child; `dump --pid BASH`
+fails (exit 5) suggesting -s; a root with no Python descendant under `record -s --wait 1`
+ends after about 1 s with exit 5 and the documented message.
 
 Exit code 0 = passed, 1 = failed, 77 = skipped (interpreter not installed).
 """
 
 import os
+import re
+import shutil
+import signal
 import subprocess
 import sys
 import time
 import uuid
 
-from driver_common import Failure, check, driver_main, log
+import test_top as top_driver
+from driver_common import Failure, Skip, check, driver_main, log
 
 # Runs forever in busy(), after starting a child that sleeps and an intermediate process
 # that starts a sleeping grandchild and exits (the grandchild is orphaned at once).
@@ -126,15 +137,172 @@ def test_end(binary, python, tmp):
     check_tree_gone(token, "record -d 1 -- program ignoring SIGINT")
     log("record -d, SIGINT ignored: ok (%.1f s: SIGTERM after the grace period)" % elapsed)
 
+    if shutil.which("tmux") is None:
+        raise Skip("tmux is not installed (top -- PROGRAM quit with q is not checked)")
     token = uuid.uuid4().hex
-    rc, screen, err, elapsed = run_marked(binary, ["top", "--iterations", "2", "--delay", "0.5", "--", python, busy],
-                                          token)
-    check(rc == 0, "top --iterations 2 -- busy program exited %d, expected 0: %s" % (rc, err))
-    check("busy" in screen, "top did not show busy():\n%s" % screen)
-    check(elapsed < 1 + GRACE + SLACK, "top --iterations 2 took %.1f s" % elapsed)
-    check_tree_gone(token, "top -- busy program")
-    log("top --iterations: ok (%.1f s)" % elapsed)
+    tmux = top_driver.Tmux(top_driver.shell_command(binary, ["--delay", "0.5", "--", python, busy],
+                                                    env={"PYSPY_LAUNCH_TOKEN": token}))
+    try:
+        tmux.wait_for(lambda lines: any("busy (" in line for line in lines), "top to show busy()")
+        quit_at = time.monotonic()
+        tmux.keys("q")
+        top_driver.wait_exited(tmux, "top -- busy program, q")
+        elapsed = time.monotonic() - quit_at
+    finally:
+        tmux.close()
+        for path in top_driver.SCRIPTS:
+            os.unlink(path)
+        del top_driver.SCRIPTS[:]
+    check(elapsed < GRACE + SLACK, "top -- busy program took %.1f s to end after q" % elapsed)
+    check_tree_gone(token, "top -- busy program, q")
+    log("top q: ok (%.1f s from q to the shell's prompt, terminal restored)" % elapsed)
+
+
+# Python started by a script after 0.5 s, as a child (not exec'd: the root stays bash).
+# It spins in spin() on one line; the ready file says it is there.
+WRAPPED_PROGRAM = r"""import sys
+def spin():
+    while True: pass
+open(sys.argv[1], "w").close()
+spin()
+"""
+WRAPPED_STACK = "<module> (wrapped.py:5);spin (wrapped.py:3)"
+
+NOT_PYTHON_NOTE = "is not Python; profiling its Python descendants"
+
+
+def write_wrapper(tmp, python):
+    wrapped = os.path.join(tmp, "wrapped.py")
+    with open(wrapped, "w") as f:
+        f.write(WRAPPED_PROGRAM)
+    script = os.path.join(tmp, "start.sh")
+    ready = os.path.join(tmp, "ready")
+    with open(script, "w") as f:
+        f.write("#!/bin/bash\nsleep 0.5\n%s %s %s\n" % (python, wrapped, ready))
+    return script, ready
+
+
+def process_stacks(raw):
+    """{pid: {stack below the process frame: count}} of a raw -s profile."""
+    stacks = {}
+    for line in raw.splitlines():
+        m = re.match(r"process (\d+): [^;]*;(.*) (\d+)$", line)
+        if m:
+            per = stacks.setdefault(int(m.group(1)), {})
+            per[m.group(2)] = per.get(m.group(2), 0) + int(m.group(3))
+    return stacks
+
+
+def check_wrapped_profile(raw, root, what):
+    """The profile holds the Python child of `root` (not root itself), spinning in spin()."""
+    stacks = process_stacks(raw)
+    children = [pid for pid in stacks if pid != root]
+    check(root not in stacks and len(children) == 1,
+          "%s: expected samples of one Python child of %d, found processes %s:\n%s"
+          % (what, root, sorted(stacks), raw[:2000]))
+    per = stacks[children[0]]
+    total = sum(per.values())
+    top_stack, count = max(per.items(), key=lambda item: item[1])
+    # Samples from before spin() (the interpreter finishing its start) may precede it.
+    check(top_stack == WRAPPED_STACK and count >= 0.8 * total and count >= 10,
+          "%s: expected %r in most samples, got %s" % (what, WRAPPED_STACK, per))
+    return children[0], count
+
+
+def start_wrapper(script, token=None):
+    env = dict(os.environ, PYSPY_LAUNCH_TOKEN=token) if token else None
+    return subprocess.Popen(["bash", script], start_new_session=True, env=env, stdin=subprocess.DEVNULL)
+
+
+def end_group(p):
+    try:
+        os.killpg(p.pid, signal.SIGKILL)
+    except OSError:
+        pass
+    p.wait()
+
+
+def wait_file(path, what, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise Failure("timed out waiting for %s" % what)
+        time.sleep(0.02)
+
+
+def test_wrapper(binary, python, tmp):
+    script, ready = write_wrapper(tmp, python)
+
+    # Launch mode: the script is started by pyspy-cpp; -d ends it and its Python child.
+    token = uuid.uuid4().hex
+    out = os.path.join(tmp, "launched.txt")
+    rc, _, err, elapsed = run_marked(binary, ["record", "-s", "-d", "2", "-f", "raw", "-o", out, "--", "bash", script],
+                                     token)
+    check(rc == 0, "record -s -- bash script exited %d, expected 0: %s" % (rc, err))
+    check(err.count(NOT_PYTHON_NOTE) == 1, "record -s -- bash script: expected one note %r:\n%s"
+          % (NOT_PYTHON_NOTE, err))
+    with open(out) as f:
+        raw = f.read()
+    root = int(re.search(r"process (\d+) \(bash ", err).group(1))
+    child, count = check_wrapped_profile(raw, root, "record -s -- bash script")
+    check(elapsed < 2 + GRACE + SLACK, "record -s -d 2 -- bash script took %.1f s" % elapsed)
+    check_tree_gone(token, "record -s -- bash script")
+    log("record -s -- bash: ok (child %d: %d samples in spin(), %.1f s)" % (child, count, elapsed))
+
+    # --pid of a running script, attached before its Python starts.
+    os.unlink(ready)
+    p = start_wrapper(script)
+    try:
+        out = os.path.join(tmp, "attached.txt")
+        r = subprocess.run([binary, "record", "-s", "-d", "2", "-f", "raw", "-o", out, "--pid", str(p.pid)],
+                           capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+        err = r.stderr.decode(errors="replace")
+        check(r.returncode == 0, "record -s --pid BASH exited %d, expected 0: %s" % (r.returncode, err))
+        check(err.count(NOT_PYTHON_NOTE) == 1 and ("process %d (bash " % p.pid) in err,
+              "record -s --pid BASH: expected one note that %d is not Python:\n%s" % (p.pid, err))
+        with open(out) as f:
+            child, count = check_wrapped_profile(f.read(), p.pid, "record -s --pid BASH")
+        log("record -s --pid BASH: ok (child %d: %d samples in spin())" % (child, count))
+
+        wait_file(ready, "the wrapped Python to start")
+        r = subprocess.run([binary, "dump", "-s", "--pid", str(p.pid)], capture_output=True, timeout=60,
+                           stdin=subprocess.DEVNULL)
+        text, err = r.stdout.decode(errors="replace"), r.stderr.decode(errors="replace")
+        check(r.returncode == 0, "dump -s --pid BASH exited %d: %s" % (r.returncode, err))
+        check("== process %d (chain %d > %d) ==" % (child, p.pid, child) in text and "spin (wrapped.py:3)" in text
+              and "== process %d " % p.pid not in text,
+              "dump -s --pid BASH does not show the Python child %d alone:\n%s" % (child, text))
+        check("process %d (bash %s) is not Python; dumping its Python descendants" % (p.pid, script) in err,
+              "dump -s --pid BASH: no note that the root is not Python:\n%s" % err)
+        log("dump -s --pid BASH: ok")
+
+        r = subprocess.run([binary, "dump", "--pid", str(p.pid)], capture_output=True, timeout=60,
+                           stdin=subprocess.DEVNULL)
+        err = r.stderr.decode(errors="replace")
+        check(r.returncode == 5 and "its descendant process %d" % child in err and "add -s" in err
+              and err.count("\n") == 1,
+              "dump --pid BASH: expected exit 5 and one line suggesting -s, got %d:\n%s" % (r.returncode, err))
+        log("dump --pid BASH without -s: ok (%s)" % err.strip())
+    finally:
+        end_group(p)
+
+    # No Python at all: --wait bounds the wait.
+    p = subprocess.Popen(["bash", "-c", "sleep 60; :"], start_new_session=True, stdin=subprocess.DEVNULL)
+    try:
+        started = time.monotonic()
+        r = subprocess.run([binary, "record", "-s", "--wait", "1", "-o", os.path.join(tmp, "none.svg"),
+                            "--pid", str(p.pid)], capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+        elapsed = time.monotonic() - started
+        err = r.stderr.decode(errors="replace")
+        expected = "is not Python and started no Python process within 1 s (--wait SECONDS to wait longer)"
+        check(r.returncode == 5 and expected in err, "record -s --wait 1 of a shell without Python: expected exit 5 "
+              "and %r, got %d:\n%s" % (expected, r.returncode, err))
+        check(1.0 <= elapsed < 1 + SLACK, "record -s --wait 1 gave up after %.1f s" % elapsed)
+        check(not os.path.exists(os.path.join(tmp, "none.svg")), "record -s --wait 1 wrote a profile")
+        log("record -s --wait 1 without Python: ok (%.1f s, exit 5)" % elapsed)
+    finally:
+        end_group(p)
 
 
 if __name__ == "__main__":
-    sys.exit(driver_main({"end": test_end}, "pyspy-launch-"))
+    sys.exit(driver_main({"end": test_end, "wrapper": test_wrapper}, "pyspy-launch-"))

@@ -324,13 +324,15 @@ class Tmux:
         subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, env=self.env)
 
 
-def shell_command(binary, args):
-    """A script for the pane: top, then its status and the terminal modes it left."""
+def shell_command(binary, args, env=None):
+    """A script for the pane: top (with `env`, a dict, added to its environment only),
+    then its status and the terminal modes it left."""
     fd, path = tempfile.mkstemp(prefix="pyspy-top-test-", suffix=".sh")
+    assignments = ["%s=%s" % (k, shlex.quote(v)) for k, v in sorted((env or {}).items())]
     with os.fdopen(fd, "w") as f:
         f.write("#!/bin/sh\n")
         f.write("trap : INT\n")  # Ctrl-C is for top: the shell lives on to report (a handler, so top gets the default)
-        f.write(" ".join(shlex.quote(a) for a in [binary, "top"] + args) + "\n")
+        f.write(" ".join(assignments + [shlex.quote(a) for a in [binary, "top"] + args]) + "\n")
         f.write('echo "EXITED rc=$?"\n')
         f.write("stty -a | tr ' ;' '\\n\\n' | grep -x -e icanon -e -icanon -e echo -e -echo | tr '\\n' ' '\n")
         f.write("echo\nsleep 600\n")

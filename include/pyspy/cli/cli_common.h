@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "pyspy/cli/spawn.h"
+#include "pyspy/cli/tree_recording.h"
 #include "pyspy/common/error.h"
 #include "pyspy/sampling/sampler.h"
 
@@ -59,19 +60,40 @@ struct SamplingArgs {
     bool nativeAll = false;                // --native-all (implies --native)
     std::vector<std::string> threadNames;  // --thread-name REGEX (repeatable)
     std::vector<pid_t> tids;               // --tid TID (repeatable)
+    bool subprocesses = false;             // -s
+    std::optional<double> waitSeconds;     // --wait: for the first Python process under a root that is not
 };
 
+// How long `-s` waits for the first Python process under a --pid root that is not
+// Python when --wait is not given (a program started with -- PROGRAM: its whole life).
+inline constexpr double kDefaultPythonWaitSeconds = 10.0;
+
 // Registers --pid, the positional program, --rate, --nonblocking, --gil, --idle,
-// --full-filenames, --native, --native-all, --thread-name and --tid on `cmd`, bound to `args` (which must outlive
-// parsing).
-void addSamplingOptions(CLI::App& cmd, SamplingArgs& args, const char* programHelp);
+// --full-filenames, --native, --native-all, --thread-name, --tid, -s (with its help
+// text) and --wait on `cmd`, bound to `args` (which must outlive parsing).
+void addSamplingOptions(CLI::App& cmd, SamplingArgs& args, const char* programHelp, const char* subprocessesHelp);
 
 // Checks that exactly one of --pid and -- PROGRAM was given, that --native comes
 // without --nonblocking and that every --thread-name is a regex (FatalError(Usage)), then
 // attaches to the pid, or starts the program and attaches once its interpreter is up.
-// Create StopSignals first, so the sampler thread started later inherits the mask.
-void attachSamplingTarget(const SamplingArgs& args, std::optional<SpawnedProgram>& program,
-                          std::unique_ptr<PythonProcess>& process);
+// Under -s a root that is not Python is accepted (`process` stays empty; the note says
+// so on stderr), and so is a started program whose executable is not named python (the
+// recording attaches it later if it turns out to be Python). Create StopSignals first,
+// so the sampler thread started later inherits the mask.
+TreeRecording::Root attachSamplingTarget(const SamplingArgs& args, std::optional<SpawnedProgram>& program,
+                                         std::unique_ptr<PythonProcess>& process);
+
+// The --wait bound for TreeRecording::checkPythonFound: --wait, else the default for a
+// --pid root, none for a program (it is waited for as long as it runs).
+std::optional<double> pythonWaitSeconds(const SamplingArgs& args);
+
+// Attaches to `pid` (PythonProcess::attach). A process that is not Python gets an error
+// that suggests -s when one of its descendants is Python.
+std::unique_ptr<PythonProcess> attachOrSuggestSubprocesses(pid_t pid, const LocateOptions& locate = {});
+
+// "process N (COMMAND) is not Python; profiling its Python descendants": said once when
+// -s accepts a root that is not Python (`verb`: what is done with the descendants).
+std::string notPythonRootNote(pid_t pid, const std::string& command, const char* verb = "profiling");
 
 // The sampler options the shared arguments decide (rate, pause, --gil, --idle, --native,
 // the thread filter).

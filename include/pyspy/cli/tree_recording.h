@@ -16,6 +16,13 @@
 //
 // Each process's samples go to a ProfileBuilder (record: finish() merges their profiles)
 // or, given ProcessSinks, to a sink the caller makes per process (top).
+//
+// Under -s the root need not be Python (a shell script, `uv run`, a supervisor): then
+// only its descendants are sampled, the root's thread watches it until it exits (so the
+// tree is not over while it may still start Python), and the caller bounds the wait for
+// the first Python process with checkPythonFound(). A root just started (launch mode)
+// may still be loading its interpreter: it is attached as a child is, and sampled if it
+// turns out to be Python.
 #pragma once
 
 #include <sys/types.h>
@@ -70,13 +77,22 @@ class TreeRecording {
         SamplerStats stats;
     };
 
+    // The process the recording starts from. Without `process` (under -s only) it is not
+    // Python: its descendants are sampled; with `mayBecomePython` it is first attached as
+    // a child is (a program just started, perhaps still loading its interpreter).
+    struct Root {
+        pid_t pid = 0;
+        PythonProcess* process = nullptr;
+        bool mayBecomePython = false;
+    };
+
     // `warn` and `note` may be called from any sampler thread (the caller serializes).
     // Samples go to a ProfileBuilder per process (record).
-    TreeRecording(PythonProcess& root, const SamplerOptions& options, bool keepTimeline, bool subprocesses, Notify warn,
+    TreeRecording(Root root, const SamplerOptions& options, bool keepTimeline, bool subprocesses, Notify warn,
                   Notify note);
     // Samples go to the caller's sinks (top); finish() must not be called.
-    TreeRecording(PythonProcess& root, const SamplerOptions& options, bool subprocesses, ProcessSinks sinks,
-                  Notify warn, Notify note);
+    TreeRecording(Root root, const SamplerOptions& options, bool subprocesses, ProcessSinks sinks, Notify warn,
+                  Notify note);
     ~TreeRecording();  // stops and joins whatever still runs
     TreeRecording(const TreeRecording&) = delete;
     TreeRecording& operator=(const TreeRecording&) = delete;
@@ -92,9 +108,19 @@ class TreeRecording {
     std::uint64_t errorsSoFar() const;
     double lagSoFar() const;  // the worst
     std::size_t processCount() const { return recordings_.size(); }
+    // How many processes are (or were) sampled: attached as Python, sampler made.
+    std::size_t pythonProcesses() const;
+
+    // Under -s with a root that is not Python: throws FatalError(NotPython) when no
+    // process has been sampled yet although `waitSeconds` (if given) have passed since
+    // start(), or the whole tree has ended (`ended`: poll() returned false). Call it from
+    // the poll() loop and once after it.
+    void checkPythonFound(std::optional<double> waitSeconds, bool ended) const;
 
     // After join(): the root's stats and failure (a thrown error or SamplerStats::failure),
-    // and the profile (merged, with a process frame per process, under -s).
+    // and the profile (merged, with a process frame per process, under -s). A root that
+    // is not Python has no failure, and stats with only elapsedSeconds and targetExited
+    // (whether it exited by itself); the merged profile is headed by its pid and command.
     const SamplerStats& rootStats() const;
     std::exception_ptr rootFailure() const;
     bool timelineTruncated() const;
@@ -146,7 +172,15 @@ class TreeRecording {
     };
 
     void runRoot(Recording& recording);
+    // A root that is not Python (or not yet): attaches it if it may become Python, else
+    // (or failing that) notes it once and waits for its exit.
+    void watchRoot(Recording& recording);
+    // Merges the processes' profiles, headed by the root even when it was not sampled.
+    RecordedProfile mergeTree(std::vector<RecordedProfile> profiles) const;
     void runChild(Recording& recording);
+    // On the process's own thread: attaches (retrying, as beginAttach/tryAttach say) and
+    // samples until the end; false when it was not attached (not Python, gone, stopped).
+    bool attachAndSample(Recording& recording);
     void runShared(SharedThread& shared);
     void handToSharedThread(Recording& recording);
     void sample(Recording& recording, const SamplerOptions& options);
@@ -165,6 +199,9 @@ class TreeRecording {
     void serveCheckpoint(Recording& recording);
 
     SamplerOptions options_;
+    bool rootIsPython_;  // a PythonProcess was given for the root
+    bool rootMayBecomePython_;
+    std::string rootCommand_;  // a root that is not Python: heads the profile
     bool keepTimeline_;
     bool subprocesses_;
     std::optional<ProcessSinks> sinks_;
@@ -177,7 +214,6 @@ class TreeRecording {
     std::vector<std::unique_ptr<SharedThread>> shared_;
     std::size_t handedToShared_ = 0;
     std::atomic<bool> joining_{false};  // no more processes come: shared threads end when theirs are done
-    SamplerStats rootStats_;
     std::mutex checkpointMutex_;
     std::condition_variable checkpointAnswered_;
     std::atomic<std::uint64_t> checkpointWanted_{0};  // the latest request (0: none yet)
