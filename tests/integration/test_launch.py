@@ -16,7 +16,7 @@ the program's tree alive (found by a token in their environment).
 wrapper: a bash script that starts Python after 0.5 s (a root that is not Python, as
 `uv run` or a supervisor is): `record -s -- bash script.sh` and `record -s --pid BASH`
 (started before Python is) profile the Python child with its exact stack, and say once
-that the root is not Python; `dump -s --pid BASH` shows the child; `dump --pid BASH`
+that the root is not Python; `dump -s --pid BASH` and `top -s --pid BASH` show the child; `dump --pid BASH`
 fails (exit 5) suggesting -s; a root with no Python descendant under `record -s --wait 1`
 ends after about 1 s with exit 5 and the documented message.
 
@@ -275,6 +275,14 @@ def test_wrapper(binary, python, tmp):
         check("process %d (bash %s) is not Python; dumping its Python descendants" % (p.pid, script) in err,
               "dump -s --pid BASH: no note that the root is not Python:\n%s" % err)
         log("dump -s --pid BASH: ok")
+
+        r = subprocess.run([binary, "top", "-s", "--iterations", "2", "--delay", "0.5", "--pid", str(p.pid)],
+                           capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+        text, err = r.stdout.decode(errors="replace"), r.stderr.decode(errors="replace")
+        check(r.returncode == 0, "top -s --pid BASH exited %d: %s" % (r.returncode, err))
+        check(re.search(r"^Python v\d", text, re.M) and "spin" in text and err.count(NOT_PYTHON_NOTE) == 1,
+              "top -s --pid BASH: expected the child's version and spin(), and one note:\n%s\n%s" % (text, err))
+        log("top -s --pid BASH: ok")
 
         r = subprocess.run([binary, "dump", "--pid", str(p.pid)], capture_output=True, timeout=60,
                            stdin=subprocess.DEVNULL)
