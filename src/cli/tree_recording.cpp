@@ -420,21 +420,18 @@ std::vector<TreeRecording::ProcessStats> TreeRecording::processStats() const {
 void TreeRecording::serveCheckpoint(Recording& recording) {
     if (!recording.builder || !recording.sampler) return;
     if (checkpointWanted_.load() == recording.checkpointServed.load()) return;  // nothing asked: no lock
-    std::uint64_t wanted = 0;
-    bool cut = false;
     {
-        // The request and its kind together: a later request may have replaced the one
-        // seen above.
+        // Under the lock, the piece included: a request that checkpoint() has stopped
+        // collecting (its timeout) is not cut at all, so its samples go to the next one
+        // rather than to a piece nobody takes.
         std::lock_guard lock(checkpointMutex_);
-        wanted = checkpointWanted_.load();
-        cut = checkpointCut_;
-    }
-    const SamplerStats stats = recording.sampler->statsSoFar();
-    RecordedProfile piece = cut ? recording.builder->cut(*recording.sampler, stats, *recording.process)
-                                : recording.builder->snapshot(*recording.sampler, stats, *recording.process);
-    {
-        std::lock_guard lock(checkpointMutex_);
-        recording.checkpointPiece = std::move(piece);
+        const std::uint64_t wanted = checkpointWanted_.load();
+        if (wanted == checkpointCollecting_) {
+            const SamplerStats stats = recording.sampler->statsSoFar();
+            recording.checkpointPiece =
+                checkpointCut_ ? recording.builder->cut(*recording.sampler, stats, *recording.process)
+                               : recording.builder->snapshot(*recording.sampler, stats, *recording.process);
+        }
         recording.checkpointServed = wanted;
     }
     checkpointAnswered_.notify_all();
@@ -445,6 +442,7 @@ std::optional<RecordedProfile> TreeRecording::checkpoint(bool cut, std::chrono::
     checkpointCut_ = cut;
     const std::uint64_t wanted = checkpointWanted_.load() + 1;
     checkpointWanted_.store(wanted);
+    checkpointCollecting_ = wanted;
     // Who answers: every process whose sampler runs, and a Python root even before its
     // first tick (a SIGUSR1 right after the start). One that has ended is read here (its
     // thread no longer touches its builder once `done`); a process still attaching (or a
@@ -473,6 +471,7 @@ std::optional<RecordedProfile> TreeRecording::checkpoint(bool cut, std::chrono::
         // The root always (it heads the profile); a child only when it has samples.
         if (piece && (r == recordings_.front() || piece->samples > 0)) pieces.push_back(std::move(*piece));
     }
+    checkpointCollecting_ = 0;  // a late answer to this request now leaves its builder alone
     lock.unlock();
     if (pieces.empty()) return std::nullopt;
     if (!subprocesses_) return std::move(pieces.front());

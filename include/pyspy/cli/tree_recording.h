@@ -134,8 +134,8 @@ class TreeRecording {
     // finish() merges them. Each sampler thread serves the request between two ticks;
     // a process whose sampling has ended is read here. A sampler thread that has not
     // answered within `timeout` (a tick stuck on a dying target) is left out of this
-    // checkpoint; after a cut its samples go to the next one. Nothing when no process
-    // answered. Not with ProcessSinks.
+    // checkpoint and does not cut when it answers late: its samples go to the next one.
+    // Nothing when no process answered. Not with ProcessSinks.
     std::optional<RecordedProfile> checkpoint(bool cut,
                                               std::chrono::milliseconds timeout = std::chrono::milliseconds(2000));
 
@@ -158,7 +158,8 @@ class TreeRecording {
         std::chrono::steady_clock::time_point attachDeadline;
         // checkpoint(): the last request this process answered (read without the lock on
         // the sampler's path: no request pending costs one atomic load per tick), and its
-        // answer (written under checkpointMutex_).
+        // answer (written under checkpointMutex_, which is held while it is made: pieces of
+        // several processes are made one at a time).
         std::atomic<std::uint64_t> checkpointServed{0};
         std::optional<RecordedProfile> checkpointPiece;
     };
@@ -218,6 +219,7 @@ class TreeRecording {
     std::condition_variable checkpointAnswered_;
     std::atomic<std::uint64_t> checkpointWanted_{0};  // the latest request (0: none yet)
     bool checkpointCut_ = false;                      // what it asks (guarded by checkpointMutex_)
+    std::uint64_t checkpointCollecting_ = 0;          // the request checkpoint() waits for (0: none; guarded)
 };
 
 }  // namespace pyspy
