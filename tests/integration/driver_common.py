@@ -1,11 +1,14 @@
 """What an integration driver needs around its checks: Failure/Skip, check(), log(),
-is_free_threaded(), wait_sampling(), and driver_main(), which parses `--binary BINARY
+is_free_threaded(), wait_sampling(), ReadyTarget (a target started with the READY
+handshake), and driver_main(), which parses `--binary BINARY
 CASE PYTHON`, skips (exit 77, printing "SKIP: why") when PYTHON is not installed, and
 runs the case in a temporary directory. Every driver imports its primitives from here and ends with
 driver_main()."""
 
 import argparse
+import json
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -57,6 +60,74 @@ def check_gil_refused(returncode, stderr, what):
     check(returncode != 0, "%s --gil on a free-threaded build exited 0" % what)
     check(err and len(err.split("\n")) == 1 and ("GIL" in err or "free-threaded" in err),
           "%s --gil: expected one line saying there is no GIL, got %r" % (what, stderr))
+
+
+class ReadyTarget(object):
+    """A target program started with the ready handshake: it prints "READY {json}" on
+    stdout once it runs what is tested, and `ready` is that JSON (earlier lines are
+    skipped). The constructor closes it and fails, with the end of its stderr, when no
+    READY line comes within `ready_timeout` s. Its stdout is read only through line() and
+    json_line(), unbuffered, so select() never misses a line held in a buffer. Killed and
+    reaped by close() and on leaving a `with` block; after_ready() is the subclasses' hook
+    for a condition to wait for past READY."""
+
+    def __init__(self, argv, ready_timeout=60, preexec=None, stderr=subprocess.PIPE):
+        self.argv = [str(a) for a in argv]
+        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL,
+                                     preexec_fn=preexec)
+        self.pid = self.proc.pid
+        self._pending = b""
+        deadline = time.time() + ready_timeout
+        try:
+            self.ready = self.json_line("READY", ready_timeout)
+            self.after_ready(deadline)
+        except Failure as e:
+            self.close()
+            err = self.proc.stderr.read().decode(errors="replace")[-2000:].strip() if self.proc.stderr else ""
+            raise Failure("%s: %s; stderr: %s" % (" ".join(self.argv[1:2]) or self.argv[0], e, err))
+
+    def after_ready(self, deadline):
+        pass
+
+    def line(self, timeout):
+        """The next line of its stdout (text, no newline) within `timeout` s, or None when
+        none comes in time or stdout is closed."""
+        deadline = time.time() + timeout
+        while b"\n" not in self._pending:
+            r, _, _ = select.select([self.proc.stdout], [], [], max(0.0, deadline - time.time()))
+            if not r:
+                return None
+            chunk = os.read(self.proc.stdout.fileno(), 65536)
+            if not chunk:
+                return None
+            self._pending += chunk
+        line, self._pending = self._pending.split(b"\n", 1)
+        return line.decode(errors="replace")
+
+    def json_line(self, prefix, timeout):
+        """The JSON of the next stdout line that starts with `prefix` and a space (other
+        lines are skipped) within `timeout` s."""
+        deadline = time.time() + timeout
+        while True:
+            line = self.line(max(0.0, deadline - time.time()))
+            if line is None:
+                raise Failure("no %s line within %.0f s" % (prefix, timeout))
+            if line.startswith(prefix + " "):
+                return json.loads(line[len(prefix) + 1:])
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 def tracer_of(pid):

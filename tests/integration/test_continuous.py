@@ -11,18 +11,15 @@ Run by ctest (tests/integration/CMakeLists.txt) with the system python3:
 Exit code 0 = passed, 1 = failed, 77 = skipped (interpreter not installed).
 """
 
-import calendar
 import glob
-import json
 import os
 import re
-import select
 import signal
 import subprocess
 import sys
 import time
 
-from driver_common import Failure, check, driver_main, log, wait_sampling
+from driver_common import Failure, ReadyTarget, check, driver_main, log, wait_sampling
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
@@ -35,32 +32,7 @@ PERIOD_NAME = re.compile(r"^p-%s-%s\.txt$" % (STAMP, STAMP))
 SUMMARY = re.compile(r": (?:done|stopped|the target exited) after [\d.]+ s: (\d+) samples, (\d+) errors")
 
 
-class Target(object):
-    """A target script under PYTHON, started and waited for (its READY line)."""
-
-    def __init__(self, argv):
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-        self.pid = self.proc.pid
-        line = self.line(60)
-        if not line.startswith("READY "):
-            self.close()
-            raise Failure("target did not start: %r %s" % (line, self.proc.stderr.read().decode()))
-        self.ready = json.loads(line[6:])
-
-    def line(self, timeout):
-        r, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        return self.proc.stdout.readline().decode() if r else ""
-
-    def close(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
+Target = ReadyTarget
 
 
 class Record(object):
@@ -133,7 +105,7 @@ def test_period(binary, python, tmp):
         rc, _, err = run([binary, "record", "--pid", str(t.pid), "--period", "2", "-d", "7", "--idle", "-f", "raw",
                           "-o", out])
         check(rc == 0, "record --period exited %d: %s" % (rc, err))
-        line = t.line(10)
+        line = t.line(10) or ""
         check(line.startswith("SWITCH "), "the target did not say when it switched: %r" % line)
         switch = float(line.split()[1])
     check(not os.path.exists(out), "--period also wrote the plain output name %s" % out)

@@ -22,12 +22,11 @@ import gzip
 import json
 import os
 import re
-import select
 import subprocess
 import sys
 import xml.dom.minidom
 
-from driver_common import Failure, check, driver_main, log
+from driver_common import ReadyTarget, check, driver_main, log
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TARGETS = os.path.join(HERE, "..", "targets")
@@ -41,20 +40,7 @@ RATE, SECONDS = "1000", "3"
 
 def start(python, script, args):
     """A target started and READY (it prints "READY {json}" once it runs what is measured)."""
-    proc = subprocess.Popen([python, os.path.join(TARGETS, script)] + [str(a) for a in args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-    ready, _, _ = select.select([proc.stdout], [], [], 60)
-    line = proc.stdout.readline().decode(errors="replace") if ready else ""
-    if not line.startswith("READY "):
-        proc.kill()
-        raise Failure("%s did not start: %r %s" % (script, line, proc.communicate()[1].decode(errors="replace")))
-    return proc
-
-
-def stop(proc):
-    if proc.poll() is None:
-        proc.kill()
-    proc.communicate()
+    return ReadyTarget([python, os.path.join(TARGETS, script)] + list(args))
 
 
 def run(binary, args, cwd=None):
@@ -174,13 +160,13 @@ def test_split(binary, python, tmp):
     try:
         record(binary, base.pid, "raw", a)
     finally:
-        stop(base)
+        base.close()
     new = start(python, "cpu_split_target.py", [60, 0, "1:3"])
     try:
         record(binary, new.pid, "pprof", b)
         record(binary, new.pid, "speedscope", c, seconds="1")
     finally:
-        stop(new)
+        new.close()
     totals = {a: raw_total(a), b: pprof_total(b), c: speedscope_total(c)}
     log("recorded: BASE %d samples (raw), NEW %d (pprof) and %d (speedscope)" % (totals[a], totals[b], totals[c]))
     check(min(totals.values()) >= 300, "too few samples: %r" % totals)
@@ -239,7 +225,7 @@ def test_hostile(binary, python, tmp):
         record(binary, target.pid, "raw", a, seconds="1", rate="100", extra=["--idle"])
         record(binary, target.pid, "pprof", b, seconds="1", rate="100", extra=["--idle"])
     finally:
-        stop(target)
+        target.close()
     for base, new in ((a, b), (b, a)):
         svg = os.path.join(tmp, "diff.svg")
         diff(binary, base, new, svg)

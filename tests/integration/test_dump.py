@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import re
-import select
 import shutil
 import signal
 import subprocess
@@ -27,7 +26,7 @@ import sys
 import tempfile
 import time
 
-from driver_common import SKIP, Failure, check, is_free_threaded, log
+from driver_common import SKIP, Failure, ReadyTarget, check, is_free_threaded, log
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TARGET = os.path.normpath(os.path.join(HERE, "..", "targets", "threads_target.py"))
@@ -65,38 +64,13 @@ def task_ids(pid):
     return sorted(int(t) for t in os.listdir("/proc/%d/task" % pid))
 
 
-class Target:
+class Target(ReadyTarget):
     """threads_target.py under one interpreter; killed and reaped on close()."""
 
     def __init__(self, python):
-        self.argv = [python, TARGET, "120"]
-        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     stdin=subprocess.DEVNULL)
-        self.pid = self.proc.pid
-        self.ready = self._wait_ready()
+        ReadyTarget.__init__(self, [python, TARGET, "120"], READY_TIMEOUT)
 
-    def _wait_ready(self):
-        deadline = time.time() + READY_TIMEOUT
-        buf = b""
-        while time.time() < deadline:
-            r, _, _ = select.select([self.proc.stdout], [], [], max(0.0, deadline - time.time()))
-            if not r:
-                break
-            chunk = os.read(self.proc.stdout.fileno(), 65536)
-            if not chunk:
-                break
-            buf += chunk
-            while b"\n" in buf:
-                line, buf = buf.split(b"\n", 1)
-                if line.startswith(b"READY "):
-                    report = json.loads(line[6:].decode())
-                    self._wait_main_thread_asleep(deadline)
-                    return report
-        self.close()
-        err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
-        raise Failure("target never printed its READY line; stderr: %s" % err.strip())
-
-    def _wait_main_thread_asleep(self, deadline):
+    def after_ready(self, deadline):
         # The main thread prints READY from announce(), then still has to take the GIL
         # back from the busy thread to return and enter time.sleep(). Wait until the
         # kernel has seen it asleep for several polls in a row.
@@ -110,11 +84,6 @@ class Target:
                 return
             asleep = asleep + 1 if state == "S" else 0
             time.sleep(0.02)
-
-    def close(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
 
 
 def run_dump(binary, pid, *flags, timeout=30, preexec=None, env=None):

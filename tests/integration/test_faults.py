@@ -37,7 +37,7 @@ import threading
 import time
 import xml.dom.minidom
 
-from driver_common import SKIP, Failure, Skip, check, driver_main, log, tracer_of, wait_sampling
+from driver_common import SKIP, Failure, ReadyTarget, Skip, check, driver_main, log, tracer_of, wait_sampling
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 TARGETS = os.path.join(ROOT, "tests", "targets")
@@ -55,41 +55,11 @@ SUMMARY = re.compile(r"(\d+) samples, (\d+) errors")
 
 # --- processes ---------------------------------------------------------------------
 
-class Target(object):
+class Target(ReadyTarget):
     """A tests/targets/fault_*.py script under PYTHON, started and waited for (READY line)."""
 
     def __init__(self, python, script, args=(), preexec=None, ready_timeout=90):
-        self.argv = [python, os.path.join(TARGETS, script)] + [str(a) for a in args]
-        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     stdin=subprocess.DEVNULL, preexec_fn=preexec)
-        self.pid = self.proc.pid
-        deadline = time.time() + ready_timeout
-        buf = b""
-        while time.time() < deadline:
-            r, _, _ = select.select([self.proc.stdout], [], [], max(0.0, deadline - time.time()))
-            if not r:
-                break
-            chunk = os.read(self.proc.stdout.fileno(), 1 << 20)
-            if not chunk:
-                break
-            buf += chunk
-            if b"\n" in buf:
-                line = buf.split(b"\n", 1)[0]
-                if line.startswith(b"READY "):
-                    self.ready = json.loads(line[6:].decode())
-                    return
-                break
-        self.close()
-        raise Failure("%s never printed READY: %r %s" % (script, buf[:300],
-                                                         self.proc.stderr.read().decode(errors="replace")[-2000:]))
-
-    def alive(self):
-        return self.proc.poll() is None
-
-    def close(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
+        ReadyTarget.__init__(self, [python, os.path.join(TARGETS, script)] + list(args), ready_timeout, preexec)
 
 
 def run(argv, timeout=60, **kwargs):
@@ -751,9 +721,8 @@ def test_signals(binary, python, tmp):
                     continue  # its pause ended between two looks
                 os.kill(target.pid, signal.SIGUSR2)
                 sent += 1
-                r, _, _ = select.select([target.proc.stdout], [], [], 2.0)
-                line = os.read(target.proc.stdout.fileno(), 100) if r else b""
-                check(line == b"SIGNALED\n", "signal %d sent while the main thread was stopped by dump: handler "
+                line = target.line(2.0)
+                check(line == "SIGNALED", "signal %d sent while the main thread was stopped by dump: handler "
                       "not run within 2 s (%r)" % (sent, line))
                 _, err = dump.communicate(timeout=30)
                 check(dump.returncode == 0, "dump %d: exit %d: %s" % (i, dump.returncode, err[-500:]))

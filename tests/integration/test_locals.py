@@ -17,12 +17,10 @@ Exit code 0 = passed, 1 = failed, 77 = skipped (the interpreter is not installed
 import json
 import os
 import re
-import select
 import subprocess
 import sys
-import time
 
-from driver_common import Failure, check, driver_main
+from driver_common import Failure, ReadyTarget, check, driver_main
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TARGET = os.path.normpath(os.path.join(HERE, "..", "targets", "locals_target.py"))
@@ -30,21 +28,10 @@ READY_TIMEOUT = 30.0
 
 
 def start_target(python, target=TARGET):
-    """Starts `target` under `python` for 60 s; returns it and its READY document."""
-    proc = subprocess.Popen([python, target, "60"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            universal_newlines=True)
-    deadline = time.time() + READY_TIMEOUT
-    while time.time() < deadline:
-        ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.time()))
-        if not ready:
-            break
-        line = proc.stdout.readline()
-        if not line:
-            break
-        if line.startswith("READY "):
-            return proc, json.loads(line[len("READY "):])
-    proc.kill()
-    raise Failure("target did not report READY: %s" % proc.stderr.read())
+    """Starts `target` under `python` for 60 s; returns its Popen (the caller kills it)
+    and its READY document."""
+    started = ReadyTarget([python, target, "60"], READY_TIMEOUT)
+    return started.proc, started.ready
 
 
 def dump(binary, pid, *flags):
@@ -105,8 +92,8 @@ def check_cells(frames):
 
 
 def run(binary, python, tmp):
-    proc, ready = start_target(python)
-    try:
+    with ReadyTarget([python, TARGET, "60"], READY_TIMEOUT) as target:
+        proc, ready = target.proc, target.ready
         pid, frames = ready["pid"], ready["frames"]
         check(len(ready["locals"]) >= 25, "the target reported only %d locals" % len(ready["locals"]))
         check(frames[0]["function"] == ready["function"], "the first frame reported is %s" % frames[0]["function"])
@@ -135,9 +122,6 @@ def run(binary, python, tmp):
         plain_json = holder_frame_json(json.loads(dump(binary, pid, "--json")), ready["function"])
         check("locals" not in plain_json, "dump --json without --locals has a locals field")
         check(proc.poll() is None, "the target died during the dumps")
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 if __name__ == "__main__":

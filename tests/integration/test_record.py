@@ -16,7 +16,6 @@ import gzip
 import json
 import os
 import re
-import select
 import shutil
 import signal
 import subprocess
@@ -24,8 +23,8 @@ import sys
 import time
 import xml.dom.minidom
 
-from driver_common import (SKIP, Failure, Skip, check, check_gil_refused, driver_main, is_free_threaded, log,
-                           tracer_of, wait_sampling)
+from driver_common import (SKIP, Failure, ReadyTarget, Skip, check, check_gil_refused, driver_main, is_free_threaded,
+                           log, tracer_of, wait_sampling)
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 TARGET = os.path.join(ROOT, "tests", "targets", "cpu_split_target.py")
@@ -33,24 +32,11 @@ THREADS_TARGET = os.path.join(ROOT, "tests", "targets", "top_gil_target.py")
 COLLAPSED_LINE = re.compile(r"^(.+) (\d+)$")
 
 
-class Target(object):
+class Target(ReadyTarget):
     """cpu_split_target.py under PYTHON, started and waited for (READY line)."""
 
     def __init__(self, python, lifetime=60, status=0):
-        self.proc = subprocess.Popen([python, TARGET, str(lifetime), str(status)], stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-        self.pid = self.proc.pid
-        r, _, _ = select.select([self.proc.stdout], [], [], 60)
-        line = self.proc.stdout.readline().decode() if r else ""
-        if not line.startswith("READY "):
-            self.close()
-            raise Failure("target did not start: %r %s" % (line, self.proc.stderr.read().decode()))
-        self.ready = json.loads(line[6:])
-
-    def close(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
+        ReadyTarget.__init__(self, [python, TARGET, lifetime, status])
 
 
 def record(binary, args, timeout=60):
@@ -293,14 +279,8 @@ def test_threads(binary, python, tmp):
     four thread-samples per sample, each thread in most samples, and --gil is refused
     with one line. With a GIL they take turns: about one per sample."""
     free_threaded = is_free_threaded(python)
-    proc = subprocess.Popen([python, THREADS_TARGET, "cpu", "60", str(SPINNERS)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-    try:
-        r, _, _ = select.select([proc.stdout], [], [], 60)
-        line = proc.stdout.readline().decode() if r else ""
-        if not line.startswith("READY "):
-            proc.kill()
-            raise Failure("target did not start: %r %s" % (line, proc.stderr.read().decode()[-2000:]))
+    with ReadyTarget([python, THREADS_TARGET, "cpu", "60", SPINNERS]) as target:
+        proc = target.proc
         out = os.path.join(tmp, "threads.txt")
         # 1.5 s at 200 Hz: ~300 samples, as many as 3 s at 100 Hz gave.
         code, _, err = record(binary, ["--pid", str(proc.pid), "-d", "1.5", "-r", "200", "-f", "raw", "-t", "-o", out])
@@ -327,7 +307,7 @@ def test_threads(binary, python, tmp):
             code, _, err = record(binary, ["--pid", str(proc.pid), "-d", "1", "--gil", "-f", "raw", "-o", gil_out])
             check_gil_refused(code, err, "record")
             check(not os.path.exists(gil_out), "record --gil, refused, wrote a profile")
-        elif json.loads(line[6:])["python"].startswith("2."):
+        elif target.ready["python"].startswith("2."):
             # 2.7's old GIL is dropped and fought over every 100 bytecodes: its waiters are
             # runnable, not asleep, so they count as running (3.5 of 4 measured).
             log("2.7: threads taking turns with the old GIL are not checked")
@@ -336,10 +316,6 @@ def test_threads(binary, python, tmp):
             check(at_once <= 2.0, "%.2f of the %d CPU-bound threads running per sample: they should take turns "
                                   "holding the GIL" % (at_once, SPINNERS))
         check(proc.poll() is None, "the target died while being recorded")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
 
 
 TESTS = {"split": test_split, "program": test_program, "lifecycle": test_lifecycle, "formats": test_formats,

@@ -32,7 +32,7 @@ import subprocess
 import sys
 import time
 
-from driver_common import Failure, Skip, check, driver_main, log
+from driver_common import ReadyTarget, Skip, check, driver_main, log
 import test_top as top_driver
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -40,21 +40,6 @@ ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 TARGET = os.path.join(ROOT, "tests", "targets", "process_tree_target.py")
 COLLAPSED_LINE = re.compile(r"^(.+) (\d+)$")
 PROCESS_FRAME = re.compile(r"^process (\d+): (.*)$")
-
-
-def read_line(proc, prefix, timeout):
-    """The next stdout line of proc starting with prefix, as JSON."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        r, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.time()))
-        if not r:
-            break
-        line = proc.stdout.readline().decode()
-        if not line:
-            break
-        if line.startswith(prefix + " "):
-            return json.loads(line[len(prefix) + 1:])
-    raise Failure("no %s line from the target within %.0f s" % (prefix, timeout))
 
 
 def is_ours(pid):
@@ -68,22 +53,13 @@ def is_ours(pid):
         any(b"multiprocessing" in a for a in argv)
 
 
-class Target(object):
+class Target(ReadyTarget):
     def __init__(self, python, *args):
-        self.proc = subprocess.Popen([python, TARGET] + [str(a) for a in args], stdout=subprocess.PIPE,
-                                     stdin=subprocess.DEVNULL)
-        self.pid = self.proc.pid
-        try:
-            self.ready = read_line(self.proc, "READY", 60)
-        except Failure:
-            self.close()
-            raise
+        ReadyTarget.__init__(self, [python, TARGET] + list(args), stderr=None)
 
     def close(self):
         """Kills the target and the descendants it reported, so none spins on."""
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
+        ReadyTarget.close(self)
         ready = getattr(self, "ready", {})
         for key in ("children", "workers", "sleep", "child"):
             for pid in ready.get(key, []) if isinstance(ready.get(key), list) else [ready.get(key)]:
@@ -143,7 +119,7 @@ def test_pool(binary, python, tmp, method, env=None):
         workers = target.ready["workers"]
         check(len(set(workers)) == 3, "the target reports workers %r" % workers)
         stacks, err = record_raw(binary, tmp, ["--pid", str(target.pid), "-d", "2"], env=env)
-        done = read_line(target.proc, "DONE", 30)
+        done = target.json_line("DONE", 30)
     finally:
         target.close()
     log("pids in the profile: %s" % {pid: sum(c for _, c in s) for pid, s in stacks.items()})
@@ -162,7 +138,7 @@ def test_delayed(binary, python, tmp):
     target = Target(python, "delayed", 1.5, 2)
     try:
         stacks, err = record_raw(binary, tmp, ["--pid", str(target.pid)])
-        child = read_line(target.proc, "DONE", 10)["child"]
+        child = target.json_line("DONE", 10)["child"]
     finally:
         target.close()
     check(samples_in(stacks, target.pid, "parent_work") > 0, "no parent_work sample from the parent")
@@ -373,7 +349,7 @@ def test_top_delayed(binary, python, tmp):
     proc = subprocess.Popen([binary, "top", "-s", "--delay", "0.1", "--pid", str(target.pid)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
     try:
-        child = read_line(target.proc, "DONE", 10)
+        child = target.json_line("DONE", 10)
         pid, started = child["child"], child["started"]
         # close() kills it too: left running, it would hold ctest's output pipe open for
         # the rest of its 4 s.

@@ -22,10 +22,8 @@ Exit code 0 = passed, 1 = failed, 77 = skipped (the interpreter or tmux is missi
 """
 
 import argparse
-import json
 import os
 import re
-import select
 import shlex
 import shutil
 import signal
@@ -34,7 +32,7 @@ import sys
 import tempfile
 import time
 
-from driver_common import SKIP, Failure, check, check_gil_refused, is_free_threaded, log
+from driver_common import SKIP, Failure, ReadyTarget, check, check_gil_refused, is_free_threaded, log
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TARGETS = os.path.normpath(os.path.join(HERE, "..", "targets"))
@@ -45,43 +43,11 @@ HOT = "hot_function"
 SCRIPTS = []  # temporary pane scripts, removed at the end
 
 
-class Target:
+class Target(ReadyTarget):
     """A target script under one interpreter; killed and reaped on close()."""
 
     def __init__(self, argv):
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-        self.pid = self.proc.pid
-        self.ready = self._wait_ready()
-
-    def _wait_ready(self):
-        deadline = time.time() + READY_TIMEOUT
-        buf = b""
-        while time.time() < deadline:
-            r, _, _ = select.select([self.proc.stdout], [], [], max(0.0, deadline - time.time()))
-            if not r:
-                break
-            chunk = os.read(self.proc.stdout.fileno(), 65536)
-            if not chunk:
-                break
-            buf += chunk
-            while b"\n" in buf:
-                line, buf = buf.split(b"\n", 1)
-                if line.startswith(b"READY "):
-                    return json.loads(line[6:].decode())
-        self.close()
-        err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
-        raise Failure("target never printed its READY line; stderr: %s" % err.strip())
-
-    def close(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
+        ReadyTarget.__init__(self, argv, READY_TIMEOUT)
 
 
 # --- reading top's screens -------------------------------------------------------------
