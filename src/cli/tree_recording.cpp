@@ -49,6 +49,7 @@ TreeRecording::TreeRecording(Root root, const SamplerOptions& options, bool keep
     : options_(options),
       rootIsPython_(root.process != nullptr),
       rootMayBecomePython_(root.mayBecomePython),
+      rootNoted_(root.process == nullptr && !root.mayBecomePython),
       keepTimeline_(keepTimeline),
       subprocesses_(subprocesses),
       warn_(std::move(warn)),
@@ -135,8 +136,17 @@ void TreeRecording::runRoot(Recording& recording) {
 
 void TreeRecording::watchRoot(Recording& recording) {
     if (rootMayBecomePython_ && attachAndSample(recording)) return;
-    // Not Python: the tree lasts as long as the root may still start Python processes.
-    while (!stop_.load() && !recording.handle.exited()) std::this_thread::sleep_for(kWakeInterval);
+    // Not Python: the tree lasts as long as the root runs, which may still start Python
+    // processes, or become one (a shell script's `exec python app.py`, common in a
+    // container's entry point): a new executable is tried as a new child is.
+    std::string executable = readExecutablePath(recording.pid);
+    while (!stop_.load() && !recording.handle.exited()) {
+        std::this_thread::sleep_for(kWakeInterval);
+        const std::string now = readExecutablePath(recording.pid);
+        if (now.empty() || now == executable) continue;
+        executable = now;
+        if (attachAndSample(recording)) return;
+    }
     recording.stats.elapsedSeconds = std::chrono::duration<double>(Clock::now() - started_).count();
     recording.stats.targetExited = !stop_.load();
 }
@@ -164,7 +174,8 @@ bool TreeRecording::tryAttach(Recording& recording) const {
         const bool starting = e.kind() != ErrorKind::PermissionDenied;
         if (starting && Clock::now() < recording.attachDeadline) return false;
         if (&recording == recordings_.front().get() && e.kind() == ErrorKind::NotPython) {
-            note_(notPythonRootNote(recording.pid, recording.command));
+            if (!rootNoted_) note_(notPythonRootNote(recording.pid, recording.command));
+            rootNoted_ = true;
         } else if (!recording.handle.exited()) {
             note_(fmt::format("skipping process {} ({}): {}", recording.pid, recording.command, e.what()));
         }

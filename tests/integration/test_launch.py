@@ -16,7 +16,8 @@ the program's tree alive (found by a token in their environment).
 wrapper: a bash script that starts Python after 0.5 s (a root that is not Python, as
 `uv run` or a supervisor is): `record -s -- bash script.sh` and `record -s --pid BASH`
 (started before Python is) profile the Python child with its exact stack, and say once
-that the root is not Python; `dump -s --pid BASH` and `top -s --pid BASH` show the child; `dump --pid BASH`
+that the root is not Python; `dump -s --pid BASH` and `top -s --pid BASH` show the child;
+a script that execs Python after 1.2 s is sampled itself from then on under `record -s --pid`; `dump --pid BASH`
 fails (exit 5) suggesting -s; a root with no Python descendant under `record -s --wait 1`
 ends after about 1 s with exit 5 and the documented message.
 
@@ -171,14 +172,16 @@ WRAPPED_STACK = "<module> (wrapped.py:5);spin (wrapped.py:3)"
 NOT_PYTHON_NOTE = "is not Python; profiling its Python descendants"
 
 
-def write_wrapper(tmp, python):
+def write_wrapper(tmp, python, name="start.sh", before="sleep 0.5", run=""):
+    """A bash script that runs `before`, then the wrapped program (`run`: "exec" to exec
+    it); returns its path and the path of the ready file the program creates."""
     wrapped = os.path.join(tmp, "wrapped.py")
     with open(wrapped, "w") as f:
         f.write(WRAPPED_PROGRAM)
-    script = os.path.join(tmp, "start.sh")
+    script = os.path.join(tmp, name)
     ready = os.path.join(tmp, "ready")
     with open(script, "w") as f:
-        f.write("#!/bin/bash\nsleep 0.5\n%s %s %s\n" % (python, wrapped, ready))
+        f.write("#!/bin/bash\n%s\n%s %s %s %s\n" % (before, run, python, wrapped, ready))
     return script, ready
 
 
@@ -193,20 +196,27 @@ def process_stacks(raw):
     return stacks
 
 
-def check_wrapped_profile(raw, root, what):
-    """The profile holds the Python child of `root` (not root itself), spinning in spin()."""
+def check_wrapped_profile(raw, root, what, exec_root=False):
+    """The profile holds one Python process spinning in spin(): a child of `root`, or with
+    exec_root root itself (it exec'd Python). Returns its pid and its samples in spin()."""
     stacks = process_stacks(raw)
-    children = [pid for pid in stacks if pid != root]
-    check(root not in stacks and len(children) == 1,
-          "%s: expected samples of one Python child of %d, found processes %s:\n%s"
-          % (what, root, sorted(stacks), raw[:2000]))
-    per = stacks[children[0]]
+    if exec_root:
+        check(sorted(stacks) == [root], "%s: expected samples of process %d alone, found processes %s:\n%s"
+              % (what, root, sorted(stacks), raw[:2000]))
+        pid = root
+    else:
+        children = [p for p in stacks if p != root]
+        check(root not in stacks and len(children) == 1,
+              "%s: expected samples of one Python child of %d, found processes %s:\n%s"
+              % (what, root, sorted(stacks), raw[:2000]))
+        pid = children[0]
+    per = stacks[pid]
     total = sum(per.values())
     top_stack, count = max(per.items(), key=lambda item: item[1])
     # Samples from before spin() (the interpreter finishing its start) may precede it.
     check(top_stack == WRAPPED_STACK and count >= 0.8 * total and count >= 10,
           "%s: expected %r in most samples, got %s" % (what, WRAPPED_STACK, per))
-    return children[0], count
+    return pid, count
 
 
 def start_wrapper(script, token=None):
@@ -291,6 +301,25 @@ def test_wrapper(binary, python, tmp):
               and err.count("\n") == 1,
               "dump --pid BASH: expected exit 5 and one line suggesting -s, got %d:\n%s" % (r.returncode, err))
         log("dump --pid BASH without -s: ok (%s)" % err.strip())
+    finally:
+        end_group(p)
+
+    # A script that execs Python after 1.2 s (a container's entry point): the root itself
+    # becomes Python after -s has found it is not, and is sampled from then on.
+    script, ready = write_wrapper(tmp, python, "exec.sh", "sleep 1.2", "exec")
+    p = start_wrapper(script)
+    try:
+        out = os.path.join(tmp, "exec.txt")
+        r = subprocess.run([binary, "record", "-s", "-d", "3", "-f", "raw", "-o", out, "--pid", str(p.pid)],
+                           capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+        err = r.stderr.decode(errors="replace")
+        check(r.returncode == 0, "record -s --pid of a script that execs Python exited %d: %s" % (r.returncode, err))
+        check(err.count(NOT_PYTHON_NOTE) == 1, "record -s --pid of a script that execs Python: expected one note:\n%s"
+              % err)
+        with open(out) as f:
+            _, count = check_wrapped_profile(f.read(), p.pid, "record -s --pid of a script that execs Python",
+                                             exec_root=True)
+        log("record -s --pid of a script that execs Python: ok (%d samples in spin() after the exec)" % count)
     finally:
         end_group(p)
 

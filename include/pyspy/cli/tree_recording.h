@@ -21,7 +21,8 @@
 // only its descendants are sampled, the root's thread watches it until it exits (so the
 // tree is not over while it may still start Python), and the caller bounds the wait for
 // the first Python process with checkPythonFound(). A root just started (launch mode)
-// may still be loading its interpreter: it is attached as a child is, and sampled if it
+// may still be loading its interpreter, and any root may exec a Python (`exec python
+// app.py` ending a script): then it is attached as a new child is, and sampled if it
 // turns out to be Python.
 #pragma once
 
@@ -78,8 +79,9 @@ class TreeRecording {
     };
 
     // The process the recording starts from. Without `process` (under -s only) it is not
-    // Python: its descendants are sampled; with `mayBecomePython` it is first attached as
-    // a child is (a program just started, perhaps still loading its interpreter).
+    // Python: its descendants are sampled (and itself once it execs one); with
+    // `mayBecomePython` it is first attached as a child is (a program just started,
+    // perhaps still loading its interpreter), and the caller has not said it is not Python.
     struct Root {
         pid_t pid = 0;
         PythonProcess* process = nullptr;
@@ -202,6 +204,7 @@ class TreeRecording {
     SamplerOptions options_;
     bool rootIsPython_;  // a PythonProcess was given for the root
     bool rootMayBecomePython_;
+    mutable bool rootNoted_;  // "not Python" said (by the caller, or once by tryAttach on the root's thread)
     std::string rootCommand_;  // a root that is not Python: heads the profile
     bool keepTimeline_;
     bool subprocesses_;
