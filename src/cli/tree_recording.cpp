@@ -174,7 +174,8 @@ bool TreeRecording::tryAttach(Recording& recording) const {
         const bool starting = e.kind() != ErrorKind::PermissionDenied;
         if (starting && Clock::now() < recording.attachDeadline) return false;
         if (&recording == recordings_.front().get() && e.kind() == ErrorKind::NotPython) {
-            if (!rootNoted_) note_(notPythonRootNote(recording.pid, recording.command));
+            // Read now: right after a spawn the arguments may not be in place yet.
+            if (!rootNoted_) note_(notPythonRootNote(recording.pid, readCommandLine(recording.pid)));
             rootNoted_ = true;
         } else if (!recording.handle.exited()) {
             note_(fmt::format("skipping process {} ({}): {}", recording.pid, recording.command, e.what()));
@@ -359,9 +360,10 @@ std::size_t TreeRecording::pythonProcesses() const {
         std::count_if(recordings_.begin(), recordings_.end(), [](const auto& r) { return r->live.load() != nullptr; }));
 }
 
-void TreeRecording::checkPythonFound(std::optional<double> waitSeconds, bool ended) const {
+void TreeRecording::checkPythonFound(std::optional<double> waitSeconds, bool ended) {
     if (rootIsPython_ || pythonProcesses() > 0) return;
     const Recording& root = *recordings_.front();
+    refreshRootCommand();
     const double waited = std::chrono::duration<double>(Clock::now() - started_).count();
     if (ended) {
         throw FatalError(ErrorKind::NotPython,
@@ -489,7 +491,16 @@ std::optional<RecordedProfile> TreeRecording::checkpoint(bool cut, std::chrono::
     return mergeTree(std::move(pieces));
 }
 
-RecordedProfile TreeRecording::mergeTree(std::vector<RecordedProfile> profiles) const {
+void TreeRecording::refreshRootCommand() {
+    if (!rootCommand_.starts_with('[')) return;
+    // Read right after a spawn, before exec had set the arguments up: read again.
+    if (std::string now = readCommandLine(recordings_.front()->pid); !now.empty() && !now.starts_with('[')) {
+        rootCommand_ = std::move(now);
+    }
+}
+
+RecordedProfile TreeRecording::mergeTree(std::vector<RecordedProfile> profiles) {
+    refreshRootCommand();
     const Recording& root = *recordings_.front();
     const bool rootSampled = !profiles.empty() && profiles.front().pid == root.pid;
     RecordedProfile merged = mergeProcessProfiles(std::move(profiles));

@@ -36,6 +36,7 @@ namespace detail {
 namespace {
 
 constexpr std::size_t kCommandLineLimit = 4096;
+constexpr std::size_t kCommNameLimit = 64;  // the kernel's is 16 (TASK_COMM_LEN); a bound all the same
 
 std::string procPath(pid_t pid, std::string_view tail) {
     return "/proc/" + std::to_string(pid) + std::string(tail);
@@ -181,6 +182,17 @@ std::string readCommandLine(pid_t pid) {
     const bool truncated = raw.size() > kCommandLineLimit;
     if (truncated) raw.resize(kCommandLineLimit);
     while (!raw.empty() && raw.back() == '\0') raw.pop_back();
+    if (raw.empty()) {
+        // No arguments (a process in the middle of an exec, exiting, or a kernel thread):
+        // its name in brackets, as ps shows it.
+        std::string name;
+        if (!readProcFile(procPath(pid, "/comm"), kCommNameLimit, name)) return {};
+        while (!name.empty() && (name.back() == '\n' || name.back() == '\0')) name.pop_back();
+        if (name.empty()) return {};
+        std::string out = "[";
+        appendEscaped(out, name);
+        return out + "]";
+    }
 
     std::string out;
     std::string_view rest = raw;

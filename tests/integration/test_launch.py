@@ -219,9 +219,24 @@ def check_wrapped_profile(raw, root, what, exec_root=False):
     return pid, count
 
 
-def start_wrapper(script, token=None):
-    env = dict(os.environ, PYSPY_LAUNCH_TOKEN=token) if token else None
-    return subprocess.Popen(["bash", script], start_new_session=True, env=env, stdin=subprocess.DEVNULL)
+def start_bash(argv):
+    """`argv` (bash and its arguments) in its own session; returned once bash has exec'd
+    and its arguments are in place (before, the pid is still a fork of this driver, itself
+    Python, and then a process without arguments)."""
+    p = subprocess.Popen(argv, start_new_session=True, stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with open("/proc/%d/cmdline" % p.pid, "rb") as f:
+                args = f.read()
+            if os.path.basename(os.readlink("/proc/%d/exe" % p.pid)) == "bash" and args:
+                return p
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            end_group(p)
+            raise Failure("%s did not start within 30 s" % " ".join(argv))
+        time.sleep(0.005)
 
 
 def end_group(p):
@@ -238,6 +253,19 @@ def wait_file(path, what, timeout=30.0):
         if time.monotonic() > deadline:
             raise Failure("timed out waiting for %s" % what)
         time.sleep(0.02)
+
+
+def record_wrapper_pid(binary, pid, out, seconds, what, exec_root=False):
+    """record -s -d SECONDS --pid of a running wrapper script: exit 0, one note that it is
+    not Python, and the wrapped program's profile (check_wrapped_profile)."""
+    r = subprocess.run([binary, "record", "-s", "-d", str(seconds), "-f", "raw", "-o", out, "--pid", str(pid)],
+                       capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+    err = r.stderr.decode(errors="replace")
+    check(r.returncode == 0, "%s exited %d, expected 0: %s" % (what, r.returncode, err))
+    check(err.count(NOT_PYTHON_NOTE) == 1 and ("process %d (bash " % pid) in err,
+          "%s: expected one note that %d is not Python:\n%s" % (what, pid, err))
+    with open(out) as f:
+        return check_wrapped_profile(f.read(), pid, what, exec_root)
 
 
 def test_wrapper(binary, python, tmp):
@@ -261,17 +289,10 @@ def test_wrapper(binary, python, tmp):
 
     # --pid of a running script, attached before its Python starts.
     os.unlink(ready)
-    p = start_wrapper(script)
+    p = start_bash(["bash", script])
     try:
-        out = os.path.join(tmp, "attached.txt")
-        r = subprocess.run([binary, "record", "-s", "-d", "2", "-f", "raw", "-o", out, "--pid", str(p.pid)],
-                           capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
-        err = r.stderr.decode(errors="replace")
-        check(r.returncode == 0, "record -s --pid BASH exited %d, expected 0: %s" % (r.returncode, err))
-        check(err.count(NOT_PYTHON_NOTE) == 1 and ("process %d (bash " % p.pid) in err,
-              "record -s --pid BASH: expected one note that %d is not Python:\n%s" % (p.pid, err))
-        with open(out) as f:
-            child, count = check_wrapped_profile(f.read(), p.pid, "record -s --pid BASH")
+        child, count = record_wrapper_pid(binary, p.pid, os.path.join(tmp, "attached.txt"), 2,
+                                          "record -s --pid BASH")
         log("record -s --pid BASH: ok (child %d: %d samples in spin())" % (child, count))
 
         wait_file(ready, "the wrapped Python to start")
@@ -307,24 +328,16 @@ def test_wrapper(binary, python, tmp):
     # A script that execs Python after 1.2 s (a container's entry point): the root itself
     # becomes Python after -s has found it is not, and is sampled from then on.
     script, ready = write_wrapper(tmp, python, "exec.sh", "sleep 1.2", "exec")
-    p = start_wrapper(script)
+    p = start_bash(["bash", script])
     try:
-        out = os.path.join(tmp, "exec.txt")
-        r = subprocess.run([binary, "record", "-s", "-d", "3", "-f", "raw", "-o", out, "--pid", str(p.pid)],
-                           capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
-        err = r.stderr.decode(errors="replace")
-        check(r.returncode == 0, "record -s --pid of a script that execs Python exited %d: %s" % (r.returncode, err))
-        check(err.count(NOT_PYTHON_NOTE) == 1, "record -s --pid of a script that execs Python: expected one note:\n%s"
-              % err)
-        with open(out) as f:
-            _, count = check_wrapped_profile(f.read(), p.pid, "record -s --pid of a script that execs Python",
-                                             exec_root=True)
+        _, count = record_wrapper_pid(binary, p.pid, os.path.join(tmp, "exec.txt"), 3,
+                                      "record -s --pid of a script that execs Python", exec_root=True)
         log("record -s --pid of a script that execs Python: ok (%d samples in spin() after the exec)" % count)
     finally:
         end_group(p)
 
     # No Python at all: --wait bounds the wait.
-    p = subprocess.Popen(["bash", "-c", "sleep 60; :"], start_new_session=True, stdin=subprocess.DEVNULL)
+    p = start_bash(["bash", "-c", "sleep 60; :"])
     try:
         started = time.monotonic()
         r = subprocess.run([binary, "record", "-s", "--wait", "1", "-o", os.path.join(tmp, "none.svg"),

@@ -117,7 +117,7 @@ class TreeRecording {
     // process has been sampled yet although `waitSeconds` (if given) have passed since
     // start(), or the whole tree has ended (`ended`: poll() returned false). Call it from
     // the poll() loop and once after it.
-    void checkPythonFound(std::optional<double> waitSeconds, bool ended) const;
+    void checkPythonFound(std::optional<double> waitSeconds, bool ended);
 
     // After join(): the root's stats and failure (a thrown error or SamplerStats::failure),
     // and the profile (merged, with a process frame per process, under -s). A root that
@@ -179,7 +179,10 @@ class TreeRecording {
     // (or failing that) notes it once and waits for its exit.
     void watchRoot(Recording& recording);
     // Merges the processes' profiles, headed by the root even when it was not sampled.
-    RecordedProfile mergeTree(std::vector<RecordedProfile> profiles) const;
+    RecordedProfile mergeTree(std::vector<RecordedProfile> profiles);
+    // rootCommand_ again if it was read before the root's exec set its arguments up (the
+    // thread that calls poll() only).
+    void refreshRootCommand();
     void runChild(Recording& recording);
     // On the process's own thread: attaches (retrying, as beginAttach/tryAttach say) and
     // samples until the end; false when it was not attached (not Python, gone, stopped).
@@ -204,8 +207,8 @@ class TreeRecording {
     SamplerOptions options_;
     bool rootIsPython_;  // a PythonProcess was given for the root
     bool rootMayBecomePython_;
-    mutable bool rootNoted_;  // "not Python" said (by the caller, or once by tryAttach on the root's thread)
-    std::string rootCommand_;  // a root that is not Python: heads the profile
+    mutable bool rootNoted_;   // "not Python" said (by the caller, or once by tryAttach on the root's thread)
+    std::string rootCommand_;  // a root that is not Python: heads the profile (the poll() thread's)
     bool keepTimeline_;
     bool subprocesses_;
     std::optional<ProcessSinks> sinks_;

@@ -26,7 +26,9 @@ void checkProcessAccessible(pid_t pid);
 
 bool processAlive(pid_t pid);  // exists and is not a zombie
 
-std::string readCommandLine(pid_t pid);  // arguments joined by spaces; bounded length
+// Arguments joined by spaces (escaped, bounded length); with none (a process in the
+// middle of an exec, exiting, or a kernel thread) its name in brackets, as ps shows it.
+std::string readCommandLine(pid_t pid);
 std::string readExecutablePath(pid_t pid);  // the /proc/PID/exe link target, or ""
 
 // A process's place in the process tree, from /proc/PID/stat. (pid, startTime) names

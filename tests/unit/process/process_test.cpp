@@ -138,6 +138,21 @@ TEST_CASE("readCommandLine joins arguments and escapes control bytes", "[process
     CHECK(readExecutablePath(test::deadPid()).empty());
 }
 
+TEST_CASE("readCommandLine names a process without arguments in brackets, as ps does", "[process]") {
+    // A zombie has released its memory, arguments included: only its name is left.
+    test::ChildProcess child({"/bin/sh", "-c", "echo ready; exec /bin/true"});
+    REQUIRE(child.waitFor("ready"));
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    std::optional<ProcessStatus> status;
+    while ((status = readProcessStatus(child.pid())) && status->state != 'Z' &&
+           std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    REQUIRE(status);
+    REQUIRE(status->state == 'Z');
+    CHECK(readCommandLine(child.pid()) == "[true]");
+}
+
 TEST_CASE("readCommandLine is bounded", "[process]") {
     test::ChildProcess child({"/bin/sh", "-c", "echo ready; sleep 30", std::string(10000, 'y')});
     REQUIRE(child.waitFor("ready"));
