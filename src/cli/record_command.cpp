@@ -24,6 +24,7 @@
 
 #include "pyspy/cli/cli_common.h"
 #include "pyspy/cli/commands.h"
+#include "pyspy/cli/option_values.h"
 #include "pyspy/cli/spawn.h"
 #include "pyspy/cli/tree_recording.h"
 #include "pyspy/output/atomic_file.h"
@@ -387,9 +388,9 @@ Command addRecordCommand(CLI::App& app) {
     auto args = std::make_shared<RecordArgs>();
     auto* cmd = app.add_subcommand("record", "Sample a Python process and write a flame graph or other profile");
     addSamplingOptions(*cmd, *args, "A program to start and profile (after --)");
-    cmd->add_option("-o,--output", args->output, "Output file (default: <name>-<time>.<ext>)");
-    cmd->add_option("-f,--format", args->format, "flamegraph, speedscope, raw, chrometrace or pprof")
-        ->check(CLI::IsMember({"flamegraph", "speedscope", "raw", "chrometrace", "pprof"}))
+    cmd->add_option("-o,--output", args->output, "Output file (default: <name>-<time>.<ext>)")->type_name(kFileValue);
+    restrictToChoices(cmd->add_option("-f,--format", args->format, "flamegraph, speedscope, raw, chrometrace or pprof"),
+                      {"flamegraph", "speedscope", "raw", "chrometrace", "pprof"})
         ->capture_default_str();
     cmd->add_option("-d,--duration", args->duration, "Seconds to record (default: until Ctrl-C or the target exits)")
         ->check(CLI::NonNegativeNumber);
