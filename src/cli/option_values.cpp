@@ -20,7 +20,7 @@ CLI::Validator choicesValidator(const std::vector<std::string>& choices, bool ch
         if (!check || std::find(choices.begin(), choices.end(), value) != choices.end()) return {};
         return fmt::format("{} not in {{{}}}", value, list);
     };
-    return CLI::Validator(accepts, "{" + list + "}", std::string(kChoicesPrefix) + list);
+    return {accepts, "{" + list + "}", std::string(kChoicesPrefix) + list};
 }
 
 }  // namespace

@@ -44,7 +44,7 @@ const CliOption& optionNamed(const CliCommand& command, const std::string& longN
 
 }  // namespace
 
-TEST_CASE("completions: describeCli reads options, values and positionals, and leaves hidden ones out",
+TEST_CASE("completions, describeCli reads options, values and positionals, and leaves hidden ones out",
           "[completions]") {
     SmallCli cli;
     const CliCommand root = describeCli(cli.app);
@@ -71,7 +71,7 @@ TEST_CASE("completions: describeCli reads options, values and positionals, and l
     CHECK(run.positionals[0].repeatable);
 }
 
-TEST_CASE("completions: restrictToChoices rejects other values; offerChoices only offers", "[completions]") {
+TEST_CASE("completions, restrictToChoices rejects other values, offerChoices only offers", "[completions]") {
     SmallCli cli;
     CHECK_NOTHROW(cli.app.parse(std::vector<std::string>{"json", "-f", "run"}));  // CLI11 takes them reversed
     CHECK(cli.format == "json");
@@ -85,7 +85,7 @@ TEST_CASE("completions: restrictToChoices rejects other values; offerChoices onl
     CHECK(optionChoices(*app.get_option("SHELL")) == std::vector<std::string>{"bash", "zsh"});
 }
 
-TEST_CASE("completions: the scripts name every command, option and choice", "[completions]") {
+TEST_CASE("completions, the scripts name every command, option and choice", "[completions]") {
     SmallCli cli;
     const CliCommand root = describeCli(cli.app);
     const std::string bash = bashCompletion(root);
@@ -100,7 +100,7 @@ TEST_CASE("completions: the scripts name every command, option and choice", "[co
     CHECK_THAT(fishCompletion(root), Catch::Contains("\\'quotes\\'"));
 }
 
-TEST_CASE("completions: manPage has its sections, escaped text, every exit code", "[completions]") {
+TEST_CASE("completions, manPage has its sections, escaped text, every exit code", "[completions]") {
     SmallCli cli;
     const std::string page = manPage(describeCli(cli.app), "1.2.3");
     CHECK_THAT(page, Catch::StartsWith(".\\\""));
