@@ -16,7 +16,7 @@ int runCli(int argc, char** argv) {
     app.require_subcommand(1);
 
     const std::vector<Command> commands{addDumpCommand(app), addRecordCommand(app), addTopCommand(app),
-                                        addDiffCommand(app)};
+                                        addDiffCommand(app), addCompletionsCommand(app)};
 
     try {
         app.parse(argc, argv);

@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
 
+#include "pyspy/cli/option_values.h"
 #include "pyspy/process/pause_gate.h"
 #include "pyspy/process/process.h"
 #include "pyspy/process/process_tree.h"
@@ -24,8 +25,8 @@ void dieNow(ErrorKind kind, const std::string& message) {
 }
 
 void addSamplingOptions(CLI::App& cmd, SamplingArgs& args, const char* programHelp, const char* subprocessesHelp) {
-    cmd.add_option("-p,--pid", args.pid, "Process id of the target")->check(CLI::PositiveNumber);
-    cmd.add_option("program", args.program, programHelp);
+    cmd.add_option("-p,--pid", args.pid, "Process id of the target")->check(CLI::PositiveNumber)->type_name(kPidValue);
+    cmd.add_option("program", args.program, programHelp)->type_name(kCommandValue);
     cmd.add_option("-r,--rate", args.rate, "Samples per second")
         ->check(CLI::Range(0.1, 100000.0))
         ->capture_default_str();

@@ -12,6 +12,7 @@
 
 #include "pyspy/cli/cli_common.h"
 #include "pyspy/cli/commands.h"
+#include "pyspy/cli/option_values.h"
 #include "pyspy/output/atomic_file.h"
 #include "pyspy/output/diff_flamegraph.h"
 #include "pyspy/output/dump.h"
@@ -98,13 +99,15 @@ Command addDiffCommand(CLI::App& app) {
     auto args = std::make_shared<DiffArgs>();
     auto* cmd = app.add_subcommand(
         "diff", "Differential flame graph of two profiles written by record (raw, speedscope or pprof)");
-    cmd->add_option("BASE", args->base, "The profile to compare against (before)")->required();
-    cmd->add_option("NEW", args->next, "The profile whose frames are drawn (after)")->required();
+    cmd->add_option("BASE", args->base, "The profile to compare against (before)")->required()->type_name(kFileValue);
+    cmd->add_option("NEW", args->next, "The profile whose frames are drawn (after)")->required()->type_name(kFileValue);
     cmd->add_option("-o,--output", args->output,
-                    "Output file, - for standard output (default: diff-<NEW's name>.svg, .txt for raw)");
-    cmd->add_option("-f,--format", args->format,
-                    "flamegraph (an SVG) or raw (lines 'stack BASE_COUNT NEW_COUNT', as difffolded.pl writes)")
-        ->check(CLI::IsMember({"flamegraph", "raw"}))
+                    "Output file, - for standard output (default: diff-<NEW's name>.svg, .txt for raw)")
+        ->type_name(kFileValue);
+    restrictToChoices(
+        cmd->add_option("-f,--format", args->format,
+                        "flamegraph (an SVG) or raw (lines 'stack BASE_COUNT NEW_COUNT', as difffolded.pl writes)"),
+        {"flamegraph", "raw"})
         ->capture_default_str();
     return Command{cmd, [args] { return runDiff(*args); }};
 }

@@ -9,6 +9,7 @@
 
 #include "pyspy/cli/cli_common.h"
 #include "pyspy/cli/commands.h"
+#include "pyspy/cli/option_values.h"
 #include "pyspy/output/dump.h"
 #include "pyspy/process/process_handle.h"
 #include "pyspy/process/process_tree.h"
@@ -138,7 +139,10 @@ int runDump(const DumpArgs& args) {
 Command addDumpCommand(CLI::App& app) {
     auto args = std::make_shared<DumpArgs>();
     auto* cmd = app.add_subcommand("dump", "Print the stack of every thread of a running Python process");
-    cmd->add_option("-p,--pid", args->pid, "Process id of the target")->required()->check(CLI::PositiveNumber);
+    cmd->add_option("-p,--pid", args->pid, "Process id of the target")
+        ->required()
+        ->check(CLI::PositiveNumber)
+        ->type_name(kPidValue);
     cmd->add_flag("-j,--json", args->json, "Print one JSON document (schema: docs/dump-json.md)");
     cmd->add_flag("-n,--nonblocking", args->nonblocking,
                   "Do not pause the target while reading (faster for it, may give torn stacks)");

@@ -24,6 +24,7 @@
 
 #include "pyspy/cli/cli_common.h"
 #include "pyspy/cli/commands.h"
+#include "pyspy/cli/option_values.h"
 #include "pyspy/cli/spawn.h"
 #include "pyspy/cli/tree_recording.h"
 #include "pyspy/output/atomic_file.h"
@@ -396,9 +397,9 @@ Command addRecordCommand(CLI::App& app) {
     addSamplingOptions(*cmd, *args, "A program to start and profile (after --)",
                        "Also profile every Python descendant of the target (a root frame per process); a target that "
                        "is not Python (a shell script, a wrapper) is accepted: its Python descendants are profiled");
-    cmd->add_option("-o,--output", args->output, "Output file (default: <name>-<time>.<ext>)");
-    cmd->add_option("-f,--format", args->format, "flamegraph, speedscope, raw, chrometrace or pprof")
-        ->check(CLI::IsMember({"flamegraph", "speedscope", "raw", "chrometrace", "pprof"}))
+    cmd->add_option("-o,--output", args->output, "Output file (default: <name>-<time>.<ext>)")->type_name(kFileValue);
+    restrictToChoices(cmd->add_option("-f,--format", args->format, "flamegraph, speedscope, raw, chrometrace or pprof"),
+                      {"flamegraph", "speedscope", "raw", "chrometrace", "pprof"})
         ->capture_default_str();
     cmd->add_option("-d,--duration", args->duration, "Seconds to record (default: until Ctrl-C or the target exits)")
         ->check(CLI::NonNegativeNumber);

@@ -3,6 +3,7 @@
 // Recoverable failures while sampling use Result<T> (result.h) instead.
 #pragma once
 
+#include <array>
 #include <stdexcept>
 #include <string>
 
@@ -20,6 +21,12 @@ enum class ErrorKind : int {
     Timeout = 8,             // the operation gave up after its time bound
     Io = 9,                  // could not write an output file
 };
+
+// Every ErrorKind, by exit code (the man page lists them).
+inline constexpr std::array kErrorKinds{
+    ErrorKind::Internal,         ErrorKind::Usage,     ErrorKind::NoSuchProcess,
+    ErrorKind::PermissionDenied, ErrorKind::NotPython, ErrorKind::UnsupportedVersion,
+    ErrorKind::TargetExited,     ErrorKind::Timeout,   ErrorKind::Io};
 
 int exitCode(ErrorKind kind);
 const char* toString(ErrorKind kind);
