@@ -48,7 +48,8 @@ void addSamplingOptions(CLI::App& cmd, SamplingArgs& args, const char* programHe
     cmd.add_option("--wait", args.waitSeconds,
                    "With -s and a target that is not Python: seconds to wait for its first Python descendant "
                    "(default: 10 for --pid, as long as the program runs for -- PROGRAM)")
-        ->check(CLI::NonNegativeNumber);
+        ->check(CLI::NonNegativeNumber)
+        ->type_name("SECONDS");
 }
 
 std::string notPythonRootNote(pid_t pid, const std::string& command, const char* verb) {
