@@ -31,8 +31,13 @@ class CodeCache {
 
     // `header` holds the first headerSize(layout) bytes of the code object;
     // `fingerprint` hashes the contents it points to (FrameWalker::readFingerprints).
-    Result<std::shared_ptr<const CodeInfo>> get(const ObjectReader& reader, const RemoteView& header,
-                                                std::uint64_t fingerprint);
+    // The entry decoded from the same header and fingerprint, if there is one (a hit);
+    // nullptr otherwise (a miss, counted).
+    std::shared_ptr<const CodeInfo> find(const PyLayout& layout, const RemoteView& header, std::uint64_t fingerprint);
+    // Decodes the code object whose header is `header` (its names, file and line table,
+    // read through `reader`) and caches it under that header and fingerprint.
+    Result<std::shared_ptr<const CodeInfo>> decode(const ObjectReader& reader, const RemoteView& header,
+                                                   std::uint64_t fingerprint);
 
     static std::size_t headerSize(const PyLayout& layout);
     std::size_t size() const { return entries_.size(); }
@@ -108,6 +113,11 @@ class FrameWalker {
     // object was not in the CodeCache is read again from `live` once its code is decoded;
     // if it no longer runs that code, the walk fails rather than report names of other
     // memory. Code already cached was validated against its header.
+    // A code object that misses the cache is decoded (strings, line table, fingerprint)
+    // from `live` too, never from `memory`: a copy may be older than the header (a
+    // SpeculativeMemory copy is taken when the snapshot begins, a header read after it
+    // may be live), and a pointer followed into older memory finds what was there before
+    // the object it points to was made (a freed string: a name the frame never had).
     FrameWalker(const ProcessMemory& memory, const ObjectReader& reader, CodeCache& codes, WalkLimits limits = {},
                 Scratch* scratch = nullptr, const ProcessMemory* live = nullptr);
 
@@ -121,9 +131,14 @@ class FrameWalker {
     // number of raw frames collected before it (see FrameChain::evalGroups).
     // Fills scratch.raw (and scratch.groupEnds when `groupEnds`).
     Status collect(std::uint64_t frame, bool& truncated, bool groupEnds, Scratch& scratch) const;
-    // One content fingerprint per code header (scratch.headers, one per scratch.distinct;
-    // see CodeCache) into scratch.fingerprints, read in one batch.
-    Status readFingerprints(std::size_t headerSize, Scratch& scratch) const;
+    // One content fingerprint per code header (`count` headers of `headerSize` bytes at
+    // `headers`; see CodeCache) into `out`, read from `memory` in one batch.
+    Status readFingerprints(const ProcessMemory& memory, std::span<const std::uint8_t> headers, std::size_t headerSize,
+                            std::size_t count, std::uint64_t* out, Scratch& scratch) const;
+    // A code object that missed the cache: its fingerprint read again and its entry
+    // decoded, both through `decodeReader` (see the constructor).
+    Result<std::shared_ptr<const CodeInfo>> decodeMissed(const ObjectReader& decodeReader, const RemoteView& header,
+                                                         Scratch& scratch) const;
     // Free-threaded 3.14+: where the copy `index` of a code object's bytecode starts.
     Result<std::uint64_t> threadBytecode(std::uint64_t code, std::int32_t index) const;
     static constexpr std::size_t kFingerprintBytes = 128;
