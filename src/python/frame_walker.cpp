@@ -45,6 +45,12 @@ Result<CodeCache::Identity> CodeCache::identityOf(const PyLayout& l, const Remot
     return identity;
 }
 
+bool CodeCache::sameCode(const PyLayout& layout, const RemoteView& a, const RemoteView& b) {
+    const auto first = identityOf(layout, a);
+    const auto second = identityOf(layout, b);
+    return first.ok() && second.ok() && first.value() == second.value();
+}
+
 std::optional<int> CodeCache::lineFor(std::uint64_t address, const CodeInfo& info, int byteOffset) {
     // Decoding a line table is the costliest part of a cached frame; most frames are
     // sampled at a handful of offsets, so remember them per code object.
@@ -364,15 +370,33 @@ Result<FrameChain> FrameWalker::walk(std::uint64_t frame, FrameChain* partial) c
     }
     infos.clear();  // the frames hold their code objects; the scratch need not
     if (live_ != nullptr && !decoded.empty()) {
-        // Still running the code decoded from it? Then that code object was alive all the
-        // while (the frame holds a reference), and so were the strings read from it.
+        // Still running the code decoded from it, and is that code object still the one
+        // decoded (the same identity fields: a frame that returned, a new call in its slot
+        // and a new code object at the freed one's address would pass the first test
+        // alone)? Then that code object was alive all the while (the frame holds a
+        // reference), and so were the strings read from it. One batched read for all.
         const std::uint64_t mask = executableMask(l);
-        for (std::size_t i : decoded) {
-            auto code = readPointer(*live_, raw[i].address + static_cast<std::uint64_t>(l.frame_code));
-            if (!code.ok() || (code.value() & mask) != raw[i].code) {
-                codes_.forget(raw[i].code);
+        const std::size_t stride = 8 + headerSize;
+        std::vector<std::uint8_t>& now = scratch.recheck;
+        now.resize(decoded.size() * stride);
+        requests.clear();
+        for (std::size_t k = 0; k < decoded.size(); ++k) {
+            const RawFrame& frame = raw[decoded[k]];
+            requests.push_back({frame.address + static_cast<std::uint64_t>(l.frame_code), &now[k * stride], 8});
+            requests.push_back({frame.code, &now[k * stride + 8], headerSize});
+        }
+        const bool read = live_->readMany(requests).ok();
+        for (std::size_t k = 0; k < decoded.size(); ++k) {
+            const RawFrame& frame = raw[decoded[k]];
+            std::uint64_t code = 0;
+            std::memcpy(&code, &now[k * stride], 8);
+            const RemoteView was(
+                frame.code, std::span<const std::uint8_t>(headers).subspan(slot[decoded[k]] * headerSize, headerSize));
+            const RemoteView live(frame.code, std::span<const std::uint8_t>(now).subspan(k * stride + 8, headerSize));
+            if (!read || (code & mask) != frame.code || !CodeCache::sameCode(l, was, live)) {
+                codes_.forget(frame.code);
                 if (partial) *partial = FrameChain{};
-                return Err{invalid("a frame's code object changed while it was read", raw[i].address)};
+                return Err{invalid("a frame's code object changed while it was read", frame.address)};
             }
         }
     }

@@ -40,6 +40,9 @@ class CodeCache {
                                                    std::uint64_t fingerprint);
 
     static std::size_t headerSize(const PyLayout& layout);
+    // Whether two headers of code objects agree on every identity field but the
+    // fingerprint: the same object, or one reallocated in place with the same pointers.
+    static bool sameCode(const PyLayout& layout, const RemoteView& a, const RemoteView& b);
     std::size_t size() const { return entries_.size(); }
     std::size_t hits() const { return hits_; }
     void forget(std::uint64_t address) { entries_.erase(address); }  // a decode that proved stale
@@ -104,15 +107,18 @@ class FrameWalker {
         std::vector<ReadRequest> requests;
         std::vector<std::shared_ptr<const CodeInfo>> infos;  // per distinct code object
         std::vector<std::size_t> decoded;                    // raw frames whose code was not cached
+        std::vector<std::uint8_t> recheck;                   // their frames' code pointers and code headers, live
     };
 
     // `scratch`, when given, must outlive the walker and not be shared by two walks at once.
     // `live`, when given, is the process's memory itself (`memory` may be a copy): a walk
     // reads a frame's code object after the frame, and without a pause the function may
     // return and its code object be freed and reused meanwhile. So every frame whose code
-    // object was not in the CodeCache is read again from `live` once its code is decoded;
-    // if it no longer runs that code, the walk fails rather than report names of other
-    // memory. Code already cached was validated against its header.
+    // object was not in the CodeCache is read again from `live` once its code is decoded,
+    // with that code object's header; if it no longer runs that code, or the header's
+    // identity fields changed (freed and reused at the same address), the walk fails
+    // rather than report names of other memory. Code already cached was validated
+    // against its header.
     // A code object that misses the cache is decoded (strings, line table, fingerprint)
     // from `live` too, never from `memory`: a copy may be older than the header (a
     // SpeculativeMemory copy is taken when the snapshot begins, a header read after it
