@@ -487,8 +487,8 @@ def test_exits(binary, python, tmp, blocking):
     # first refresh (not on a timer: under load top's attach alone can take over a second,
     # and a target gone before top attached is a different case, "exited", exit 7).
     target = Target(python, "fault_churn_target.py", [os.path.join(tmp, "churn.log"), 120])
-    # (Not faster refreshes: five refreshes of 0.5 s can end before top prints the exit.
-    # In blocking mode it used to take ~2 s to see the target gone: docs/reliability.md, bug 12.)
+    # (Not faster refreshes: in blocking mode top may take ~2 s to see the target gone, and
+    # five refreshes of 0.5 s can end before it prints the exit.)
     top = subprocess.Popen([binary, "top", "--pid", str(target.pid), "--iterations", "5"] + mode_flags,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
     try:
