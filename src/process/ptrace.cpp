@@ -55,11 +55,6 @@ constexpr std::chrono::milliseconds kDetachGrace{500};
 constexpr std::chrono::milliseconds kSignalHandOver{20};
 // How long waitForStops polls without sleeping when it cannot block (no wait alarm).
 constexpr std::chrono::microseconds kSpinBeforeSleep{100};
-// The longest waitForStops blocks on one thread before it looks for exits. A blocking
-// wait on a thread-group leader is not woken by its exit while other threads of the
-// group are dead but unreaped, and only the tracer (we) can reap traced ones: without
-// a bound, a process killed during a pause kept us waiting until the pause's deadline.
-constexpr std::chrono::milliseconds kBlockSlice{10};
 
 struct Tracee {
     pid_t tid = 0;
@@ -103,9 +98,8 @@ bool takeStop(pid_t tid, int& status) {
     return true;
 }
 
-// The exit of tracee `tid`, if it has exited: reaped, except a thread-group leader's,
-// which is only peeked at (see waitTracee). Returns like waitpid.
-pid_t takeExit(pid_t tid, int& status) {
+pid_t waitTracee(pid_t tid, int& status) {
+    if (takeStop(tid, status)) return tid;  // the usual answer, in one call
     siginfo_t info{};
     if (::waitid(P_PID, static_cast<id_t>(tid), &info, WEXITED | __WALL | WNOHANG | WNOWAIT) != 0) return -1;
     if (info.si_pid == 0) return 0;
@@ -114,11 +108,6 @@ pid_t takeExit(pid_t tid, int& status) {
         return tid;
     }
     return ::waitpid(tid, &status, __WALL | WNOHANG);
-}
-
-pid_t waitTracee(pid_t tid, int& status) {
-    if (takeStop(tid, status)) return tid;  // the usual answer, in one call
-    return takeExit(tid, status);
 }
 
 // A deadline for blocking waits. waitid(2) has no timeout, so a POSIX timer of this
@@ -181,20 +170,18 @@ class WaitAlarm {
     bool ok_ = false;
 };
 
-enum class Blocked { Unable, Woken, Exited, TimedOut };
+enum class Blocked { Unable, Woken, Exited };
 
 // Sleeps until `tid` has a state change to report (a stop or its exit; it is not
-// consumed) or `until` passes (TimedOut). Unable: it cannot block (no alarm).
-Blocked blockUntilReportable(pid_t tid, Clock::time_point until) {
+// consumed) or the deadline passes. Unable: it cannot block (no alarm).
+Blocked blockUntilReportable(pid_t tid, Clock::time_point deadline) {
     WaitAlarm* alarm = WaitAlarm::forThisThread();
-    if (alarm == nullptr || !alarm->arm(until - Clock::now())) return Blocked::Unable;
+    if (alarm == nullptr || !alarm->arm(deadline - Clock::now())) return Blocked::Unable;
     siginfo_t info{};
     const int r = ::waitid(P_PID, static_cast<id_t>(tid), &info, WEXITED | WSTOPPED | __WALL | WNOWAIT);
-    const int error = errno;
     alarm->disarm();
-    if (r == 0 && info.si_pid != 0 && reportsExit(info)) return Blocked::Exited;
-    if (r == 0) return Blocked::Woken;
-    return error == ECHILD ? Blocked::Exited : error == EINTR ? Blocked::TimedOut : Blocked::Woken;
+    const bool exited = r == 0 && info.si_pid != 0 && reportsExit(info);
+    return exited || (r != 0 && errno == ECHILD) ? Blocked::Exited : Blocked::Woken;
 }
 
 // Collects the ptrace stops of every tracee not yet stopped, until all have stopped
@@ -210,35 +197,21 @@ bool waitForStops(std::vector<Tracee>& tracees, Clock::time_point deadline,
     const auto spinUntil = Clock::now() + kSpinBeforeSleep;
     auto backoff = std::chrono::microseconds(50);
     // While blocking works, a pass only takes stops (one call per thread); exits are
-    // looked for once a blocking wait has reported one or slept a whole slice
-    // (kBlockSlice), or on every pass without blocking. Such a pass also reaps the exits
-    // of tracees already stopped (SIGKILL ends a ptrace stop): while they are unreaped
-    // the kernel does not report the leader's exit.
+    // looked for once a blocking wait has reported one, or on every pass without it.
     bool checkExits = false;
-    const auto blockOn = [&](pid_t tid) {
-        return blockUntilReportable(tid, std::min(deadline, Clock::now() + kBlockSlice));
-    };
     // The thread interrupted last is likely the last to stop: wait for it before the
     // first pass, which then usually finds every thread stopped (no pass that finds none).
-    if (!tracees.empty() && !tracees.back().stopped && tracees.back().tid != 0) {
-        const Blocked blocked = blockOn(tracees.back().tid);
-        checkExits = blocked == Blocked::Exited || blocked == Blocked::TimedOut;
+    if (!tracees.empty() && !tracees.back().stopped && tracees.back().tid != 0 &&
+        blockUntilReportable(tracees.back().tid, deadline) == Blocked::Exited) {
+        checkExits = true;
     }
     for (;;) {
         bool pending = false;
         bool progressed = false;
         pid_t firstPending = 0;
         for (auto& tracee : tracees) {
-            if (tracee.tid == 0) continue;
+            if (tracee.stopped || tracee.tid == 0) continue;
             int status = 0;
-            if (tracee.stopped) {
-                const pid_t r = checkExits ? takeExit(tracee.tid, status) : 0;
-                if (r > 0 || (r < 0 && errno == ECHILD)) {
-                    tracee.tid = 0;  // killed while stopped; dropped below
-                    progressed = true;
-                }
-                continue;
-            }
             const pid_t r = takeStop(tracee.tid, status) ? tracee.tid : checkExits ? waitTracee(tracee.tid, status) : 0;
             if (r == 0 || (r < 0 && errno == EINTR)) {
                 pending = true;
@@ -267,11 +240,10 @@ bool waitForStops(std::vector<Tracee>& tracees, Clock::time_point deadline,
             continue;
         }
         if (progressed || firstPending == 0) continue;
-        switch (blockOn(firstPending)) {
+        switch (blockUntilReportable(firstPending, deadline)) {
             case Blocked::Woken:
                 continue;
             case Blocked::Exited:
-            case Blocked::TimedOut:
                 checkExits = true;
                 continue;
             case Blocked::Unable:
