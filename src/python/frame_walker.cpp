@@ -45,6 +45,12 @@ Result<CodeCache::Identity> CodeCache::identityOf(const PyLayout& l, const Remot
     return identity;
 }
 
+bool CodeCache::sameCode(const PyLayout& layout, const RemoteView& a, const RemoteView& b) {
+    const auto first = identityOf(layout, a);
+    const auto second = identityOf(layout, b);
+    return first.ok() && second.ok() && first.value() == second.value();
+}
+
 std::optional<int> CodeCache::lineFor(std::uint64_t address, const CodeInfo& info, int byteOffset) {
     // Decoding a line table is the costliest part of a cached frame; most frames are
     // sampled at a handful of offsets, so remember them per code object.
@@ -59,17 +65,26 @@ std::optional<int> CodeCache::lineFor(std::uint64_t address, const CodeInfo& inf
     return line;
 }
 
-Result<std::shared_ptr<const CodeInfo>> CodeCache::get(const ObjectReader& reader, const RemoteView& header,
-                                                       std::uint64_t fingerprint) {
+std::shared_ptr<const CodeInfo> CodeCache::find(const PyLayout& layout, const RemoteView& header,
+                                                std::uint64_t fingerprint) {
+    auto identity = identityOf(layout, header);
+    if (identity.ok()) {
+        identity.value()[kFingerprintSlot] = fingerprint;
+        if (auto it = entries_.find(header.address());
+            it != entries_.end() && it->second.identity == identity.value()) {
+            ++hits_;
+            return it->second.info;
+        }
+    }
+    ++misses_;
+    return nullptr;
+}
+
+Result<std::shared_ptr<const CodeInfo>> CodeCache::decode(const ObjectReader& reader, const RemoteView& header,
+                                                          std::uint64_t fingerprint) {
     const PyLayout& l = reader.layout();
     PYSPY_TRY(Identity identity, identityOf(l, header));
     identity[kFingerprintSlot] = fingerprint;
-    if (auto it = entries_.find(header.address()); it != entries_.end() && it->second.identity == identity) {
-        ++hits_;
-        return it->second.info;
-    }
-    ++misses_;
-
     PYSPY_TRY(auto type, header.pointer(l.object_type));
     if (reader.types().code != 0) {
         if (type != reader.types().code) return Err{invalid("not a code object", header.address())};
@@ -199,15 +214,13 @@ Status FrameWalker::collect(std::uint64_t frame, bool& truncated, bool groupEnds
     return {};
 }
 
-Status FrameWalker::readFingerprints(std::size_t headerSize, Scratch& scratch) const {
+Status FrameWalker::readFingerprints(const ProcessMemory& memory, std::span<const std::uint8_t> headers,
+                                     std::size_t headerSize, std::size_t count, std::uint64_t* out,
+                                     Scratch& scratch) const {
     // The bytes after the type pointer of the filename and line-table objects: their
     // length, cached hash and first characters. One batched read for the whole stack
     // (replayed with the frames by SpeculativeMemory on later ticks).
     const PyLayout& l = reader_.layout();
-    const std::span<const std::uint8_t> headers = scratch.headers;
-    const std::size_t count = scratch.distinct.size();
-    std::vector<std::uint64_t>& fingerprints = scratch.fingerprints;
-    fingerprints.resize(count);
     const std::int64_t pointers[] = {l.code_filename, l.code_linetable};
     std::vector<std::uint8_t>& bytes = scratch.fingerprintBytes;
     bytes.resize(count * 2 * kFingerprintBytes);
@@ -222,15 +235,15 @@ Status FrameWalker::readFingerprints(std::size_t headerSize, Scratch& scratch) c
                                 &bytes[(i * 2 + k) * kFingerprintBytes], kFingerprintBytes});
         }
     }
-    if (!memory_.readMany(requests).ok()) {
+    if (!memory.readMany(requests).ok()) {
         // A small object near the end of a mapping: read up to the end of its page
         // (mappings are whole pages, so that part is readable if its first byte is).
         constexpr std::uint64_t kPage = 4096;
         for (auto& request : requests) {
-            if (memory_.read(request.address, request.out, request.size).ok()) continue;
+            if (memory.read(request.address, request.out, request.size).ok()) continue;
             std::memset(request.out, 0, request.size);
             const auto toPageEnd = static_cast<std::size_t>(kPage - request.address % kPage);
-            PYSPY_CHECK(memory_.read(request.address, request.out, std::min(request.size, toPageEnd)));
+            PYSPY_CHECK(memory.read(request.address, request.out, std::min(request.size, toPageEnd)));
         }
     }
     static_assert(kFingerprintBytes % 8 == 0);
@@ -243,9 +256,19 @@ Status FrameWalker::readFingerprints(std::size_t headerSize, Scratch& scratch) c
             std::memcpy(&word, &bytes[i * 2 * kFingerprintBytes + w], sizeof word);
             hash = (hash ^ word) * 1099511628211ULL;
         }
-        fingerprints[i] = hash;
+        out[i] = hash;
     }
     return {};
+}
+
+Result<std::shared_ptr<const CodeInfo>> FrameWalker::decodeMissed(const ObjectReader& decodeReader,
+                                                                  const RemoteView& header, Scratch& scratch) const {
+    // The fingerprint again, from the memory the entry is decoded from: the identity
+    // cached with the entry then describes the very contents it was decoded from.
+    std::uint64_t fingerprint = 0;
+    PYSPY_CHECK(
+        readFingerprints(decodeReader.memory(), header.bytes(), header.bytes().size(), 1, &fingerprint, scratch));
+    return codes_.decode(decodeReader, header, fingerprint);
 }
 
 Result<FrameChain> FrameWalker::walk(std::uint64_t frame, FrameChain* partial) const {
@@ -281,7 +304,10 @@ Result<FrameChain> FrameWalker::walk(std::uint64_t frame, FrameChain* partial) c
         return status.err();
     }
 
-    if (auto status = readFingerprints(headerSize, scratch); !status.ok()) {
+    scratch.fingerprints.resize(distinct.size());
+    if (auto status =
+            readFingerprints(memory_, headers, headerSize, distinct.size(), scratch.fingerprints.data(), scratch);
+        !status.ok()) {
         if (partial) *partial = chain;
         return status.err();
     }
@@ -302,20 +328,26 @@ Result<FrameChain> FrameWalker::walk(std::uint64_t frame, FrameChain* partial) c
     infos.assign(distinct.size(), nullptr);
     std::vector<std::size_t>& decoded = scratch.decoded;
     decoded.clear();
+    // What a missed code object is decoded from (see the constructor), made on the first miss.
+    const ProcessMemory& decodeMemory = live_ != nullptr ? *live_ : memory_;
+    std::optional<ObjectReader> decodeReader;
     for (std::size_t i = 0; i < raw.size(); ++i) {
         if (limits_.evalGroups && i > 0) closeGroupsEndingAt(i);
         std::shared_ptr<const CodeInfo>& info = infos[slot[i]];
         if (!info) {
-            const std::size_t missesBefore = codes_.misses();
-            const auto* begin = headers.data() + slot[i] * headerSize;
-            auto found = codes_.get(reader_, RemoteView(raw[i].code, std::span<const std::uint8_t>(begin, headerSize)),
-                                    scratch.fingerprints[slot[i]]);
-            if (!found.ok()) {
-                if (partial) *partial = chain;
-                return found.err();
+            const RemoteView header(raw[i].code,
+                                    std::span<const std::uint8_t>(headers).subspan(slot[i] * headerSize, headerSize));
+            info = codes_.find(l, header, scratch.fingerprints[slot[i]]);
+            if (!info) {
+                if (!decodeReader) decodeReader.emplace(decodeMemory, l, reader_.types(), reader_.limits());
+                auto found = decodeMissed(*decodeReader, header, scratch);
+                if (!found.ok()) {
+                    if (partial) *partial = chain;
+                    return found.err();
+                }
+                info = std::move(found.value());
+                decoded.push_back(i);
             }
-            info = std::move(found.value());
-            if (codes_.misses() != missesBefore) decoded.push_back(i);
         }
         // 3.11+: a frame that has not reached its first traceable instruction is still
         // being set up; CPython itself hides it (_PyFrame_IsIncomplete).
@@ -338,15 +370,33 @@ Result<FrameChain> FrameWalker::walk(std::uint64_t frame, FrameChain* partial) c
     }
     infos.clear();  // the frames hold their code objects; the scratch need not
     if (live_ != nullptr && !decoded.empty()) {
-        // Still running the code decoded from it? Then that code object was alive all the
-        // while (the frame holds a reference), and so were the strings read from it.
+        // Still running the code decoded from it, and is that code object still the one
+        // decoded (the same identity fields: a frame that returned, a new call in its slot
+        // and a new code object at the freed one's address would pass the first test
+        // alone)? Then that code object was alive all the while (the frame holds a
+        // reference), and so were the strings read from it. One batched read for all.
         const std::uint64_t mask = executableMask(l);
-        for (std::size_t i : decoded) {
-            auto code = readPointer(*live_, raw[i].address + static_cast<std::uint64_t>(l.frame_code));
-            if (!code.ok() || (code.value() & mask) != raw[i].code) {
-                codes_.forget(raw[i].code);
+        const std::size_t stride = 8 + headerSize;
+        std::vector<std::uint8_t>& now = scratch.recheck;
+        now.resize(decoded.size() * stride);
+        requests.clear();
+        for (std::size_t k = 0; k < decoded.size(); ++k) {
+            const RawFrame& frame = raw[decoded[k]];
+            requests.push_back({frame.address + static_cast<std::uint64_t>(l.frame_code), &now[k * stride], 8});
+            requests.push_back({frame.code, &now[k * stride + 8], headerSize});
+        }
+        const bool read = live_->readMany(requests).ok();
+        for (std::size_t k = 0; k < decoded.size(); ++k) {
+            const RawFrame& frame = raw[decoded[k]];
+            std::uint64_t code = 0;
+            std::memcpy(&code, &now[k * stride], 8);
+            const RemoteView was(
+                frame.code, std::span<const std::uint8_t>(headers).subspan(slot[decoded[k]] * headerSize, headerSize));
+            const RemoteView live(frame.code, std::span<const std::uint8_t>(now).subspan(k * stride + 8, headerSize));
+            if (!read || (code & mask) != frame.code || !CodeCache::sameCode(l, was, live)) {
+                codes_.forget(frame.code);
                 if (partial) *partial = FrameChain{};
-                return Err{invalid("a frame's code object changed while it was read", raw[i].address)};
+                return Err{invalid("a frame's code object changed while it was read", frame.address)};
             }
         }
     }

@@ -3,8 +3,12 @@
 // costing a system call. Between begin() and end() this layer records the ranges read;
 // the next begin() copies all of them in one batched read (process_vm_readv with many
 // ranges) and serves every read it covers from that copy. A read it does not cover goes
-// to the underlying memory (and is recorded for next time), so results are the same as
-// without it; only the number of system calls changes.
+// to the underlying memory (and is recorded for next time). Of a paused process the
+// results are the same as without it; only the number of system calls changes. Of a
+// running one, a read it serves shows the process as it was at begin() (merged ranges
+// cover the gaps between recorded ones too), a read it does not cover as it is now: a
+// pointer read live must not be followed through this copy, which may still hold what
+// was at that address before (FrameWalker decodes new code objects live for that).
 //
 // Outside begin()/end() every read goes straight through. Not thread-safe.
 #pragma once

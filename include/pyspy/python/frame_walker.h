@@ -31,10 +31,18 @@ class CodeCache {
 
     // `header` holds the first headerSize(layout) bytes of the code object;
     // `fingerprint` hashes the contents it points to (FrameWalker::readFingerprints).
-    Result<std::shared_ptr<const CodeInfo>> get(const ObjectReader& reader, const RemoteView& header,
-                                                std::uint64_t fingerprint);
+    // The entry decoded from the same header and fingerprint, if there is one (a hit);
+    // nullptr otherwise (a miss, counted).
+    std::shared_ptr<const CodeInfo> find(const PyLayout& layout, const RemoteView& header, std::uint64_t fingerprint);
+    // Decodes the code object whose header is `header` (its names, file and line table,
+    // read through `reader`) and caches it under that header and fingerprint.
+    Result<std::shared_ptr<const CodeInfo>> decode(const ObjectReader& reader, const RemoteView& header,
+                                                   std::uint64_t fingerprint);
 
     static std::size_t headerSize(const PyLayout& layout);
+    // Whether two headers of code objects agree on every identity field but the
+    // fingerprint: the same object, or one reallocated in place with the same pointers.
+    static bool sameCode(const PyLayout& layout, const RemoteView& a, const RemoteView& b);
     std::size_t size() const { return entries_.size(); }
     std::size_t hits() const { return hits_; }
     void forget(std::uint64_t address) { entries_.erase(address); }  // a decode that proved stale
@@ -99,15 +107,23 @@ class FrameWalker {
         std::vector<ReadRequest> requests;
         std::vector<std::shared_ptr<const CodeInfo>> infos;  // per distinct code object
         std::vector<std::size_t> decoded;                    // raw frames whose code was not cached
+        std::vector<std::uint8_t> recheck;                   // their frames' code pointers and code headers, live
     };
 
     // `scratch`, when given, must outlive the walker and not be shared by two walks at once.
     // `live`, when given, is the process's memory itself (`memory` may be a copy): a walk
     // reads a frame's code object after the frame, and without a pause the function may
     // return and its code object be freed and reused meanwhile. So every frame whose code
-    // object was not in the CodeCache is read again from `live` once its code is decoded;
-    // if it no longer runs that code, the walk fails rather than report names of other
-    // memory. Code already cached was validated against its header.
+    // object was not in the CodeCache is read again from `live` once its code is decoded,
+    // with that code object's header; if it no longer runs that code, or the header's
+    // identity fields changed (freed and reused at the same address), the walk fails
+    // rather than report names of other memory. Code already cached was validated
+    // against its header.
+    // A code object that misses the cache is decoded (strings, line table, fingerprint)
+    // from `live` too, never from `memory`: a copy may be older than the header (a
+    // SpeculativeMemory copy is taken when the snapshot begins, a header read after it
+    // may be live), and a pointer followed into older memory finds what was there before
+    // the object it points to was made (a freed string: a name the frame never had).
     FrameWalker(const ProcessMemory& memory, const ObjectReader& reader, CodeCache& codes, WalkLimits limits = {},
                 Scratch* scratch = nullptr, const ProcessMemory* live = nullptr);
 
@@ -121,9 +137,14 @@ class FrameWalker {
     // number of raw frames collected before it (see FrameChain::evalGroups).
     // Fills scratch.raw (and scratch.groupEnds when `groupEnds`).
     Status collect(std::uint64_t frame, bool& truncated, bool groupEnds, Scratch& scratch) const;
-    // One content fingerprint per code header (scratch.headers, one per scratch.distinct;
-    // see CodeCache) into scratch.fingerprints, read in one batch.
-    Status readFingerprints(std::size_t headerSize, Scratch& scratch) const;
+    // One content fingerprint per code header (`count` headers of `headerSize` bytes at
+    // `headers`; see CodeCache) into `out`, read from `memory` in one batch.
+    Status readFingerprints(const ProcessMemory& memory, std::span<const std::uint8_t> headers, std::size_t headerSize,
+                            std::size_t count, std::uint64_t* out, Scratch& scratch) const;
+    // A code object that missed the cache: its fingerprint read again and its entry
+    // decoded, both through `decodeReader` (see the constructor).
+    Result<std::shared_ptr<const CodeInfo>> decodeMissed(const ObjectReader& decodeReader, const RemoteView& header,
+                                                         Scratch& scratch) const;
     // Free-threaded 3.14+: where the copy `index` of a code object's bytecode starts.
     Result<std::uint64_t> threadBytecode(std::uint64_t code, std::int32_t index) const;
     static constexpr std::size_t kFingerprintBytes = 128;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <string>
 
 #include "fake_unicode.h"
@@ -67,24 +68,25 @@ struct FakeProcess {
         std::memcpy(obj.data() + 32, bytes.data(), bytes.size());
         memory.map(at, std::move(obj));
     }
-    // A code object at `at` whose strings live at at+0x100.., line table: every
-    // instruction on firstLine + lineDelta (0 <= lineDelta < 32).
+    // A code object at `at` whose strings live at strings+0x100.. (`strings` 0: at), line
+    // table: every instruction on firstLine + lineDelta (0 <= lineDelta < 32).
     void putCode(std::uint64_t at, const std::string& name, const std::string& file, int firstLine,
-                 std::uint8_t lineDelta = 2) {
+                 std::uint8_t lineDelta = 2, std::uint64_t strings = 0) {
+        if (strings == 0) strings = at;
         std::vector<std::uint8_t> obj(64 + 32, 0);
         auto put64 = [&](std::size_t off, std::uint64_t v) { std::memcpy(obj.data() + off, &v, 8); };
         put64(8, kCodeType);
-        put64(16, at + 0x100);
-        put64(24, at + 0x200);
-        put64(32, at + 0x200);
-        put64(40, at + 0x300);
+        put64(16, strings + 0x100);
+        put64(24, strings + 0x200);
+        put64(32, strings + 0x200);
+        put64(40, strings + 0x300);
         std::int32_t line = firstLine;
         std::memcpy(obj.data() + 48, &line, 4);
         memory.map(at, std::move(obj));
-        putString(at + 0x100, file);
-        putString(at + 0x200, name);
+        putString(strings + 0x100, file);
+        putString(strings + 0x200, name);
         // One no-column entry covering 16 code units, the line delta as a signed varint.
-        putBytes(at + 0x300, {0x80 | (13 << 3) | 15, static_cast<std::uint8_t>(lineDelta << 1)});
+        putBytes(strings + 0x300, {0x80 | (13 << 3) | 15, static_cast<std::uint8_t>(lineDelta << 1)});
     }
     static std::vector<std::uint8_t> frameBytes(std::uint64_t code, std::uint64_t back, std::uint64_t instrOffset,
                                                 std::int8_t owner) {
@@ -286,22 +288,88 @@ TEST_CASE("FrameWalker drops a walk whose frame no longer runs the code it decod
     copy.putFrame(0x90100, 0x20000, 0, 6, 0);
     ObjectReader reader(copy.memory, copy.layout, copy.types());
 
-    BufferMemory same;  // the live frames, unchanged
-    same.map(0x90000, FakeProcess::frameBytes(0x10000, 0x90100, 4, 0));
-    same.map(0x90100, FakeProcess::frameBytes(0x20000, 0, 6, 0));
+    // The live process: the same code objects; its frames as given.
+    const auto liveWith = [](std::uint64_t innermostCode) {
+        auto process = std::make_unique<FakeProcess>();
+        process->putCode(0x10000, "inner", "/app/a.py", 10);
+        process->putCode(0x20000, "outer", "/app/b.py", 20);
+        process->putFrame(0x90000, innermostCode, 0x90100, 4, 0);
+        process->putFrame(0x90100, 0x20000, 0, 6, 0);
+        return process;
+    };
+    const auto same = liveWith(0x10000);  // the live frames, unchanged
     CodeCache codes;
-    auto chain = FrameWalker(copy.memory, reader, codes, {}, nullptr, &same).walk(0x90000);
+    auto chain = FrameWalker(copy.memory, reader, codes, {}, nullptr, &same->memory).walk(0x90000);
     REQUIRE(chain.ok());
     CHECK(chain->frames.size() == 2);
 
-    BufferMemory changed;  // the innermost frame now runs other code
-    changed.map(0x90000, FakeProcess::frameBytes(0x30000, 0x90100, 4, 0));
-    changed.map(0x90100, FakeProcess::frameBytes(0x20000, 0, 6, 0));
+    const auto changed = liveWith(0x30000);  // the innermost frame now runs other code
     CodeCache fresh;
-    auto torn = FrameWalker(copy.memory, reader, fresh, {}, nullptr, &changed).walk(0x90000);
+    auto torn = FrameWalker(copy.memory, reader, fresh, {}, nullptr, &changed->memory).walk(0x90000);
     REQUIRE_FALSE(torn.ok());
     CHECK(torn.error().describe().find("changed while it was read") != std::string::npos);
     // Once cached (validated against its header since), a code object is not re-checked.
-    auto cached = FrameWalker(copy.memory, reader, codes, {}, nullptr, &changed).walk(0x90000);
+    auto cached = FrameWalker(copy.memory, reader, codes, {}, nullptr, &changed->memory).walk(0x90000);
     CHECK(cached.ok());
+}
+
+TEST_CASE("FrameWalker decodes a new code object from live memory, not from an older copy", "[frames]") {
+    // Without a pause the walk reads a copy taken when the snapshot began (SpeculativeMemory)
+    // and, for what the copy does not hold, the live process. A code object made after the
+    // copy points to strings made after it too; where the copy happens to cover one of
+    // them it still shows what was there before (a freed temporary string), not the name.
+    // Seen on free-threaded 3.14 under churn: "    pad_2 = 2" decoded as the name of
+    // gen_13758 in <churn-13758>, with the frame still running that code object.
+    FakeProcess live;
+    live.putCode(0x10000, "gen_7", "<churn-7>", 1);
+    live.putFrame(0x90000, 0x10000, 0x90100, 4, 0);
+    live.putFrame(0x90100, 0x20000, 0, 6, 0);
+    live.putCode(0x20000, "churn_code", "/app/target.py", 20);
+    FakeProcess copy;  // the same objects, but where the name now is, the copy has an older string
+    copy.putCode(0x10000, "    pad_2 = 2", "<churn-7>", 1);
+    copy.putFrame(0x90000, 0x10000, 0x90100, 4, 0);
+    copy.putFrame(0x90100, 0x20000, 0, 6, 0);
+    copy.putCode(0x20000, "churn_code", "/app/target.py", 20);
+    ObjectReader reader(copy.memory, copy.layout, copy.types());
+    CodeCache codes;
+    FrameWalker walker(copy.memory, reader, codes, {}, nullptr, &live.memory);
+
+    for (int walk = 0; walk < 2; ++walk) {  // decoded, then a cache hit
+        auto chain = walker.walk(0x90000);
+        REQUIRE(chain.ok());
+        REQUIRE(chain->frames.size() == 2);
+        CHECK(chain->frames[0].function() == "gen_7");
+        CHECK(chain->frames[0].filename() == "<churn-7>");
+        CHECK(chain->frames[1].function() == "churn_code");
+    }
+    CHECK(codes.misses() == 2);
+    CHECK(codes.hits() == 2);
+}
+
+TEST_CASE("FrameWalker drops a walk whose frame runs a new code object at the decoded one's address", "[frames]") {
+    // The frame that ran gen_1 returned, gen_1's code object was freed, and the next call
+    // took the same frame slot with a new code object at the very same address: the
+    // frame's code pointer alone cannot tell, the code object's identity fields can.
+    FakeProcess copy;
+    copy.putCode(0x10000, "gen_1", "<churn-1>", 1);
+    copy.putFrame(0x90000, 0x10000, 0, 4, 0);
+    ObjectReader reader(copy.memory, copy.layout, copy.types());
+
+    // In the live process the first segment mapped at an address wins.
+    FakeProcess live;
+    live.putCode(0x10000, "gen_2", "<churn-2>", 2, 2, 0x70000);  // the new code object over the old
+    live.putCode(0x10000, "gen_1", "<churn-1>", 1);              // the old strings, freed but intact
+    live.putFrame(0x90000, 0x10000, 0, 4, 0);
+    CodeCache codes;
+    auto torn = FrameWalker(copy.memory, reader, codes, {}, nullptr, &live.memory).walk(0x90000);
+    REQUIRE_FALSE(torn.ok());
+    CHECK(torn.error().describe().find("changed while it was read") != std::string::npos);
+    CHECK(codes.size() == 0);  // the stale decode is not kept
+
+    FakeProcess same;  // the same code object still there: the walk stands
+    same.putCode(0x10000, "gen_1", "<churn-1>", 1);
+    same.putFrame(0x90000, 0x10000, 0, 4, 0);
+    auto chain = FrameWalker(copy.memory, reader, codes, {}, nullptr, &same.memory).walk(0x90000);
+    REQUIRE(chain.ok());
+    CHECK(chain->frames[0].function() == "gen_1");
 }
