@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "pyspy/native/native_frame.h"
+#include "pyspy/process/wait_state.h"
 #include "pyspy/python/line_table.h"
 
 namespace pyspy {
@@ -61,7 +62,12 @@ struct ThreadStack {
     std::optional<std::string> name;  // threading.Thread name, when found
     bool active = false;              // the OS thread was running (not sleeping or waiting)
     bool holdsGil = false;
-    bool waitingForGil = false;        // asleep on the GIL's condition variable or mutex (3.7+, dump)
+    bool waitingForGil = false;        // asleep on the GIL's condition variable or mutex (state == Gil)
+    // What it was doing (process/wait_state.h): running, or why it waits. `wait` is set
+    // when it was blocked in a system call: the call, and for I/O its descriptor (with
+    // SnapshotOptions::fdDetail, the descriptor's kind and peer).
+    ThreadState state = ThreadState::Other;
+    std::optional<WaitReason> wait;
     bool collectingGarbage = false;    // the GC was collecting and this thread held the GIL (3.7+)
     std::vector<PyFrame> frames;       // innermost first
     bool truncated = false;            // the depth bound cut the stack

@@ -76,6 +76,9 @@ struct ThreadSample {
     std::uint32_t thread = 0;  // index into Sampler::threads()
     bool active = false;       // the OS thread was running
     bool holdsGil = false;
+    ThreadState state = ThreadState::Other;  // running, or why it waits (wait_state.h)
+    FdKind ioKind = FdKind::Unknown;         // state Io: what the descriptor is, when known
+    std::int64_t syscall = -1;               // the system call it was blocked in, or -1
     std::vector<FrameId> frames;  // Python (and with --native, native) frames, outermost first (no
                                   // thread frame); a stack cut at the depth bound starts with a
                                   // "(truncated stack)" frame
