@@ -299,6 +299,13 @@ std::optional<std::string> socketPeerFromTable(std::string_view table, std::uint
         std::uint64_t value = 0;
         auto [end, ec] = std::from_chars(fields[9].data(), fields[9].data() + fields[9].size(), value);
         if (ec != std::errc{} || value != inode) continue;
+        // A listening socket (TCP state 0A) or one with no peer: its own address.
+        const bool noPeer = fields[2].find_first_not_of("0:") == std::string_view::npos;
+        if (fields[3] == "0A" || noPeer) {
+            const auto local = formatAddress(fields[1], ipv6);
+            if (!local) return std::nullopt;
+            return (fields[3] == "0A" ? "listening " : "local ") + *local;
+        }
         return formatAddress(fields[2], ipv6);
     }
     return std::nullopt;

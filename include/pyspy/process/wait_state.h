@@ -89,7 +89,8 @@ class FdDescriber {
 };
 
 // Parses a /proc/net/{tcp,tcp6,udp,udp6} table and returns the remote address
-// ("127.0.0.1:5432", "[::1]:80") of the socket with inode `inode`, if listed there.
+// ("127.0.0.1:5432", "[::1]:80") of the socket with inode `inode`, if listed there; for a
+// listening socket "listening 127.0.0.1:8000", for one without a peer "local ADDRESS".
 std::optional<std::string> socketPeerFromTable(std::string_view table, std::uint64_t inode, bool ipv6);
 
 // The thread's state and wait detail, as ThreadStack and ThreadSample carry them.

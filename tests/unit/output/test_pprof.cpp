@@ -18,6 +18,7 @@
 
 #include "pyspy/output/pprof.h"
 #include "pyspy/output/protobuf_writer.h"
+#include "pyspy/sampling/sampler.h"
 
 using namespace pyspy;
 
@@ -144,7 +145,9 @@ DecodedProfile decode(const std::string& raw) {
     };
     for (const Field& f : parseMessage(raw)) {
         switch (f.number) {
-            case 1: sampleTypes.push_back(valueType(f.bytes)); break;
+            case 1:
+                sampleTypes.push_back(valueType(f.bytes));
+                break;
             case 2: {
                 RawSample s;
                 for (const Field& sf : parseMessage(f.bytes)) {
@@ -155,7 +158,9 @@ DecodedProfile decode(const std::string& raw) {
                 rawSamples.push_back(std::move(s));
                 break;
             }
-            case 3: ++p.mappings; break;
+            case 3:
+                ++p.mappings;
+                break;
             case 4: {
                 std::uint64_t id = 0;
                 std::vector<DecodedLine> lines;
@@ -184,13 +189,26 @@ DecodedProfile decode(const std::string& raw) {
                 rawFunctions.emplace_back(id, std::move(fields));
                 break;
             }
-            case 6: p.strings.push_back(f.bytes); break;
-            case 9: p.timeNanos = static_cast<std::int64_t>(f.varint); break;
-            case 10: p.durationNanos = static_cast<std::int64_t>(f.varint); break;
-            case 11: periodType = valueType(f.bytes); break;
-            case 12: p.period = static_cast<std::int64_t>(f.varint); break;
-            case 13: comments.push_back(f.varint); break;
-            default: break;
+            case 6:
+                p.strings.push_back(f.bytes);
+                break;
+            case 9:
+                p.timeNanos = static_cast<std::int64_t>(f.varint);
+                break;
+            case 10:
+                p.durationNanos = static_cast<std::int64_t>(f.varint);
+                break;
+            case 11:
+                periodType = valueType(f.bytes);
+                break;
+            case 12:
+                p.period = static_cast<std::int64_t>(f.varint);
+                break;
+            case 13:
+                comments.push_back(f.varint);
+                break;
+            default:
+                break;
         }
     }
     auto str = [&](std::uint64_t index) { return p.strings.at(index); };
@@ -340,10 +358,10 @@ TEST_CASE("validUtf8 keeps UTF-8 and replaces everything else", "[output][pprof]
     CHECK(validUtf8("plain") == "plain");
     CHECK(validUtf8("busy_\xce\xbb \xe2\x82\xac \xf0\x9f\x90\x8d") == "busy_\xce\xbb \xe2\x82\xac \xf0\x9f\x90\x8d");
     CHECK(validUtf8("idle\xff\xfe") == "idle" + fffd + fffd);
-    CHECK(validUtf8("a\xce") == "a" + fffd);               // truncated at the end
-    CHECK(validUtf8("\xe2\x82x") == fffd + fffd + "x");     // truncated in the middle
-    CHECK(validUtf8("\xc0\xaf") == fffd + fffd);            // overlong '/'
-    CHECK(validUtf8("\xed\xa0\x80") == fffd + fffd + fffd);  // a UTF-16 surrogate
+    CHECK(validUtf8("a\xce") == "a" + fffd);                            // truncated at the end
+    CHECK(validUtf8("\xe2\x82x") == fffd + fffd + "x");                 // truncated in the middle
+    CHECK(validUtf8("\xc0\xaf") == fffd + fffd);                        // overlong '/'
+    CHECK(validUtf8("\xed\xa0\x80") == fffd + fffd + fffd);             // a UTF-16 surrogate
     CHECK(validUtf8("\xf4\x90\x80\x80") == fffd + fffd + fffd + fffd);  // past U+10FFFF
     CHECK(validUtf8(std::string("a\0b", 3)) == std::string("a\0b", 3));
 }
@@ -414,8 +432,7 @@ TEST_CASE("pprof options: threads as root frames, full filenames, no lines", "[o
     options.title = "pyspy-cpp record: python3 app.py (pid 4242)";
     const DecodedProfile p = decode(gunzip(pprofBytes(profile, options)));
     REQUIRE(p.samples.size() == 3);
-    CHECK(p.names(p.samples[0]) ==
-          std::vector<std::string>{"busy_\xce\xbb", "main", "thread 0x7f01 (MainThread)"});
+    CHECK(p.names(p.samples[0]) == std::vector<std::string>{"busy_\xce\xbb", "main", "thread 0x7f01 (MainThread)"});
     CHECK(p.names(p.samples[2]) == std::vector<std::string>{"busy_\xce\xbb", "main", "thread 0x7f02 (worker)"});
     CHECK(p.samples[0].strLabels.at("thread") == "thread 0x7f01 (MainThread)");
     // Full filenames keep /srv and /opt apart: 2 threads + main, busy twice + idle.
@@ -430,6 +447,39 @@ TEST_CASE("pprof options: threads as root frames, full filenames, no lines", "[o
     CHECK(thread.filename.empty());
     REQUIRE(!p.comments.empty());
     CHECK(p.comments[0] == options.title);
+}
+
+TEST_CASE("pprof labels record --wait's samples with their state", "[output][pprof]") {
+    RecordedProfile profile;
+    profile.rateHz = 100;
+    ProfiledThread thread;
+    thread.threadId = 0x7f01;
+    thread.name = "MainThread";
+    thread.frame = profile.frames.intern({FrameKind::Thread, "thread 0x7f01 (MainThread)", "", 0});
+    profile.threads.push_back(thread);
+    const FrameId query = profile.frames.intern({FrameKind::Python, "query", "/srv/app.py", 31});
+    const FrameId io =
+        profile.frames.intern({FrameKind::State, waitLeafName(ThreadState::Io, FdKind::Socket, -1), "", 0});
+    const FrameId lock =
+        profile.frames.intern({FrameKind::State, waitLeafName(ThreadState::Lock, FdKind::Unknown, 202), "", 0});
+    profile.trie.insert(std::vector<FrameId>{thread.frame, query, io}, 5);
+    profile.trie.insert(std::vector<FrameId>{thread.frame, query, lock}, 2);
+    profile.trie.insert(std::vector<FrameId>{thread.frame, query}, 1);  // without --wait: no state label
+    profile.samples = 8;
+    const DecodedProfile p = decode(gunzip(pprofBytes(profile, ExportOptions{})));
+    REQUIRE(p.samples.size() == 3);
+    std::map<std::string, std::uint64_t> byWait;
+    for (const DecodedSample& s : p.samples) {
+        if (s.strLabels.count("state") == 0) {
+            CHECK(s.strLabels.count("wait") == 0);
+            CHECK(p.names(s) == std::vector<std::string>{"query"});
+            continue;
+        }
+        CHECK(s.strLabels.at("wait").starts_with(s.strLabels.at("state")));
+        CHECK(p.names(s).front() == "[" + s.strLabels.at("wait") + "]");
+        byWait[s.strLabels.at("wait")] += static_cast<std::uint64_t>(s.values[0]);
+    }
+    CHECK(byWait == std::map<std::string, std::uint64_t>{{"io: socket", 5}, {"lock", 2}});
 }
 
 TEST_CASE("pprof of an empty profile is still a valid profile", "[output][pprof]") {
@@ -532,5 +582,6 @@ TEST_CASE("go tool pprof reads the pprof output", "[output][pprof-go]") {
     INFO(topCount);
     CHECK(topCount.find("4 total") != std::string::npos);
     CHECK(topCount.find(busyName) != std::string::npos);
-    if (std::getenv("PYSPY_PPROF_SHOW") != nullptr) std::printf("%s\n%s\n%s\n", raw.c_str(), top.c_str(), topCount.c_str());
+    if (std::getenv("PYSPY_PPROF_SHOW") != nullptr)
+        std::printf("%s\n%s\n%s\n", raw.c_str(), top.c_str(), topCount.c_str());
 }

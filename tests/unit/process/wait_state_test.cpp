@@ -102,7 +102,7 @@ TEST_CASE("socketPeerFromTable: the remote address of a socket by inode", "[wait
         "   1: 0100007F:9C40 0500000A:1538 01 00000000:00000000 00:00000000 00000000   0        0 222 1 0 20 4 30 "
         "10 -1\n";
     CHECK(socketPeerFromTable(tcp, 222, false) == std::optional<std::string>("10.0.0.5:5432"));
-    CHECK(socketPeerFromTable(tcp, 111, false) == std::optional<std::string>("0.0.0.0:0"));
+    CHECK(socketPeerFromTable(tcp, 111, false) == std::optional<std::string>("listening 127.0.0.1:5432"));
     CHECK_FALSE(socketPeerFromTable(tcp, 333, false));
     const std::string tcp6 =
         "  sl  local_address                         remote_address                        st tx_queue rx_queue tr "
@@ -114,6 +114,18 @@ TEST_CASE("socketPeerFromTable: the remote address of a socket by inode", "[wait
     CHECK(socketPeerFromTable(tcp6, 444, true) == std::optional<std::string>("[::1]:80"));
     CHECK(socketPeerFromTable(tcp6, 555, true) == std::optional<std::string>("127.0.0.1:81"));
     CHECK_FALSE(socketPeerFromTable("garbage\nwith no fields\n\n", 1, false));
+}
+
+TEST_CASE("syscallOfWaitChannel: the call a restarted wait sleeps in", "[wait_state]") {
+    CHECK(syscallOfWaitChannel("futex_do_wait") == SYS_futex);
+    CHECK(syscallOfWaitChannel("futex_wait_queue_me") == SYS_futex);
+    CHECK(syscallOfWaitChannel("poll_schedule_timeout.constprop.0") == SYS_poll);
+    CHECK(syscallOfWaitChannel("do_select") == SYS_select);
+    CHECK(syscallOfWaitChannel("ep_poll") == SYS_epoll_wait);
+    CHECK(syscallOfWaitChannel("hrtimer_nanosleep") == SYS_nanosleep);
+    CHECK(syscallOfWaitChannel("do_wait") == SYS_wait4);
+    CHECK(syscallOfWaitChannel("pipe_read") == -1);
+    CHECK(syscallOfWaitChannel("") == -1);
 }
 
 TEST_CASE("FdDescriber names this process's descriptors", "[wait_state]") {
