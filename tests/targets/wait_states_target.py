@@ -19,7 +19,8 @@
 # cpu/gilwait is seen (/proc/self/task/TID/syscall) in its system call several reads in
 # a row, cpu and gilwait start, and it writes one line
 #   READY {"pid": ..., "python": "3.12.1", "free_threaded": false, "server": "127.0.0.1:PORT",
-#          "main": TID, "child_pid": ..., "threads": {"cpu": TID, "gilwait": TID, ...}}
+#          "main": TID, "child_pid": ..., "threads": {"cpu": TID, "gilwait": TID, ...},
+#          "fds": {"recv": FD, "poll": FD, "pipe": FD}}
 # It ends by itself after LIFETIME seconds (argv[1], default 120): SIGALRM, whose default
 # action ends the process (a timed Event.wait would poll in sleeps on 2.7).
 import json
@@ -136,11 +137,13 @@ def recv(timeout):
         conn = socket.create_connection(server.getsockname())
         if timeout:
             conn.settimeout(timeout)  # recv then waits in poll(2) with the timeout
+        fds["poll" if timeout else "recv"] = conn.fileno()
         conn.recv(1)
     return body
 
 
 read_end, write_end = os.pipe()
+fds = {"pipe": read_end}  # the descriptor each io thread waits on
 
 
 def pipe():
@@ -219,7 +222,7 @@ def ready():
     sys.stdout.write("READY " + json.dumps({
         "pid": os.getpid(), "python": sys.version.split()[0],
         "free_threaded": bool(sysconfig.get_config_var("Py_GIL_DISABLED")), "server": server_address,
-        "main": MAIN[0], "child_pid": children[0], "threads": tids}) + "\n")
+        "main": MAIN[0], "child_pid": children[0], "threads": tids, "fds": fds}) + "\n")
     sys.stdout.flush()
 
 
