@@ -1,10 +1,12 @@
 # Wait-state target (issue 22) for tests/integration/test_wait.py. Valid under Python
 # 2.7 and 3.6-3.14 (3.14t too). Named threads, each in one state for as long as it lives:
-#   cpu      big-integer powers (7 ** 1000000, ~0.2 s each, C code that never releases
-#            the GIL): running and holding the GIL ~97% of the time
-#   gilwait  a pure-Python busy loop: with a GIL it waits for it behind `cpu` (it gets it
-#            for one 5 ms switch interval per power, or on 2.7's old GIL when it wins
-#            a race at a check interval); free-threaded, it simply runs
+#   cpu      big-integer powers (7 ** 3000000, ~1 s each, C code that never releases the
+#            GIL): running and holding the GIL ~98-99% of the time (measured with /proc)
+#   gilwait  a pure-Python busy loop: with a GIL it waits for it behind `cpu`, asleep on
+#            the GIL's futex ~91-97% of the time (3.x: it gets the GIL for one 20 ms
+#            switch interval per power, and each of its timed wakes to ask for it leaves
+#            it runnable for a moment; 2.7: it only runs when it wins the race at one of
+#            cpu's check intervals, ~100% asleep); free-threaded, it simply runs
 #   lock     blocked on a threading.Lock the main thread holds (futex)
 #   queue    in Queue.get() with no timeout (a Condition: futex)
 #   recv     recv(1) on a blocking TCP socket to a server of this process on 127.0.0.1
@@ -16,8 +18,10 @@
 #   child    subprocess.Popen(["cat"]).wait() with no timeout (wait4). cat reads a pipe
 #            only this process holds, so it ends as soon as this process does, even killed
 # The main thread waits on an Event with no timeout (futex: lock). Once every thread but
-# cpu/gilwait is seen (/proc/self/task/TID/syscall) in its system call several reads in
-# a row, cpu and gilwait start, and it writes one line
+# cpu/gilwait is seen (/proc/self/task/TID/syscall) in its system call 5 reads in a row,
+# the main thread starts gilwait and cpu and waits; cpu, once the main thread is seen in
+# its futex wait 20 reads in a row (so that from then on no other thread wants the GIL),
+# writes one line
 #   READY {"pid": ..., "python": "3.12.1", "free_threaded": false, "server": "127.0.0.1:PORT",
 #          "main": TID, "child_pid": ..., "threads": {"cpu": TID, "gilwait": TID, ...},
 #          "fds": {"recv": FD, "poll": FD, "pipe": FD}}
