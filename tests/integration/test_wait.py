@@ -238,7 +238,7 @@ def test_dump(binary, python, tmp):
 
 COLLAPSED_LINE = re.compile(r"^(.+) (\d+)$")
 THREAD_ROOT = re.compile(r'^Thread (\d+)(?: ".*")?$')
-LEAF = re.compile(r"^\[(running|gil|lock|sleep|child|io|io: (?:socket|pipe|file|tty|epoll)|other: .+)\]$")
+LEAF = re.compile(r"^\[(running|gil|lock|sleep|child|io|io: (?:socket|pipe|file|tty|epoll)|other|other: .+)\]$")
 
 
 def leaf_expected(target, name):
