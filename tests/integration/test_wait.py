@@ -197,8 +197,11 @@ def check_json_dump(target, doc):
 
 
 def describe_wrong(target, wrong, kind, last):
-    return "%s: threads not in their state in any dump within %.0f s: %s (expected %s); last dump:\n%s" % (
-        kind, DUMP_DEADLINE, wrong, dict((n, expected_states(target)[n]) for n in wrong), last)
+    expected = dict((n, text_state_expected(target, n) if kind == "text" else expected_states(target)[n])
+                    for n in wrong)
+    return ("%s: threads not in their state in any dump within %.0f s: %s (expected %s; cpu with +gil / holds_gil "
+            "with a GIL; an io thread's wait with its syscall, the target's fd, kind and peer); thread ids %s; last "
+            "dump:\n%s" % (kind, DUMP_DEADLINE, wrong, expected, dict((n, target.threads[n]) for n in wrong), last))
 
 
 def test_dump(binary, python, tmp):
