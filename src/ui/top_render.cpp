@@ -14,8 +14,8 @@ namespace {
 constexpr std::size_t kGaugeWidth = 20;
 constexpr std::size_t kThreadColumn = 20;
 constexpr std::size_t kProcessColumn = 8;
-constexpr std::size_t kStateColumn = 7;     // "running"
-constexpr std::size_t kCommandColumn = 40;  // per-process table without a width
+constexpr std::size_t kStateColumn = 7;         // "running"
+constexpr std::size_t kMaxCommandColumn = 100;  // per-process table without a width
 constexpr std::size_t kMinCommandColumn = 16;
 
 // The per-process table's state columns: one per state, child and other together.
@@ -247,11 +247,19 @@ std::vector<TopLine> renderTopProcesses(const TopSnapshot& snapshot, const TopVi
                                         const TopRenderOptions& options) {
     Lines out(options);
     // The state columns follow the command, cut or padded to fit: a reader of the
-    // table finds %CPU, %GIL, Samples, PID and Command where they always were.
+    // table finds %CPU, %GIL, Samples, PID and Command where they always were. Without
+    // a width (text mode), the command column is as wide as the longest (at most 100).
+    const std::vector<TopProcessRow> rows = buildTopProcessTable(snapshot, view);
+    std::vector<std::string> commands;
+    std::size_t longest = displayWidth("Command");
+    for (const TopProcessRow& row : rows) {
+        commands.push_back((row.process->ended ? "(exited) " : "") + terminalSafe(row.process->commandLine));
+        longest = std::max(longest, displayWidth(commands.back()));
+    }
     constexpr std::size_t kFixed = 7 + 1 + 7 + 1 + 8 + 1 + 8 + 2;  // up to the command
     const std::size_t statesWidth = 2 + kProcessStateColumns.size() * (kStateColumn + 1);
     const std::size_t commandWidth =
-        options.width == 0 ? kCommandColumn
+        options.width == 0 ? std::min(longest, kMaxCommandColumn)
                            : std::max(kMinCommandColumn, options.width - std::min(options.width, kFixed + statesWidth));
     const auto fitted = [commandWidth](const std::string& text) {
         const std::string clipped = clipToWidth(text, commandWidth);
@@ -260,12 +268,11 @@ std::vector<TopLine> renderTopProcesses(const TopSnapshot& snapshot, const TopVi
     std::string head = fmt::format("{:>7} {:>7} {:>8} {:>8}  {} ", "%CPU", "%GIL", "Samples", "PID", fitted("Command"));
     for (const auto& column : kProcessStateColumns) head += fmt::format(" {:>{}}", column.title, kStateColumn);
     out.add(std::move(head), TopStyle::TableHeader);
-    for (const TopProcessRow& row : buildTopProcessTable(snapshot, view)) {
-        if (out.full()) break;
+    for (std::size_t i = 0; i < rows.size() && !out.full(); ++i) {
+        const TopProcessRow& row = rows[i];
         const std::string cpu = row.cpuPercent ? fmt::format("{:.1f}%", *row.cpuPercent) : std::string("-");
-        const TopProcess& p = *row.process;
-        std::string text = fmt::format("{:>7} {:>6.1f}% {:>8} {:>8}  {} ", cpu, row.gilPercent, row.samples, p.pid,
-                                       fitted((p.ended ? "(exited) " : "") + terminalSafe(p.commandLine)));
+        std::string text = fmt::format("{:>7} {:>6.1f}% {:>8} {:>8}  {} ", cpu, row.gilPercent, row.samples,
+                                       row.process->pid, fitted(commands[i]));
         for (const auto& column : kProcessStateColumns) {
             double threads = 0;
             for (ThreadState state : column.states) threads += row.perTick(state);

@@ -193,11 +193,14 @@ TEST_CASE("renderTop: with several processes, a Process column, and the per-proc
     CHECK(lines[8].text == "  99.5%  100.0%        4     4243  python3 worker x      1.0");
     CHECK(lines[9].text == "  25.0%  100.0%        4     4242  python3 app.py        1.0");
     for (const auto& l : lines) CHECK(displayWidth(l.text) <= 60);
-    // Without a width (text mode): a 40-column command, then every state.
+    // Without a width (text mode): the command column as wide as the longest command, up
+    // to 100 columns, then every state.
     lines = renderTopProcesses(snap, view, TopRenderOptions{});
-    CHECK(lines[0].text == "   %CPU    %GIL  Samples      PID  Command" + std::string(35, ' ') +
+    CHECK(lines[0].text == "   %CPU    %GIL  Samples      PID  Command" + std::string(95, ' ') +
                                "running     gil    lock      io   sleep   other");
-    CHECK(lines[1].text == "  99.5%  100.0%        4     4243  python3 worker " + std::string(25, 'x') +
+    CHECK(lines[1].text == "  99.5%  100.0%        4     4243  python3 worker " + std::string(85, 'x') +
+                               "      1.0     0.0     0.0     0.0     0.0     0.0");
+    CHECK(lines[2].text == "  25.0%  100.0%        4     4242  python3 app.py" + std::string(86, ' ') +
                                "      1.0     0.0     0.0     0.0     0.0     0.0");
 }
 
