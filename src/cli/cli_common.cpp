@@ -45,7 +45,7 @@ void addSamplingOptions(CLI::App& cmd, SamplingArgs& args, const char* programHe
         ->check(CLI::PositiveNumber)
         ->allow_extra_args(false);
     cmd.add_flag("-s,--subprocesses", args.subprocesses, subprocessesHelp);
-    cmd.add_option("--wait", args.waitSeconds,
+    cmd.add_option("--wait-for-python", args.waitSeconds,
                    "With -s and a target that is not Python: seconds to wait for its first Python descendant "
                    "(default: 10 for --pid, as long as the program runs for -- PROGRAM)")
         ->check(CLI::NonNegativeNumber)
@@ -122,7 +122,7 @@ TreeRecording::Root attachSamplingTarget(const SamplingArgs& args, std::optional
     }
     if (args.waitSeconds && !args.subprocesses) {
         throw FatalError(ErrorKind::Usage,
-                         "--wait needs -s: it bounds the wait for the target's first Python "
+                         "--wait-for-python needs -s: it bounds the wait for the target's first Python "
                          "descendant when the target is not Python");
     }
     if (hasProgram) {

@@ -36,7 +36,8 @@ std::string dumpOne(PythonProcess& process, const DumpArgs& args) {
     SnapshotOptions options;
     options.pause = !args.nonblocking;
     options.localsLevel = args.locals;
-    options.gilWaiters = true;
+    options.fdKinds = true;
+    options.fdPeers = true;
     options.native = args.native || args.nativeAll;
     options.nativeAll = args.nativeAll;
     const ProcessSnapshot snapshot = process.snapshot(options);

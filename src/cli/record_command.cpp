@@ -44,6 +44,7 @@ struct RecordArgs : SamplingArgs {
     bool threads = false;
     bool function = false;
     bool nolineno = false;
+    bool waitStates = false;  // --wait
 };
 
 // How long a program we started gets to end after SIGINT, and then after SIGTERM.
@@ -196,6 +197,7 @@ int runRecord(const RecordArgs& args) {
     if (args.duration > 0) options.durationSeconds = args.duration;
     options.aggregateByFunction = args.function;
     options.lineNumbers = !args.nolineno;
+    options.waitStates = args.waitStates;
 
     const bool tty = ::isatty(STDERR_FILENO) != 0;
     std::mutex stderrMutex;
@@ -372,7 +374,7 @@ int runRecord(const RecordArgs& args) {
                      "%s: %llu thread samples kept only their Python stack: native and Python stacks did not merge\n",
                      kProgram, static_cast<unsigned long long>(mergeErrors));
     }
-    if (threadSamples == 0 && profile.samples > 0 && !args.idle) {
+    if (threadSamples == 0 && profile.samples > 0 && !args.idle && !args.waitStates) {
         std::fprintf(stderr, "%s: no thread was active while sampling; use --idle to include idle threads\n", kProgram);
     }
     if (recording.timelineTruncated()) {
@@ -411,6 +413,9 @@ Command addRecordCommand(CLI::App& app) {
     cmd->add_flag("-t,--threads", args->threads, "A root frame per thread (id and name)");
     cmd->add_flag("-F,--function", args->function, "Aggregate by function, not by line");
     cmd->add_flag("--nolineno", args->nolineno, "No line numbers");
+    cmd->add_flag("--wait", args->waitStates,
+                  "Wall-clock view of waits: keep every thread's samples and end each stack with its state "
+                  "([running], [gil], [lock], [io: socket], [sleep], [child], [other: SYSCALL])");
     return Command{cmd, [args] { return runRecord(*args); }};
 }
 

@@ -374,7 +374,7 @@ void TreeRecording::checkPythonFound(std::optional<double> waitSeconds, bool end
     if (waitSeconds && waited >= *waitSeconds) {
         throw FatalError(ErrorKind::NotPython,
                          fmt::format("process {} ({}) is not Python and started no Python process within {} s "
-                                     "(--wait SECONDS to wait longer)",
+                                     "(--wait-for-python SECONDS to wait longer)",
                                      root.pid, rootCommand_, *waitSeconds));
     }
 }

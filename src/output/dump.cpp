@@ -44,12 +44,38 @@ std::string displayFilename(const PyFrame& frame, const DumpFormatOptions& optio
     return options.fullFilenames ? frame.filename() : shortFilename(frame.filename());
 }
 
+// "running+gil", "lock", "io: recvfrom on socket 10.0.0.5:5432", "other: ioctl".
 std::string stateOf(const ThreadStack& thread) {
-    std::string state = thread.active ? "active" : "idle";
+    std::string state(stateName(thread.state));
+    if (thread.wait) {
+        const WaitReason& wait = *thread.wait;
+        if (thread.state == ThreadState::Io) {
+            state += ": " + wait.syscall;
+            if (wait.fdInfo.kind != FdKind::Unknown) {
+                state += fmt::format(" on {}", fdKindName(wait.fdInfo.kind));
+                if (!wait.fdInfo.detail.empty()) state += " " + terminalSafe(wait.fdInfo.detail);
+            } else if (wait.fd) {
+                state += fmt::format(" on fd {}", *wait.fd);
+            }
+        } else if (thread.state == ThreadState::Other) {
+            state += ": " + wait.syscall;
+        }
+    }
     if (thread.holdsGil) state += "+gil";
-    if (thread.waitingForGil) state += "+gilwait";
     if (thread.collectingGarbage) state += "+gc";
     return state;
+}
+
+// {"syscall", "fd", "fd_kind", "fd_detail"} of a thread blocked in a system call, else null.
+nlohmann::json waitJson(const ThreadStack& thread) {
+    using nlohmann::json;
+    if (!thread.wait) return nullptr;
+    const WaitReason& wait = *thread.wait;
+    const std::string_view kind = fdKindName(wait.fdInfo.kind);
+    return {{"syscall", wait.syscall},
+            {"fd", wait.fd ? json(*wait.fd) : json(nullptr)},
+            {"fd_kind", kind.empty() ? json(nullptr) : json(std::string(kind))},
+            {"fd_detail", wait.fdInfo.detail.empty() ? json(nullptr) : json(wait.fdInfo.detail)}};
 }
 
 std::string sourceName(const std::string& file, const DumpFormatOptions& options) {
@@ -189,6 +215,8 @@ std::string formatDumpJson(const ProcessSnapshot& snapshot, const DumpFormatOpti
                            {"active", thread.active},
                            {"holds_gil", thread.holdsGil},
                            {"waiting_for_gil", thread.waitingForGil},
+                           {"state", std::string(stateName(thread.state))},
+                           {"wait", waitJson(thread)},
                            {"collecting_garbage", thread.collectingGarbage},
                            {"frames", std::move(frames)},
                            {"truncated", thread.truncated},

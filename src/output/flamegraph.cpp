@@ -54,6 +54,9 @@ std::string colourOf(const FrameKey* key) {
         case FrameKind::Native:  // greens
             r = 90 + static_cast<int>(60 * a), g = 185 + static_cast<int>(50 * b), bl = 80 + static_cast<int>(50 * c);
             break;
+        case FrameKind::State:  // --wait's state leaves: greys with a violet cast
+            r = 150 + static_cast<int>(40 * a), g = 140 + static_cast<int>(30 * b), bl = 185 + static_cast<int>(40 * c);
+            break;
     }
     return fmt::format("#{:02x}{:02x}{:02x}", r, g, bl);
 }

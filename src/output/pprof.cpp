@@ -138,7 +138,7 @@ std::string encodePprof(const RecordedProfile& profile, const ExportOptions& opt
     mapping.varint(mapping_field::kHasFilenames, 1);
     if (options.showLines) mapping.varint(mapping_field::kHasLineNumbers, 1);
     protobuf::Writer functions, locations, samples;
-    std::map<std::pair<std::string, std::string>, std::uint64_t> functionIds;  // (name, filename)
+    std::map<std::pair<std::string, std::string>, std::uint64_t> functionIds;     // (name, filename)
     std::map<std::pair<std::uint64_t, std::int64_t>, std::uint64_t> locationIds;  // (function, line)
     std::unordered_map<FrameId, std::uint64_t> locationOfFrame;
 
@@ -183,6 +183,8 @@ std::string encodePprof(const RecordedProfile& profile, const ExportOptions& opt
     const std::int64_t threadKey = strings.intern("thread");
     const std::int64_t threadIdKey = strings.intern("thread_id");
     const std::int64_t nativeIdKey = strings.intern("native_thread_id");
+    const std::int64_t stateKey = strings.intern("state");  // record --wait: "io", and "wait": "io: socket"
+    const std::int64_t waitKey = strings.intern("wait");
 
     std::vector<std::uint64_t> leafFirst;
     profile.trie.forEachStack([&](std::span<const FrameId> stack, std::uint64_t count) {
@@ -217,6 +219,19 @@ std::string encodePprof(const RecordedProfile& profile, const ExportOptions& opt
                 label.int64(label_field::kNum, *thread->nativeId);
                 sample.message(sample_field::kLabel, label);
             }
+        }
+        if (!stack.empty() && profile.frames[stack.back()].kind == FrameKind::State) {
+            // "[io: socket]" -> state "io", wait "io: socket".
+            std::string_view wait = profile.frames[stack.back()].name;
+            if (wait.size() >= 2 && wait.front() == '[' && wait.back() == ']') wait = wait.substr(1, wait.size() - 2);
+            protobuf::Writer label;
+            label.int64(label_field::kKey, stateKey);
+            label.int64(label_field::kStr, strings.intern(std::string(wait.substr(0, wait.find(':')))));
+            sample.message(sample_field::kLabel, label);
+            label.clear();
+            label.int64(label_field::kKey, waitKey);
+            label.int64(label_field::kStr, strings.intern(std::string(wait)));
+            sample.message(sample_field::kLabel, label);
         }
         samples.message(profile_field::kSample, sample);
     });

@@ -3,6 +3,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -37,30 +38,6 @@ namespace {
 
 constexpr std::size_t kCommandLineLimit = 4096;
 constexpr std::size_t kCommNameLimit = 64;  // the kernel's is 16 (TASK_COMM_LEN); a bound all the same
-
-std::string procPath(pid_t pid, std::string_view tail) {
-    return "/proc/" + std::to_string(pid) + std::string(tail);
-}
-
-// Reads at most `limit` bytes of a /proc file. On failure returns false with errno set.
-bool readProcFile(const std::string& path, std::size_t limit, std::string& out) {
-    out.clear();
-    FD fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd) return false;
-    char buffer[4096];
-    while (out.size() < limit) {
-        const std::size_t want = std::min(sizeof buffer, limit - out.size());
-        const ssize_t n = ::read(fd.get(), buffer, want);
-        if (n > 0) {
-            out.append(buffer, static_cast<std::size_t>(n));
-        } else if (n == 0) {
-            break;
-        } else if (errno != EINTR) {
-            return false;
-        }
-    }
-    return true;
-}
 
 // Parses a stat line "TID (COMM) STATE ...". The name may hold spaces and parentheses,
 // but the kernel writes nothing after it that contains ')', so the last ')' ends it.
@@ -148,6 +125,29 @@ void appendEscaped(std::string& out, std::string_view bytes) {
 }
 
 }  // namespace
+
+std::string procPath(pid_t pid, std::string_view tail) {
+    return "/proc/" + std::to_string(pid) + std::string(tail);
+}
+
+bool readProcFile(const std::string& path, std::size_t limit, std::string& out) {
+    out.clear();
+    FD fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) return false;
+    char buffer[4096];
+    while (out.size() < limit) {
+        const std::size_t want = std::min(sizeof buffer, limit - out.size());
+        const ssize_t n = ::read(fd.get(), buffer, want);
+        if (n > 0) {
+            out.append(buffer, static_cast<std::size_t>(n));
+        } else if (n == 0) {
+            break;
+        } else if (errno != EINTR) {
+            return false;
+        }
+    }
+    return true;
+}
 
 void checkProcessAccessible(pid_t pid) {
     const std::string who = "process " + std::to_string(pid);
@@ -324,9 +324,9 @@ Result<ThreadActivity> ThreadStatReader::activity(pid_t tid, bool stoppedByUs) {
     auto it = files_.find(tid);
     if (it == files_.end()) {
         const std::string task = procPath(pid_, "/task/" + std::to_string(tid));
-        ThreadFile file{FD(::open((task + "/syscall").c_str(), O_RDONLY | O_CLOEXEC)), false};
+        ThreadFile file{FD(::open((task + "/syscall").c_str(), O_RDONLY | O_CLOEXEC)), false, std::nullopt};
         if (!file.fd && (errno == EACCES || errno == EPERM)) {
-            file = ThreadFile{FD(::open((task + "/stat").c_str(), O_RDONLY | O_CLOEXEC)), true};
+            file = ThreadFile{FD(::open((task + "/stat").c_str(), O_RDONLY | O_CLOEXEC)), true, std::nullopt};
         }
         if (!file.fd) {
             const int err = errno;
@@ -347,10 +347,28 @@ Result<ThreadActivity> ThreadStatReader::activity(pid_t tid, bool stoppedByUs) {
     if (it->second.isStat) {
         auto stat = parseStat(text);
         if (!stat) return Err{invalid("malformed stat of thread " + std::to_string(tid))};
-        return ThreadActivity{stat->running() || (stoppedByUs && stat->state == 't'), std::nullopt};
+        ThreadActivity activity;
+        activity.running = stat->running() || (stoppedByUs && stat->state == 't');
+        return activity;
     }
     auto activity = parseSyscallActivity(text);
     if (stoppedByUs && text.starts_with("-1 ")) activity.running = true;
+    if (activity.call && activity.call->number == SYS_restart_syscall) {
+        activity.restarted = true;
+        const auto& last = it->second.lastCall;
+        if (last && last->args == activity.call->args) {
+            activity.call = last;  // the same call, resolved before
+        } else {
+            std::string wchan;
+            const std::string path = procPath(pid_, "/task/" + std::to_string(tid) + "/wchan");
+            if (readProcFile(path, 128, wchan)) {
+                if (const std::int64_t number = syscallOfWaitChannel(wchan); number >= 0)
+                    activity.call->number = number;
+            }
+        }
+        if (activity.call->number == SYS_futex) activity.futexWord = activity.call->args[0];
+    }
+    it->second.lastCall = activity.call;
     return activity;
 }
 

@@ -12,18 +12,32 @@ ThreadActivity parseSyscallActivity(std::string_view text) {
         activity.running = true;
         return activity;
     }
-    // Only futex(2) is of interest: its first argument is the futex word.
-    std::uint64_t number = 0;
-    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), number);
-    if (ec != std::errc{} || number != SYS_futex) return activity;
+    // "<nr> 0x<arg0> ... 0x<arg5> 0x<sp> 0x<pc>"; "-1 0x<sp> 0x<pc>" when not in a call.
+    SyscallCall call;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), call.number);
+    if (ec != std::errc{} || call.number < 0) return activity;
     std::string_view rest = text.substr(static_cast<std::size_t>(end - text.data()));
-    if (rest.size() < 4 || rest.substr(0, 3) != " 0x") return activity;
-    rest.remove_prefix(3);
-    std::uint64_t address = 0;
-    auto [addressEnd, addressEc] = std::from_chars(rest.data(), rest.data() + rest.size(), address, 16);
-    if (addressEc != std::errc{}) return activity;
-    activity.futexWord = address;
+    for (auto& arg : call.args) {
+        if (rest.size() < 4 || rest.substr(0, 3) != " 0x") return activity;
+        rest.remove_prefix(3);
+        auto [argEnd, argEc] = std::from_chars(rest.data(), rest.data() + rest.size(), arg, 16);
+        if (argEc != std::errc{}) return activity;
+        rest.remove_prefix(static_cast<std::size_t>(argEnd - rest.data()));
+    }
+    activity.call = call;
+    if (call.number == SYS_futex) activity.futexWord = call.args[0];
     return activity;
+}
+
+std::int64_t syscallOfWaitChannel(std::string_view wchan) {
+    const auto has = [wchan](std::string_view part) { return wchan.find(part) != std::string_view::npos; };
+    if (has("futex")) return SYS_futex;
+    if (has("nanosleep")) return SYS_nanosleep;
+    if (has("ep_poll")) return SYS_epoll_wait;
+    if (has("poll")) return SYS_poll;
+    if (has("select")) return SYS_select;
+    if (wchan == "do_wait" || has("wait_consider")) return SYS_wait4;
+    return -1;
 }
 
 }  // namespace pyspy

@@ -354,6 +354,8 @@ PythonTarget locatePython(pid_t pid, const ProcessMemory& memory, const LocateOp
         target.gcCollectingVar = staticOf("collecting", 4, 4).first;
         std::tie(target.gilCondVar, target.gilCondSize) = staticOf("gil_cond", 32, 64);
         std::tie(target.gilMutexVar, target.gilMutexSize) = staticOf("gil_mutex", 32, 64);
+        std::tie(target.gilSwitchCondVar, target.gilSwitchCondSize) = staticOf("switch_cond", 32, 64);
+        std::tie(target.gilSwitchMutexVar, target.gilSwitchMutexSize) = staticOf("switch_mutex", 32, 64);
         target.gilLockVar = staticOf("interpreter_lock", 8, 8).first;
     }
 

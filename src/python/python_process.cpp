@@ -206,12 +206,18 @@ std::vector<std::pair<std::uint64_t, std::uint64_t>> PythonProcess::gilWaitRange
     };
     if (l.gil_cond != kAbsent) {  // 3.7+: in the _gil_runtime_state
         if (const std::uint64_t gil = gilAddress(); gil != 0) {
-            add(at(gil, l.gil_cond), static_cast<std::uint64_t>(l.gil_cond_size));
-            add(at(gil, l.gil_mutex), static_cast<std::uint64_t>(l.gil_mutex_size));
+            const auto condSize = static_cast<std::uint64_t>(l.gil_cond_size);
+            const auto mutexSize = static_cast<std::uint64_t>(l.gil_mutex_size);
+            add(at(gil, l.gil_cond), condSize);
+            // The mutex, then (FORCE_SWITCHING, every version since 3.2) switch_cond and
+            // switch_mutex: a thread made to drop the GIL waits there until another took it.
+            add(at(gil, l.gil_mutex), mutexSize + condSize + mutexSize);
         }
     } else if (target_.gilCondVar != 0) {  // 3.6: statics of ceval_gil.h
         add(target_.gilCondVar, target_.gilCondSize);
         add(target_.gilMutexVar, target_.gilMutexSize);
+        add(target_.gilSwitchCondVar, target_.gilSwitchCondSize);
+        add(target_.gilSwitchMutexVar, target_.gilSwitchMutexSize);
     } else if (target_.gilLockVar != 0) {
         // 2.7: the GIL is a PyThread lock, a malloc'ed POSIX semaphore (32 bytes in glibc);
         // a waiting thread sleeps in sem_wait, on a futex word inside it.
@@ -408,6 +414,35 @@ void PythonProcess::symbolizeAndMerge(ProcessSnapshot& snap, bool nativeAll) {
     }
 }
 
+void PythonProcess::setWaitState(ThreadStack& thread, const ThreadActivity& activity, bool onGil,
+                                 const SnapshotOptions& options) {
+    thread.active = activity.running;
+    if (activity.running) {
+        thread.state = ThreadState::Running;
+        return;
+    }
+    if (!activity.call) {
+        thread.state = ThreadState::Other;  // stopped, or its syscall file unreadable (stat fallback)
+        return;
+    }
+    // A poll or select keeps its descriptors in memory: read live (not the snapshot's
+    // speculative copy), a few bytes, only for threads blocked in one.
+    const SyscallWait wait = waitFd(*activity.call, *memory_);
+    thread.state = wait.state;
+    // Asleep on the GIL's futex: waiting for it; or, for the thread the GIL's state names
+    // as its holder, in the middle of a hand-over (the OS state is read before the GIL's).
+    if (wait.state == ThreadState::Lock && onGil)
+        thread.state = thread.holdsGil ? ThreadState::Running : ThreadState::Gil;
+    thread.active = thread.state == ThreadState::Running;
+    thread.waitingForGil = thread.state == ThreadState::Gil;
+    WaitReason reason;
+    reason.syscallNumber = activity.call->number;
+    reason.syscall = syscallName(activity.call->number);
+    reason.fd = wait.fd;
+    if (wait.fd && options.fdKinds) reason.fdInfo = fds_.describe(*wait.fd, options.fdPeers);
+    thread.wait = std::move(reason);
+}
+
 ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
     if (options.native && !options.pause) {
         throw FatalError(ErrorKind::Usage,
@@ -432,17 +467,16 @@ ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
     const std::vector<pid_t> tids = threadStats_.threads(relistThreads_);
     relistThreads_ = false;
     if (tids.empty() && gone()) throwGone(pid_);
-    // One read per thread says whether it runs and, if it sleeps in futex(2), on which
-    // word: a thread waiting for the GIL sleeps on the GIL's condition variable or mutex.
-    std::unordered_map<pid_t, bool> running;
-    std::unordered_map<pid_t, std::uint64_t> futexWaits;
-    const bool wantWaits = options.gilWaiters && gilWaitsKnown();
+    // One read per thread says whether it runs and, if it is blocked, in which system
+    // call: a thread waiting for the GIL sleeps on the GIL's condition variable or mutex.
+    std::unordered_map<pid_t, ThreadActivity> activities;
+    bool anyFutex = false;
     for (pid_t tid : tids) {
         if (tid == lastGilHolder_) continue;  // see lastGilHolder_: one pread less per sample
         auto activity = threadStats_.activity(tid);
         if (!activity.ok()) continue;
-        running[tid] = activity.value().running;
-        if (wantWaits && activity.value().futexWord) futexWaits[tid] = *activity.value().futexWord;
+        anyFutex = anyFutex || activity.value().futexWord.has_value();
+        activities.emplace(tid, activity.value());
     }
 
     std::optional<ThreadPause> pause;
@@ -484,11 +518,12 @@ ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
     // (A free-threaded build that turned its GIL on has a holder: as with a GIL.)
     const bool freeThreaded = target_.layout.free_threaded != 0 && holder == 0;
     const bool collecting = (holder != 0 || freeThreaded) && gcCollecting();
-    const auto gilRanges = futexWaits.empty() ? decltype(gilWaitRanges()){} : gilWaitRanges();
-    const auto onGil = [&](std::uint64_t address) {
-        return std::any_of(gilRanges.begin(), gilRanges.end(),
+    const auto gilRanges = anyFutex && gilWaitsKnown() ? gilWaitRanges() : decltype(gilWaitRanges()){};
+    const auto inRanges = [](const auto& ranges, std::uint64_t address) {
+        return std::any_of(ranges.begin(), ranges.end(),
                            [address](const auto& range) { return address >= range.first && address < range.second; });
     };
+    const auto onGil = [&](std::uint64_t address) { return inRanges(gilRanges, address); };
     speculative_.setRecording(false);  // a names lookup is rare and large: not worth replaying
     auto names = options.threadNames ? threadNames() : std::unordered_map<std::uint64_t, std::string>{};
     speculative_.setRecording(true);
@@ -501,19 +536,22 @@ ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
         thread.holdsGil = holder != 0 && holder == state.address;
         thread.collectingGarbage = collecting && thread.holdsGil;
         if (state.nativeId) {
-            if (auto wait = futexWaits.find(*state.nativeId); wait != futexWaits.end()) {
-                thread.waitingForGil = !thread.holdsGil && onGil(wait->second);
-            }
-            if (auto it = running.find(*state.nativeId); it != running.end()) {
-                thread.active = it->second;
+            if (auto it = activities.find(*state.nativeId); it != activities.end()) {
+                const auto& word = it->second.futexWord;
+                setWaitState(thread, it->second, word && onGil(*word), options);
             } else if (*state.nativeId == lastGilHolder_) {
-                // Not read before: active if it still holds the GIL (it runs Python code);
+                // Not read before: running if it still holds the GIL (it runs Python code);
                 // else read now. A thread we stopped shows where it stopped: outside a
                 // system call (running or runnable), or inside one (asleep).
                 if (thread.holdsGil) {
                     thread.active = true;
+                    thread.state = ThreadState::Running;
                 } else if (auto activity = threadStats_.activity(*state.nativeId, pause.has_value()); activity.ok()) {
-                    thread.active = activity.value().running;
+                    const auto& word = activity.value().futexWord;
+                    const bool gilWord =
+                        word &&
+                        (gilRanges.empty() ? gilWaitsKnown() && inRanges(gilWaitRanges(), *word) : onGil(*word));
+                    setWaitState(thread, activity.value(), gilWord, options);
                 }
             } else {
                 relistThreads_ = true;  // a new thread: list the tasks again next time
@@ -521,6 +559,7 @@ ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
             if (thread.holdsGil) holderTid = state.nativeId;
         } else {
             thread.active = thread.holdsGil;
+            if (thread.active) thread.state = ThreadState::Running;
         }
         if (freeThreaded) thread.collectingGarbage = collecting && thread.active;
         if (auto it = names.find(state.threadId); it != names.end()) thread.name = it->second;

@@ -27,9 +27,15 @@ constexpr std::size_t kMaxCachedCodes = 16384;  // each entry keeps a CodeInfo a
 
 }  // namespace
 
+std::string waitLeafName(ThreadState state, FdKind ioKind, std::int64_t syscall) {
+    if (state == ThreadState::Io && ioKind != FdKind::Unknown) return fmt::format("[io: {}]", fdKindName(ioKind));
+    if (state == ThreadState::Other && syscall >= 0) return fmt::format("[other: {}]", syscallName(syscall));
+    return fmt::format("[{}]", stateName(state));
+}
+
 bool keepThread(const ThreadSample& sample, const SamplerOptions& options) {
     if (options.gilOnly && !sample.holdsGil) return false;
-    if (!options.includeIdle && !sample.active && !sample.holdsGil) return false;
+    if (!options.includeIdle && !options.waitStates && !sample.active && !sample.holdsGil) return false;
     return true;
 }
 
@@ -119,6 +125,17 @@ FrameId Sampler::internFrame(const PyFrame& frame) {
     const FrameId id = frames_.intern(key);
     if (cached != nullptr && cached->lines.size() < kMaxLinesPerCode) cached->lines.emplace_back(line, id);
     return id;
+}
+
+FrameId Sampler::stateFrame(const ThreadSample& sample) {
+    const std::int64_t syscall = sample.state == ThreadState::Other ? sample.syscall : -1;
+    const std::uint64_t key = (static_cast<std::uint64_t>(sample.state) << 56) |
+                              (static_cast<std::uint64_t>(sample.ioKind) << 48) |
+                              (static_cast<std::uint64_t>(syscall) & 0xffffffffffffULL);
+    auto [it, added] = stateFrames_.try_emplace(key, 0);
+    if (added)
+        it->second = frames_.intern({FrameKind::State, waitLeafName(sample.state, sample.ioKind, syscall), "", 0});
+    return it->second;
 }
 
 void Sampler::appendNativeFrames(const NativeFrame& frame, std::vector<FrameId>& out) {
@@ -242,6 +259,7 @@ bool Sampler::tick(SampleSink& sink) {
     snapOptions.native = options_.native;
     snapOptions.nativeAll = options_.nativeAll;
     snapOptions.processInfo = false;
+    snapOptions.fdKinds = options_.waitStates;
     snapOptions.threadNames = unnamedThread_ || t - lastNames_ >= kNameRefreshSeconds;
     if (snapOptions.threadNames) lastNames_ = t;
 
@@ -298,6 +316,9 @@ bool Sampler::tick(SampleSink& sink) {
         ts.thread = index ? *index : indexOf(thread);
         ts.active = thread.active;
         ts.holdsGil = thread.holdsGil;
+        ts.state = thread.state;
+        ts.ioKind = thread.wait ? thread.wait->fdInfo.kind : FdKind::Unknown;
+        ts.syscall = thread.wait ? thread.wait->syscallNumber : -1;
         ts.frames.reserve(thread.frames.size() + thread.merged.size() + 1);
         // A stack cut at the depth bound lacks its outermost frames: say so at its root
         // rather than let a middle frame pass for the entry point.
@@ -306,6 +327,7 @@ bool Sampler::tick(SampleSink& sink) {
         // Python stack alone, and the miss is counted, never silent.
         if (thread.nativeRequested && (thread.mergeFailed || thread.nativeFrames.empty())) ++stats_.mergeErrors;
         appendFrames(thread, ts.frames);
+        if (options_.waitStates && !ts.frames.empty()) ts.frames.push_back(stateFrame(ts));
     }
     sample.threads.resize(used);
     ++stats_.ticks;

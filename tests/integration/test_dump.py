@@ -100,7 +100,7 @@ def run_dump(binary, pid, *flags, timeout=30, preexec=None, env=None):
 
 # --- parsing the two output formats --------------------------------------------------
 
-THREAD_RE = re.compile(r'^Thread (\S+) \((active|idle)(\+gil)?(\+gilwait)?(?:\+gc)?\)(?:: "(.*)")?$')
+THREAD_RE = re.compile(r'^Thread (\S+) \((running|gil|lock|io|sleep|child|other)((?:: .*?)?)(\+gil)?(?:\+gc)?\)(?:: "(.*)")?$')
 FRAME_RE = re.compile(r"^    (.+) \((.+):(\d+|\?)\)$")
 
 
@@ -124,8 +124,8 @@ def parse_text(out):
         if m and thread is None:
             ident = m.group(1)
             thread = {"native_id": int(ident) if ident.isdigit() else None,
-                      "active": m.group(2) == "active", "holds_gil": bool(m.group(3)),
-                      "waiting_for_gil": bool(m.group(4)),
+                      "active": m.group(2) == "running", "holds_gil": bool(m.group(4)),
+                      "waiting_for_gil": m.group(2) == "gil", "state": m.group(2),
                       "name": m.group(5), "frames": [], "truncated": False, "error": None}
             doc["threads"].append(thread)
             continue

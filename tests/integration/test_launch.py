@@ -18,7 +18,7 @@ wrapper: a bash script that starts Python after 0.5 s (a root that is not Python
 (started before Python is) profile the Python child with its exact stack, and say once
 that the root is not Python; `dump -s --pid BASH` and `top -s --pid BASH` show the child;
 a script that execs Python after 1.2 s is sampled itself from then on under `record -s --pid`; `dump --pid BASH`
-fails (exit 5) suggesting -s; a root with no Python descendant under `record -s --wait 1`
+fails (exit 5) suggesting -s; a root with no Python descendant under `record -s --wait-for-python 1`
 ends after about 1 s with exit 5 and the documented message.
 
 Exit code 0 = passed, 1 = failed, 77 = skipped (interpreter not installed).
@@ -336,20 +336,20 @@ def test_wrapper(binary, python, tmp):
     finally:
         end_group(p)
 
-    # No Python at all: --wait bounds the wait.
+    # No Python at all: --wait-for-python bounds the wait.
     p = start_bash(["bash", "-c", "sleep 60; :"])
     try:
         started = time.monotonic()
-        r = subprocess.run([binary, "record", "-s", "--wait", "1", "-o", os.path.join(tmp, "none.svg"),
+        r = subprocess.run([binary, "record", "-s", "--wait-for-python", "1", "-o", os.path.join(tmp, "none.svg"),
                             "--pid", str(p.pid)], capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
         elapsed = time.monotonic() - started
         err = r.stderr.decode(errors="replace")
-        expected = "is not Python and started no Python process within 1 s (--wait SECONDS to wait longer)"
-        check(r.returncode == 5 and expected in err, "record -s --wait 1 of a shell without Python: expected exit 5 "
+        expected = "is not Python and started no Python process within 1 s (--wait-for-python SECONDS to wait longer)"
+        check(r.returncode == 5 and expected in err, "record -s --wait-for-python 1 of a shell without Python: expected exit 5 "
               "and %r, got %d:\n%s" % (expected, r.returncode, err))
-        check(1.0 <= elapsed < 1 + SLACK, "record -s --wait 1 gave up after %.1f s" % elapsed)
-        check(not os.path.exists(os.path.join(tmp, "none.svg")), "record -s --wait 1 wrote a profile")
-        log("record -s --wait 1 without Python: ok (%.1f s, exit 5)" % elapsed)
+        check(1.0 <= elapsed < 1 + SLACK, "record -s --wait-for-python 1 gave up after %.1f s" % elapsed)
+        check(not os.path.exists(os.path.join(tmp, "none.svg")), "record -s --wait-for-python 1 wrote a profile")
+        log("record -s --wait-for-python 1 without Python: ok (%.1f s, exit 5)" % elapsed)
     finally:
         end_group(p)
 

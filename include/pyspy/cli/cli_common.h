@@ -61,16 +61,16 @@ struct SamplingArgs {
     std::vector<std::string> threadNames;  // --thread-name REGEX (repeatable)
     std::vector<pid_t> tids;               // --tid TID (repeatable)
     bool subprocesses = false;             // -s
-    std::optional<double> waitSeconds;     // --wait: for the first Python process under a root that is not
+    std::optional<double> waitSeconds;     // --wait-for-python: for the first Python process under a root that is not
 };
 
 // How long `-s` waits for the first Python process under a --pid root that is not
-// Python when --wait is not given (a program started with -- PROGRAM: its whole life).
+// Python when --wait-for-python is not given (a program started with -- PROGRAM: its whole life).
 inline constexpr double kDefaultPythonWaitSeconds = 10.0;
 
 // Registers --pid, the positional program, --rate, --nonblocking, --gil, --idle,
 // --full-filenames, --native, --native-all, --thread-name, --tid, -s (with its help
-// text) and --wait on `cmd`, bound to `args` (which must outlive parsing).
+// text) and --wait-for-python on `cmd`, bound to `args` (which must outlive parsing).
 void addSamplingOptions(CLI::App& cmd, SamplingArgs& args, const char* programHelp, const char* subprocessesHelp);
 
 // Checks that exactly one of --pid and -- PROGRAM was given, that --native comes
@@ -83,7 +83,7 @@ void addSamplingOptions(CLI::App& cmd, SamplingArgs& args, const char* programHe
 TreeRecording::Root attachSamplingTarget(const SamplingArgs& args, std::optional<SpawnedProgram>& program,
                                          std::unique_ptr<PythonProcess>& process);
 
-// The --wait bound for TreeRecording::checkPythonFound: --wait, else the default for a
+// The --wait-for-python bound for TreeRecording::checkPythonFound: --wait-for-python, else the default for a
 // --pid root, none for a program (it is waited for as long as it runs).
 std::optional<double> pythonWaitSeconds(const SamplingArgs& args);
 

@@ -5,6 +5,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "pyspy/common/result.h"
@@ -24,6 +25,11 @@ struct ThreadStat {
 // CAP_SYS_PTRACE, or check /proc/sys/kernel/yama/ptrace_scope).
 void checkProcessAccessible(pid_t pid);
 
+// "/proc/PID" + tail.
+std::string procPath(pid_t pid, std::string_view tail);
+// Reads at most `limit` bytes of a /proc file into `out`. On failure false, errno set.
+bool readProcFile(const std::string& path, std::size_t limit, std::string& out);
+
 bool processAlive(pid_t pid);  // exists and is not a zombie
 
 // Arguments joined by spaces (escaped, bounded length); with none (a process in the
@@ -35,7 +41,7 @@ std::string readExecutablePath(pid_t pid);  // the /proc/PID/exe link target, or
 // one process for the life of the system: a reused pid has a later start time.
 struct ProcessStatus {
     pid_t pid = 0;
-    pid_t parent = 0;              // ppid: init or a subreaper once the parent has exited
+    pid_t parent = 0;  // ppid: init or a subreaper once the parent has exited
     char state = '?';
     unsigned long long startTime = 0;  // clock ticks after boot (field 22)
     double cpuSeconds = 0;             // utime + stime (fields 14 and 15): CPU time used so far

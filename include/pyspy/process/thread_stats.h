@@ -60,7 +60,8 @@ class ThreadStatReader {
     std::vector<pid_t> threads_;
     struct ThreadFile {
         FD fd;
-        bool isStat = false;  // the stat fallback, not the syscall file
+        bool isStat = false;                  // the stat fallback, not the syscall file
+        std::optional<SyscallCall> lastCall;  // the call seen at the previous read (see ThreadActivity::restarted)
     };
     std::unordered_map<pid_t, ThreadFile> files_;
 };

@@ -94,6 +94,7 @@ std::optional<std::string> socketPeerFromTable(std::string_view table, std::uint
 
 // The thread's state and wait detail, as ThreadStack and ThreadSample carry them.
 struct WaitReason {
+    std::int64_t syscallNumber = -1;
     std::string syscall;    // the system call's name ("" when running or not known)
     std::optional<int> fd;  // the descriptor an I/O wait is on
     FdInfo fdInfo;          // its kind and detail, when looked up

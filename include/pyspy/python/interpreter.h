@@ -33,9 +33,13 @@ struct PythonTarget {
     std::uint64_t gcCollectingVar = 0;                // &collecting (an int)
     std::uint64_t gilCondVar = 0, gilCondSize = 0;    // 3.6: gil_cond (a pthread_cond_t)
     std::uint64_t gilMutexVar = 0, gilMutexSize = 0;  // 3.6: gil_mutex (a pthread_mutex_t)
-    std::uint64_t gilLockVar = 0;                     // 2.7: &interpreter_lock, a PyThread_type_lock (sem_t*)
-    std::uint64_t interpreter = 0;                    // the main PyInterpreterState*, validated
-    bool foundByScan = false;                         // located by scanning .data/.bss, not through a symbol
+    // 3.6: switch_cond / switch_mutex, where a thread that was made to drop the GIL waits
+    // until another has taken it (FORCE_SWITCHING)
+    std::uint64_t gilSwitchCondVar = 0, gilSwitchCondSize = 0;
+    std::uint64_t gilSwitchMutexVar = 0, gilSwitchMutexSize = 0;
+    std::uint64_t gilLockVar = 0;   // 2.7: &interpreter_lock, a PyThread_type_lock (sem_t*)
+    std::uint64_t interpreter = 0;  // the main PyInterpreterState*, validated
+    bool foundByScan = false;       // located by scanning .data/.bss, not through a symbol
     TypeAddresses types;
     std::vector<MemoryMapping> maps;
 };

@@ -27,8 +27,11 @@ struct SnapshotOptions {
     bool pause = true;        // stop all threads while reading (consistent, costs the target a pause)
     bool threadNames = true;  // look up threading.Thread names
     std::size_t maxThreads = 4096;
-    bool gilWaiters = false;  // mark threads asleep on the GIL (2.7/3.6: with symbols; see gilWaitRanges)
-    int localsLevel = 0;      // > 0: read each frame's locals (PyFrame::locals) with ReprLimits::forLevel
+    // I/O waits: look up what the descriptor is (FdKind; one readlink per waiting thread,
+    // cached per descriptor), and with fdPeers a socket's peer address too (dump).
+    bool fdKinds = false;
+    bool fdPeers = false;
+    int localsLevel = 0;  // > 0: read each frame's locals (PyFrame::locals) with ReprLimits::forLevel
     // Unwind each thread's native stack while paused, symbolize it after the pause and
     // merge it with the Python stack (ThreadStack::merged; docs/native.md). Needs pause.
     bool native = false;
@@ -90,7 +93,9 @@ class PythonProcess {
     bool stacksReadable();                                     // some thread with a frame walks to at least one frame
     bool gone(const ReadError* error = nullptr) const;         // the target has exited or is exiting (see .cpp)
     void readLocals(std::vector<PyFrame>& frames, int level);  // fills PyFrame::locals / localsError
-    void unwindNative(ThreadStack& thread);                    // while paused: ThreadStack::nativeFrames (pcs)
+    // Sets thread.state / wait from its OS activity (`onGil`: whether a futex word is the GIL's).
+    void setWaitState(ThreadStack& thread, const ThreadActivity& activity, bool onGil, const SnapshotOptions& options);
+    void unwindNative(ThreadStack& thread);                         // while paused: ThreadStack::nativeFrames (pcs)
     void symbolizeAndMerge(ProcessSnapshot& snap, bool nativeAll);  // after the pause
 
     pid_t pid_;
@@ -112,6 +117,7 @@ class PythonProcess {
     // The thread that held the GIL at the last snapshot: its OS state is not read (it
     // most likely still holds it, and a GIL holder counts as active); read late if not.
     std::optional<pid_t> lastGilHolder_;
+    FdDescriber fds_{pid_};                         // what an I/O wait's descriptor is
     std::unique_ptr<NativeUnwinder> unwinder_;      // created by the first --native snapshot
     std::unique_ptr<NativeSymbolizer> symbolizer_;  // likewise
 };

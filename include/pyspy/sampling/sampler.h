@@ -60,9 +60,13 @@ struct SamplerOptions {
     bool pause = true;                      // false with --nonblocking
     bool gilOnly = false;                   // -g: keep only threads holding the GIL
     bool includeIdle = false;               // -i: keep idle threads too
-    bool aggregateByFunction = false;       // -F: a frame's line is its function's first line
-    bool lineNumbers = true;                // false with --nolineno: line 0
-    double jitter = 0.2;                    // each interval is drawn from (1 ± jitter) / rateHz
+    // --wait (record): keep every thread's samples (as includeIdle) and end each stack with
+    // a FrameKind::State leaf naming the thread's state (waitLeafName), the descriptor's
+    // kind looked up for I/O waits.
+    bool waitStates = false;
+    bool aggregateByFunction = false;  // -F: a frame's line is its function's first line
+    bool lineNumbers = true;           // false with --nolineno: line 0
+    double jitter = 0.2;               // each interval is drawn from (1 ± jitter) / rateHz
     // --native: native frames merged with the Python ones (needs pause; docs/native.md).
     // A thread whose stacks do not merge keeps its Python stack and counts a merge error.
     bool native = false;
@@ -79,9 +83,9 @@ struct ThreadSample {
     ThreadState state = ThreadState::Other;  // running, or why it waits (wait_state.h)
     FdKind ioKind = FdKind::Unknown;         // state Io: what the descriptor is, when known
     std::int64_t syscall = -1;               // the system call it was blocked in, or -1
-    std::vector<FrameId> frames;  // Python (and with --native, native) frames, outermost first (no
-                                  // thread frame); a stack cut at the depth bound starts with a
-                                  // "(truncated stack)" frame
+    std::vector<FrameId> frames;             // Python (and with --native, native) frames, outermost first (no
+                                             // thread frame); a stack cut at the depth bound starts with a
+                                             // "(truncated stack)" frame
 };
 
 struct Sample {
@@ -90,6 +94,10 @@ struct Sample {
     std::vector<ThreadSample> threads;  // every thread read in this tick that the ThreadFilter keeps,
                                         // whether keepThread keeps it or not
 };
+
+// The leaf frame --wait gives a sample: "[running]", "[gil]", "[lock]", "[sleep]",
+// "[child]", "[io: socket]" ("[io]" when the descriptor is not known), "[other: SYSCALL]".
+std::string waitLeafName(ThreadState state, FdKind ioKind, std::int64_t syscall);
 
 // Whether a thread's sample counts under the options (idle / GIL filters).
 bool keepThread(const ThreadSample& sample, const SamplerOptions& options);
@@ -163,6 +171,7 @@ class Sampler {
     // Appends a thread's stack, outermost first, to `out`: the merged stack when there is
     // one, else the Python frames.
     void appendFrames(const ThreadStack& thread, std::vector<FrameId>& out);
+    FrameId stateFrame(const ThreadSample& sample);  // --wait's leaf, interned once per name
 
     PythonProcess& process_;
     SamplerOptions options_;
@@ -185,6 +194,7 @@ class Sampler {
         std::vector<FrameId> ids;                    // the function, then its inlined calls outermost first
     };
     std::unordered_map<const NativeSymbol*, NativeFrames> nativeFrames_;
+    std::unordered_map<std::uint64_t, FrameId> stateFrames_;  // (state, fd kind, syscall) -> leaf
     double startEpoch_ = 0;
     // The state of a run, between begin() and finish().
     std::function<void(const std::string&)> warn_;

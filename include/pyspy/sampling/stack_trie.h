@@ -15,7 +15,8 @@ namespace pyspy {
 enum class FrameKind : std::uint8_t {
     Python,  // a Python function: name (qualified on 3.11+), filename, line
     Thread,  // the pseudo-frame at the root of one thread's stacks: name is its label
-    Native,  // a native (C) function, for a later issue
+    Native,  // a native (C) function (--native)
+    State,   // record --wait: the leaf naming the thread's state, "[io: socket]" (no file, no line)
 };
 
 struct FrameKey {

@@ -35,6 +35,8 @@ ProcessSnapshot sampleSnapshot() {
     main.threadId = 0x7f0000001000;
     main.nativeId = 4242;
     main.name = "MainThread";
+    main.state = ThreadState::Io;
+    main.wait = WaitReason{45, "recvfrom", 7, FdInfo{FdKind::Socket, "10.0.0.5:5432"}};
     main.frames = {{code("Server.wait", "/srv/app.py"), 40, 0, 0, {}, {}},
                    {code("<module>", "/srv/app.py"), 52, 0, 0, {}, {}}};
     ThreadStack worker;
@@ -42,6 +44,7 @@ ProcessSnapshot sampleSnapshot() {
     worker.nativeId = 4250;
     worker.name = "worker \x1b[31m<&\">";  // hostile: an escape sequence and markup
     worker.active = true;
+    worker.state = ThreadState::Running;
     worker.holdsGil = true;
     worker.frames = {{code("compute", "/usr/lib/python3.12/site-packages/lib/calc.py"), std::nullopt, 0, 0, {}, {}},
                      {code("run", "/usr/lib/python3.12/threading.py"), 1010, 0, 0, {}, {}}};
@@ -49,6 +52,9 @@ ProcessSnapshot sampleSnapshot() {
     ThreadStack unknown;
     unknown.threadId = 0x7f0000003000;
     unknown.error = "bad address at 0x10";
+    unknown.state = ThreadState::Gil;
+    unknown.waitingForGil = true;
+    unknown.wait = WaitReason{202, "futex", std::nullopt, FdInfo{}};
     snap.threads = {main, worker, unknown};
     return snap;
 }
@@ -110,7 +116,7 @@ TEST_CASE("dump shows locals under their frame, and the gc mark", "[output]") {
     outer.localsError = "bad address at 0x10";
 
     const std::string text = formatDumpText(snap, DumpFormatOptions{});
-    CHECK(text.find("(active+gil+gc): \"worker") != std::string::npos);
+    CHECK(text.find("(running+gil+gc): \"worker") != std::string::npos);
     CHECK(text.find("calc.py:?)\n        count = 3\n        label = '\\x1b[31m'\n") != std::string::npos);
     CHECK(text.find("        [error reading locals: bad address at 0x10]\n") != std::string::npos);
 
