@@ -274,16 +274,21 @@ def test_no_gil(binary, python):
 WAIT_THREADS = {"sleep": 2.0, "lock": 1.0, "io": 1.0, "child": 1.0}  # main and "sleeper" both sleep
 WAIT_FUNCTIONS = {"sleep": "sleep_forever", "lock": "wait_for_lock", "io": "recv_forever", "child": "wait_child"}
 STATE_SHARE = 0.9  # a thread is seen in its state in at least this share of its samples
+ROUNDING = 0.05  # top prints threads per sample with one decimal
 
 
 def check_wait_states(snap, expected, what):
     check("states" in snap, "%s: no Threads line:\n%s" % (what, describe(snap)))
     states = snap["states"]
+    # The figures are rounded to 0.1: ROUNDING of slack. A blocked thread may be seen
+    # running in a few samples (on a loaded machine, still runnable after a pause made
+    # it restart its system call): up to 1 - STATE_SHARE of each thread's samples.
     for state, threads in sorted(expected.items()):
-        check(STATE_SHARE * threads <= states[state] <= threads + 0.1, "%s: %.1f threads in state %s, expected %.1f:\n%s"
-              % (what, states[state], state, threads, describe(snap)))
+        check(STATE_SHARE * threads - ROUNDING <= states[state] <= threads + ROUNDING,
+              "%s: %.1f threads in state %s, expected %.1f:\n%s" % (what, states[state], state, threads, describe(snap)))
     rest = sum(n for state, n in states.items() if state not in expected)
-    check(rest <= 0.2, "%s: %.1f threads in other states:\n%s" % (what, rest, describe(snap)))
+    check(rest <= (1 - STATE_SHARE) * sum(expected.values()) + ROUNDING, "%s: %.1f threads in other states:\n%s"
+          % (what, rest, describe(snap)))
 
 
 def test_waits(binary, python):
@@ -303,7 +308,7 @@ def test_waits(binary, python):
             snap = split_snapshots(out)[0]
             check(snap.get("view") == state, "--view %s: the header says view %r:\n%s" % (state, snap.get("view"), out))
             own = dict((r["function"], r["own"]) for r in snap["rows"])
-            check(own.get(function, 0.0) >= 100.0 * STATE_SHARE, "--view %s: %s not at ~100%% own:\n%s"
+            check(own.get(function, 0.0) >= 100.0 * STATE_SHARE - 0.5, "--view %s: %s not at ~100%% own:\n%s"
                   % (state, function, describe(snap)))
             others = [name for name in WAIT_FUNCTIONS.values() if name != function and name in own]
             check(not others, "--view %s lists %r, which wait in other states:\n%s" % (state, others, describe(snap)))
@@ -404,11 +409,12 @@ def test_pool_io(binary, python):
         check(set(workers) <= set(rows), "workers %r not all in the table:\n%s" % (workers, text))
         for pid in workers:
             states = rows[pid]["states"]
-            check(states["io"] >= STATE_SHARE, "worker %d: %.1f threads in io, expected 1:\n%s"
+            check(states["io"] >= STATE_SHARE - ROUNDING, "worker %d: %.1f threads in io, expected 1:\n%s"
                   % (pid, states["io"], text))
-            check(states["running"] <= 0.1, "worker %d: %.1f running:\n%s" % (pid, states["running"], text))
+            check(states["running"] <= 1 - STATE_SHARE + ROUNDING, "worker %d: %.1f running:\n%s"
+                  % (pid, states["running"], text))
         snap = parse_screen(lines)
-        check(snap.get("states", {}).get("io", 0.0) >= STATE_SHARE * len(workers),
+        check(snap.get("states", {}).get("io", 0.0) >= STATE_SHARE * len(workers) - ROUNDING,
               "the Threads line does not count %d threads in io:\n%s" % (len(workers), text))
         log("pool-io: ok (workers %s: %s threads in io)"
             % (workers, ", ".join("%.1f" % rows[pid]["states"]["io"] for pid in workers)))
