@@ -17,16 +17,20 @@
 #include <exception>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
 
 #include "pyspy/cli/cli_common.h"
 #include "pyspy/cli/commands.h"
+#include "pyspy/cli/option_values.h"
 #include "pyspy/cli/spawn.h"
 #include "pyspy/cli/tree_recording.h"
 #include "pyspy/process/process.h"
+#include "pyspy/process/wait_state.h"
 #include "pyspy/sampling/sampler.h"
 #include "pyspy/ui/terminal.h"
 #include "pyspy/ui/top_model.h"
@@ -42,7 +46,15 @@ using Clock = std::chrono::steady_clock;
 struct TopArgs : SamplingArgs {
     double delay = 1.0;
     int iterations = 0;
+    std::string view = "running";  // --view: the function table's first view (key w)
 };
+
+// The first view (--view, one of the restricted choices).
+TopViewOptions initialView(const TopArgs& args) {
+    TopViewOptions view;
+    view.state = parseStateName(args.view).value_or(ThreadState::Running);
+    return view;
+}
 
 // The longest wait between two looks at the process tree under -s: new children are
 // then picked up within 100 ms (as in record).
@@ -151,7 +163,7 @@ struct TopSession {
 
 // Plain-text snapshots on stdout.
 void runText(TopSession& s) {
-    TopViewOptions view;
+    const TopViewOptions view = initialView(s.args);
     TopRenderOptions render;
     render.fullFilenames = s.args.fullFilenames;
     auto next = Clock::now() + millis(s.args.delay);
@@ -199,6 +211,7 @@ void runText(TopSession& s) {
 // The live view on the terminal.
 void runTerminal(TopSession& s, TerminalScreen& screen) {
     TopViewState state;
+    state.view = initialView(s.args);
     TopRenderOptions render;
     render.fullFilenames = s.args.fullFilenames;
     TopSnapshot shown = s.aggregator.snapshot(false);
@@ -345,6 +358,14 @@ Command addTopCommand(CLI::App& app) {
         ->capture_default_str();
     cmd->add_option("--iterations", args->iterations, "End after this many refreshes (default: until q)")
         ->check(CLI::NonNegativeNumber);
+    std::vector<std::string> views;
+    for (std::size_t i = 0; i < kThreadStateCount; ++i) views.emplace_back(stateName(static_cast<ThreadState>(i)));
+    restrictToChoices(cmd->add_option("--view", args->view,
+                                      "The function table's first view: running (functions of running threads), "
+                                      "or a wait state: the functions where threads wait for the GIL, on a lock, "
+                                      "on I/O, sleep, wait for a child process, or in another system call (key w)"),
+                      views)
+        ->capture_default_str();
     return Command{cmd, [args] { return runTop(*args); }};
 }
 

@@ -9,9 +9,15 @@ namespace pyspy {
 
 namespace {
 
-std::uint64_t rowKey(std::uint32_t thread, std::uint32_t id) { return (std::uint64_t{thread} << 32) | id; }
+std::uint64_t rowKey(std::uint32_t thread, std::uint32_t id) {
+    return (std::uint64_t{thread} << 32) | id;
+}
 
 }  // namespace
+
+ThreadState topSampleState(const ThreadSample& sample) {
+    return sample.active || sample.holdsGil ? ThreadState::Running : sample.state;
+}
 
 double TopWindow::secondsPerTick(double rateHz) const {
     if (ticks > 1 && lastTime > firstTime) return (lastTime - firstTime) / double(ticks - 1);
@@ -82,7 +88,6 @@ void TopAggregator::onProcessSample(std::uint32_t process, const Sample& sample,
             threads_.emplace_back();
             threads_.back().process = process;
             threads_.back().pid = processes_[process].pid;
-            threadStates_.emplace_back();
         }
         TopThread& t = threads_[ps.threads[i]];
         t.threadId = threads[i].threadId;
@@ -115,31 +120,20 @@ void TopAggregator::onProcessSample(std::uint32_t process, const Sample& sample,
         for (FrameId f : ts.frames) {
             if (f < ps.lines.size()) stack_.push_back(ps.lines[f]);
         }
-        // The thread's state: running, waiting for the GIL, or idle (see top_model.h).
-        bool gilFunction = false;
-        if (!stack_.empty()) {
-            auto& [gilCount, all] = threadStates_[thread].leafGil[lineToFunction_[stack_.back()]];
-            ++all;
-            if (ts.holdsGil) ++gilCount;
-            gilFunction = all >= kGilMinSamples && double(gilCount) >= kGilShare * double(all);
-        }
-        std::uint64_t TopWindow::*state = &TopWindow::idle;
-        if (ts.holdsGil) {
-            state = &TopWindow::running;
-        } else if (gilFunction) {
-            state = &TopWindow::waiting;
-        } else if (ts.active) {
-            state = &TopWindow::running;
-        }
+        const ThreadState state = topSampleState(ts);
+        const auto stateIndex = static_cast<std::size_t>(state);
+        const bool kept = keepThread(ts, options_);
         for (TopWindow* w : {&interval_, &cumulative_}) {
             ++w->threadSamples;
-            ++(w->*state);
+            ++w->states[stateIndex];
+            ++w->processes[process].states[stateIndex];
             if (ts.active || ts.holdsGil) ++w->active;
-        }
-        if (!keepThread(ts, options_)) continue;
-        for (TopWindow* w : {&interval_, &cumulative_}) {
-            ++w->kept;
-            count(*w, thread, stack_);
+            // The running view: what the filters keep; a wait view: the samples in its state.
+            if (kept) {
+                ++w->kept;
+                count(w->tables[static_cast<std::size_t>(ThreadState::Running)], thread, stack_);
+            }
+            if (state != ThreadState::Running) count(w->tables[stateIndex], thread, stack_);
         }
     }
     if (gil) {
@@ -150,11 +144,11 @@ void TopAggregator::onProcessSample(std::uint32_t process, const Sample& sample,
     }
 }
 
-void TopAggregator::count(TopWindow& window, std::uint32_t thread, const std::vector<std::uint32_t>& stack) {
+void TopAggregator::count(TopTable& table, std::uint32_t thread, const std::vector<std::uint32_t>& stack) {
     if (stack.empty()) return;
     const std::uint32_t leaf = stack.back();
-    ++window.byLine[rowKey(thread, leaf)].own;
-    ++window.byFunction[rowKey(thread, lineToFunction_[leaf])].own;
+    ++table.byLine[rowKey(thread, leaf)].own;
+    ++table.byFunction[rowKey(thread, lineToFunction_[leaf])].own;
     // Totals: each frame (and function) once per stack, however often it recurses.
     if (++stamp_ == 0) {
         std::fill(seenLine_.begin(), seenLine_.end(), 0);
@@ -164,12 +158,12 @@ void TopAggregator::count(TopWindow& window, std::uint32_t thread, const std::ve
     for (std::uint32_t f : stack) {
         if (seenLine_[f] != stamp_) {
             seenLine_[f] = stamp_;
-            ++window.byLine[rowKey(thread, f)].total;
+            ++table.byLine[rowKey(thread, f)].total;
         }
         const std::uint32_t fn = lineToFunction_[f];
         if (seenFunction_[fn] != stamp_) {
             seenFunction_[fn] = stamp_;
-            ++window.byFunction[rowKey(thread, fn)].total;
+            ++table.byFunction[rowKey(thread, fn)].total;
         }
     }
 }
@@ -217,8 +211,10 @@ std::string topThreadLabel(const TopThread& thread) {
 
 std::vector<TopRow> buildTopTable(const TopSnapshot& snapshot, const TopViewOptions& view) {
     const TopWindow& window = view.cumulative ? snapshot.cumulative : snapshot.interval;
-    const auto& counts = view.lineNumbers ? window.byLine : window.byFunction;
-    const auto& allCounts = view.lineNumbers ? snapshot.cumulative.byLine : snapshot.cumulative.byFunction;
+    const TopTable& current = window.table(view.state);
+    const TopTable& sinceStart = snapshot.cumulative.table(view.state);
+    const auto& counts = view.lineNumbers ? current.byLine : current.byFunction;
+    const auto& allCounts = view.lineNumbers ? sinceStart.byLine : sinceStart.byFunction;
     const auto& table = view.lineNumbers ? snapshot.lines : snapshot.functions;
     const double perTick = snapshot.cumulative.secondsPerTick(snapshot.rateHz);
     const double ticks = double(window.ticks);
@@ -267,10 +263,14 @@ std::vector<TopRow> buildTopTable(const TopSnapshot& snapshot, const TopViewOpti
 
     const auto value = [](const TopRow& r, TopColumn col) {
         switch (col) {
-            case TopColumn::Own: return r.ownPercent;
-            case TopColumn::Total: return r.totalPercent;
-            case TopColumn::OwnTime: return r.ownSeconds;
-            case TopColumn::TotalTime: return r.totalSeconds;
+            case TopColumn::Own:
+                return r.ownPercent;
+            case TopColumn::Total:
+                return r.totalPercent;
+            case TopColumn::OwnTime:
+                return r.ownSeconds;
+            case TopColumn::TotalTime:
+                return r.totalSeconds;
         }
         return 0.0;
     };
@@ -308,6 +308,7 @@ std::vector<TopProcessRow> buildTopProcessTable(const TopSnapshot& snapshot, con
             const TopProcessCounts& counts = window.processes[i];
             row.samples = counts.ticks;
             row.gilPercent = counts.ticks ? 100.0 * double(counts.gilTicks) / double(counts.ticks) : 0.0;
+            row.states = counts.states;
         }
         rows.push_back(row);
     }

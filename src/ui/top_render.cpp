@@ -14,6 +14,32 @@ namespace {
 constexpr std::size_t kGaugeWidth = 20;
 constexpr std::size_t kThreadColumn = 20;
 constexpr std::size_t kProcessColumn = 8;
+constexpr std::size_t kStateColumn = 7;         // "running"
+constexpr std::size_t kMaxCommandColumn = 100;  // per-process table without a width
+constexpr std::size_t kMinCommandColumn = 16;
+
+// The per-process table's state columns: one per state, child and other together.
+struct ProcessStateColumn {
+    const char* title;
+    std::vector<ThreadState> states;
+};
+const std::vector<ProcessStateColumn> kProcessStateColumns = {
+    {"running", {ThreadState::Running}}, {"gil", {ThreadState::Gil}},
+    {"lock", {ThreadState::Lock}},       {"io", {ThreadState::Io}},
+    {"sleep", {ThreadState::Sleep}},     {"other", {ThreadState::Child, ThreadState::Other}},
+};
+
+// "Threads: 1.0 running, 0.3 gil, 2.0 lock (average per sample)": running always, then
+// each other state whose average shows (0.05 or more), in the enum's order.
+std::string threadStatesLine(const TopWindow& window) {
+    std::string text = fmt::format("Threads: {:.1f} running", window.statePerTick(ThreadState::Running));
+    for (std::size_t i = 1; i < kThreadStateCount; ++i) {
+        const auto state = static_cast<ThreadState>(i);
+        const double threads = window.statePerTick(state);
+        if (threads >= 0.05) text += fmt::format(", {:.1f} {}", threads, stateName(state));
+    }
+    return text + " (average per sample)";
+}
 
 bool continuation(char c) {
     return (static_cast<unsigned char>(c) & 0xC0) == 0x80;
@@ -85,6 +111,26 @@ std::string formatSeconds(double seconds) {
     return fmt::format("{:.0f}s", seconds);
 }
 
+const char* topViewDescription(ThreadState view) {
+    switch (view) {
+        case ThreadState::Running:
+            return "functions of running threads";
+        case ThreadState::Gil:
+            return "functions where threads wait for the GIL";
+        case ThreadState::Lock:
+            return "functions where threads wait on a lock, condition, event or queue";
+        case ThreadState::Io:
+            return "functions where threads wait on I/O";
+        case ThreadState::Sleep:
+            return "functions where threads sleep";
+        case ThreadState::Child:
+            return "functions where threads wait for a child process";
+        case ThreadState::Other:
+            return "functions where threads wait in another system call";
+    }
+    return "?";
+}
+
 const char* topColumnTitle(TopColumn column) {
     switch (column) {
         case TopColumn::Own:
@@ -132,25 +178,21 @@ std::vector<TopLine> renderTop(const TopSnapshot& snapshot, const TopHeader& hea
         // No GIL to gauge: threads run Python code at the same time; only their OS state counts.
         out.add(fmt::format("free-threaded (no GIL)   Active: {:5.1f}% {}", 100 * active, gauge(active)),
                 TopStyle::GaugeGood);
-        out.add(fmt::format("Threads: {:.1f} running, {:.1f} idle (average per sample)", window.perTick(window.running),
-                            window.perTick(window.idle)),
-                TopStyle::Info);
     } else {
         // One line, two gauges; the style follows the GIL (contention is what top is for).
         out.add(
             fmt::format("GIL: {:5.1f}% {}   Active: {:5.1f}% {}", 100 * gil, gauge(gil), 100 * active, gauge(active)),
             gaugeStyle(gil));
-        out.add(
-            fmt::format("Threads: {:.1f} running, {:.1f} waiting for the GIL, {:.1f} idle (average per sample)",
-                        window.perTick(window.running), window.perTick(window.waiting), window.perTick(window.idle)),
-            TopStyle::Info);
     }
+    out.add(threadStatesLine(window), TopStyle::Info);
     out.add(fmt::format("Window: {} ({:.1f} s) | sort: {} {} | {} | {} | ? for keys",
                         view.cumulative ? "since start" : "last refresh", windowSeconds, topColumnTitle(view.sort),
                         view.reverse ? "ascending" : "descending", view.lineNumbers ? "by line" : "by function",
                         view.perProcess  ? "per process"
                         : view.perThread ? "per thread"
                                          : "all threads"),
+            TopStyle::Info);
+    out.add(fmt::format("View: {} ({}) | w: next view", stateName(view.state), topViewDescription(view.state)),
             TopStyle::Info);
     out.add(header.status, header.status.empty() ? TopStyle::Info : TopStyle::Status);
     if (view.perProcess) {
@@ -167,7 +209,11 @@ std::vector<TopLine> renderTop(const TopSnapshot& snapshot, const TopHeader& hea
 
     const std::vector<TopRow> rows = buildTopTable(snapshot, view);
     if (rows.empty()) {
-        out.add(window.ticks == 0 ? "  (no samples yet)" : "  (no Python frames in the window)", TopStyle::Row);
+        out.add(window.ticks == 0 ? "  (no samples yet)"
+                : view.state == ThreadState::Running
+                    ? "  (no Python frames in the window)"
+                    : fmt::format("  (no thread in state {} in the window)", stateName(view.state)),
+                TopStyle::Row);
     }
     const std::size_t functionWidth =
         options.width == 0 ? std::string::npos : (options.width > prefix ? options.width - prefix : 0);
@@ -200,15 +246,39 @@ std::vector<TopLine> renderTop(const TopSnapshot& snapshot, const TopHeader& hea
 std::vector<TopLine> renderTopProcesses(const TopSnapshot& snapshot, const TopViewOptions& view,
                                         const TopRenderOptions& options) {
     Lines out(options);
-    out.add(fmt::format("{:>7} {:>7} {:>8} {:>8}  {}", "%CPU", "%GIL", "Samples", "PID", "Command"),
-            TopStyle::TableHeader);
-    for (const TopProcessRow& row : buildTopProcessTable(snapshot, view)) {
-        if (out.full()) break;
+    // The state columns follow the command, cut or padded to fit: a reader of the
+    // table finds %CPU, %GIL, Samples, PID and Command where they always were. Without
+    // a width (text mode), the command column is as wide as the longest (at most 100).
+    const std::vector<TopProcessRow> rows = buildTopProcessTable(snapshot, view);
+    std::vector<std::string> commands;
+    std::size_t longest = displayWidth("Command");
+    for (const TopProcessRow& row : rows) {
+        commands.push_back((row.process->ended ? "(exited) " : "") + terminalSafe(row.process->commandLine));
+        longest = std::max(longest, displayWidth(commands.back()));
+    }
+    constexpr std::size_t kFixed = 7 + 1 + 7 + 1 + 8 + 1 + 8 + 2;  // up to the command
+    const std::size_t statesWidth = 2 + kProcessStateColumns.size() * (kStateColumn + 1);
+    const std::size_t commandWidth =
+        options.width == 0 ? std::min(longest, kMaxCommandColumn)
+                           : std::max(kMinCommandColumn, options.width - std::min(options.width, kFixed + statesWidth));
+    const auto fitted = [commandWidth](const std::string& text) {
+        const std::string clipped = clipToWidth(text, commandWidth);
+        return clipped + std::string(commandWidth - displayWidth(clipped), ' ');
+    };
+    std::string head = fmt::format("{:>7} {:>7} {:>8} {:>8}  {} ", "%CPU", "%GIL", "Samples", "PID", fitted("Command"));
+    for (const auto& column : kProcessStateColumns) head += fmt::format(" {:>{}}", column.title, kStateColumn);
+    out.add(std::move(head), TopStyle::TableHeader);
+    for (std::size_t i = 0; i < rows.size() && !out.full(); ++i) {
+        const TopProcessRow& row = rows[i];
         const std::string cpu = row.cpuPercent ? fmt::format("{:.1f}%", *row.cpuPercent) : std::string("-");
-        const TopProcess& p = *row.process;
-        out.add(fmt::format("{:>7} {:>6.1f}% {:>8} {:>8}  {}{}", cpu, row.gilPercent, row.samples, p.pid,
-                            p.ended ? "(exited) " : "", terminalSafe(p.commandLine)),
-                TopStyle::Row);
+        std::string text = fmt::format("{:>7} {:>6.1f}% {:>8} {:>8}  {} ", cpu, row.gilPercent, row.samples,
+                                       row.process->pid, fitted(commands[i]));
+        for (const auto& column : kProcessStateColumns) {
+            double threads = 0;
+            for (ThreadState state : column.states) threads += row.perTick(state);
+            text += fmt::format(" {:>{}.1f}", threads, kStateColumn);
+        }
+        out.add(std::move(text), TopStyle::Row);
     }
     return out.take();
 }
@@ -226,7 +296,9 @@ std::vector<TopLine> renderTopHelp(const TopRenderOptions& options) {
         {"l", "toggle line numbers (off: one row per function)"},
         {"c", "toggle the window: last refresh / since the start"},
         {"t", "toggle the per-thread breakdown"},
-        {"P", "toggle the per-process view (%CPU, %GIL and samples of each process)"},
+        {"w", "next view: functions running, then where threads wait (gil, lock, io, sleep, child, other)"},
+        {"W", "previous view"},
+        {"P", "toggle the per-process view (%CPU, %GIL, samples and thread states of each process)"},
         {"p", "pause / resume the display (sampling continues)"},
         {"?", "this help (any key returns)"},
         {"q", "quit (also Ctrl-C)"},
@@ -234,9 +306,12 @@ std::vector<TopLine> renderTopHelp(const TopRenderOptions& options) {
     for (const auto& k : keys) out.add(fmt::format("  {}   {}", k[0], k[1]), TopStyle::Help);
     out.add("", TopStyle::Help);
     out.add("GIL: share of samples in which a thread held the GIL. Active: share of thread", TopStyle::Help);
-    out.add("samples running. Waiting for the GIL: threads stopped, not holding the GIL, on", TopStyle::Help);
-    out.add("a line where they usually hold it. %CPU (per process): utime + stime from", TopStyle::Help);
-    out.add("/proc/PID/stat over the window; 100% is one core.", TopStyle::Help);
+    out.add("samples running. Threads: average threads per sample in each state: running,", TopStyle::Help);
+    out.add("gil (waiting for the GIL), lock (a lock, condition, event or queue), io (a read,", TopStyle::Help);
+    out.add("recv, accept, poll... on a descriptor), sleep, child (waiting for a child", TopStyle::Help);
+    out.add("process), other. %CPU (per process): utime + stime from /proc/PID/stat over the", TopStyle::Help);
+    out.add("window; 100% is one core; its state columns: threads per sample (other: child", TopStyle::Help);
+    out.add("and other).", TopStyle::Help);
     return out.take();
 }
 

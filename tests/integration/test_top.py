@@ -11,19 +11,25 @@ ones) under PYTHON, it checks:
   text      `top --iterations 2 --pid PID | cat`: two plain-text snapshots, the hot
             function first, the pid and version in the header
   program   `top -- PYTHON top_target.py`: says when the program exits, ends with its status
-  gil       two CPU-bound threads: GIL near 100% and one thread waiting for it;
-            sleeping threads: GIL near 0%. On a free-threaded build (no GIL): "free-threaded
+  gil       two CPU-bound threads: GIL near 100%, one thread running and one in state gil
+            (waiting for it); sleeping threads: GIL near 0%, all in state sleep. On a free-threaded build (no GIL): "free-threaded
             (no GIL)" instead of the GIL gauge, four CPU-bound threads all running at once,
             no thread waiting, and --gil refused with one line
   tty       under tmux (a real terminal, read with `tmux capture-pane`): the hot function
             first, sort keys reorder rows, P shows the process's row and goes back, `q` exits and gives the terminal back; Ctrl-C,
             SIGTERM and the target's exit do too
+  waits     tests/targets/top_wait_target.py (threads blocked in sleep, a lock, recv, waitpid):
+            the Threads line counts each state, `--view STATE` lists where each waits, and
+            under tmux `w` goes through the views to io (recv_forever first)
+  pool-io   tests/targets/pool_io_target.py (a multiprocessing.Pool whose workers block in
+            recv): `top -s`'s per-process table shows each worker's thread in io
 Exit code 0 = passed, 1 = failed, 77 = skipped (the interpreter or tmux is missing).
 """
 
 import argparse
 import os
 import re
+import select
 import shlex
 import shutil
 import signal
@@ -40,6 +46,9 @@ TOP_TARGET = os.path.join(TARGETS, "top_target.py")
 GIL_TARGET = os.path.join(TARGETS, "top_gil_target.py")
 READY_TIMEOUT = 60.0
 HOT = "hot_function"
+WAIT_TARGET = os.path.join(TARGETS, "top_wait_target.py")
+POOL_IO_TARGET = os.path.join(TARGETS, "pool_io_target.py")
+STATES = ("running", "gil", "lock", "io", "sleep", "child", "other")
 SCRIPTS = []  # temporary pane scripts, removed at the end
 
 
@@ -72,18 +81,27 @@ def parse_screen(lines):
         m = re.search(r"Active:\s+([0-9.]+)%", line)
         if m and not line.startswith("GIL:"):  # free-threaded: no GIL gauge
             snap["active"] = float(m.group(1))
-        # Free-threaded builds may leave "waiting for the GIL" out.
-        m = re.match(r"^Threads: ([0-9.]+) running(?:, ([0-9.]+) waiting for the GIL)?, ([0-9.]+) idle", line)
+        # "Threads: 1.0 running, 0.3 gil, 2.0 lock (average per sample)": running always,
+        # the other states only when their average shows (a state left out is 0.0).
+        m = re.match(r"^Threads: ([0-9.]+) running((?:, [0-9.]+ [a-z]+)*) \(average per sample\)$", line)
         if m:
-            snap["running"], snap["idle"] = float(m.group(1)), float(m.group(3))
-            if m.group(2) is not None:
-                snap["waiting"] = float(m.group(2))
+            states = dict((name, 0.0) for name in STATES)
+            states["running"] = float(m.group(1))
+            for count, name in re.findall(r", ([0-9.]+) ([a-z]+)", m.group(2)):
+                check(name in STATES, "unknown state %r in %r" % (name, line))
+                states[name] = float(count)
+            snap["states"], snap["running"] = states, states["running"]
+        m = re.match(r"^View: (\w+) \(", line)
+        if m:
+            snap["view"] = m.group(1)
         m = re.search(r"\| sort: (\S+) (\w+) \|", line)
         if m:
             snap["sort"] = m.group(1)
         if re.match(r"^\s*%Own\s+%Total\s+OwnTime\s+TotalTime", line):
             in_table = True
             continue
+        if re.match(r"^\s*%CPU\s+%GIL\s+Samples\s+PID\s+Command", line):
+            in_table = False  # the per-process table (text mode with -s): see process_table
         if in_table:
             m = ROW_RE.match(line)
             if m:
@@ -173,8 +191,9 @@ def test_gil(binary, python):
             snaps = split_snapshots(out)
             check(len(snaps) == 3, "gil %s: expected 3 snapshots:\n%s" % (mode, out))
             snap = snaps[-1]  # the first interval learns where threads hold the GIL
-            for key in ("gil", "active", "running", "waiting", "idle"):
+            for key in ("gil", "active", "states"):
                 check(key in snap, "gil %s: no %s figure:\n%s" % (mode, key, describe(snap)))
+            states = snap["states"]
             results[mode] = snap
             if mode == "cpu" and t.ready["python"].startswith("2."):
                 # 2.7's old GIL is dropped and taken again every 100 bytecodes (a few
@@ -184,28 +203,29 @@ def test_gil(binary, python):
                 # GIL measured 16-20% on a quiet 2-core machine (both threads drop and
                 # retake it all the time) and 44-100% on a loaded one: only "held at all".
                 check(snap["gil"] >= 5.0, "two CPU-bound threads (2.7): GIL %.1f%%:\n%s" % (snap["gil"], describe(snap)))
-                busy = snap["running"] + snap["waiting"]
-                check(1.3 <= busy <= 2.4, "two CPU-bound threads (2.7): %.1f running + waiting, expected ~2:\n%s"
+                busy = states["running"] + states["gil"]
+                check(1.3 <= busy <= 2.4, "two CPU-bound threads (2.7): %.1f running + gil, expected ~2:\n%s"
                       % (busy, describe(snap)))
-                # Waiting is not checked on 2.7: on an idle machine both threads run on their
+                # The gil state is not checked on 2.7: on an idle machine both threads run on their
                 # own cores between the constant GIL hand-offs, so neither looks like a waiter.
             elif mode == "cpu":
                 check(snap["gil"] >= 85.0, "two CPU-bound threads: GIL %.1f%%, expected ~100%%:\n%s"
                       % (snap["gil"], describe(snap)))
-                check(0.6 <= snap["waiting"] <= 1.4, "two CPU-bound threads: %.1f waiting for the GIL, expected ~1:\n%s"
-                      % (snap["waiting"], describe(snap)))
-                check(0.6 <= snap["running"] <= 1.4, "two CPU-bound threads: %.1f running, expected ~1:\n%s"
-                      % (snap["running"], describe(snap)))
+                check(0.6 <= states["gil"] <= 1.4, "two CPU-bound threads: %.1f gil (waiting for it), expected ~1:\n%s"
+                      % (states["gil"], describe(snap)))
+                check(0.6 <= states["running"] <= 1.4, "two CPU-bound threads: %.1f running, expected ~1:\n%s"
+                      % (states["running"], describe(snap)))
                 names = set(r["function"] for r in snap["rows"])
                 check("spin" in names, "spin not in the rows:\n%s" % describe(snap))
             else:
                 check(snap["gil"] <= 10.0, "sleeping threads: GIL %.1f%%, expected ~0%%:\n%s"
                       % (snap["gil"], describe(snap)))
-                check(snap["waiting"] <= 0.1, "sleeping threads: %.1f waiting:\n%s" % (snap["waiting"], describe(snap)))
-                check(snap["idle"] >= 2.5, "sleeping threads: %.1f idle, expected 3:\n%s" % (snap["idle"], describe(snap)))
-    log("gil: ok (cpu: GIL %.1f%%, %.1f running, %.1f waiting; sleep: GIL %.1f%%, %.1f idle)"
-        % (results["cpu"]["gil"], results["cpu"]["running"], results["cpu"]["waiting"], results["sleep"]["gil"],
-           results["sleep"]["idle"]))
+                check(states["gil"] <= 0.1, "sleeping threads: %.1f gil:\n%s" % (states["gil"], describe(snap)))
+                check(states["sleep"] >= 2.5, "sleeping threads: %.1f sleep, expected 3:\n%s"
+                      % (states["sleep"], describe(snap)))
+    log("gil: ok (cpu: GIL %.1f%%, %.1f running, %.1f gil; sleep: GIL %.1f%%, %.1f sleep)"
+        % (results["cpu"]["gil"], results["cpu"]["states"]["running"], results["cpu"]["states"]["gil"],
+           results["sleep"]["gil"], results["sleep"]["states"]["sleep"]))
 
 
 FREE_THREADED_BANNER = "free-threaded (no GIL)"
@@ -214,7 +234,7 @@ FT_SPINNERS = 4
 
 def test_no_gil(binary, python):
     """Free-threaded: no GIL gauge but the banner, FT_SPINNERS CPU-bound threads all
-    running at once and none waiting; sleeping threads idle; --gil refused."""
+    running at once and none in state gil; sleeping threads in state sleep; --gil refused."""
     results = {}
     for mode, threads in (("cpu", FT_SPINNERS), ("sleep", 2)):
         with Target([python, GIL_TARGET, mode, "120", str(threads)]) as t:
@@ -226,10 +246,10 @@ def test_no_gil(binary, python):
             check(any(FREE_THREADED_BANNER in line for line in snap["lines"]),
                   "%s: no %r in the header:\n%s" % (mode, FREE_THREADED_BANNER, describe(snap)))
             check("gil" not in snap, "%s: a GIL gauge on a free-threaded build:\n%s" % (mode, describe(snap)))
-            for key in ("running", "idle"):
-                check(key in snap, "%s: no %s figure:\n%s" % (mode, key, describe(snap)))
-            check(snap.get("waiting", 0.0) <= 0.1, "%s: %.1f threads waiting for a GIL that does not exist:\n%s"
-                  % (mode, snap.get("waiting", 0.0), describe(snap)))
+            check("states" in snap, "%s: no Threads line:\n%s" % (mode, describe(snap)))
+            states = snap["states"]
+            check(states["gil"] == 0.0, "%s: %.1f threads waiting for a GIL that does not exist:\n%s"
+                  % (mode, states["gil"], describe(snap)))
             if mode == "cpu":
                 # All of them at once (active by the OS: running or runnable, on 2 cores too).
                 check(FT_SPINNERS - 0.8 <= snap["running"] <= FT_SPINNERS + 0.4,
@@ -238,14 +258,166 @@ def test_no_gil(binary, python):
                 check("spin" in set(r["function"] for r in snap["rows"]), "spin not in the rows:\n%s" % describe(snap))
             else:
                 check(snap["running"] <= 0.5, "sleeping threads: %.1f running:\n%s" % (snap["running"], describe(snap)))
-                check(snap["idle"] >= 2.5, "sleeping threads: %.1f idle, expected 3:\n%s"
-                      % (snap["idle"], describe(snap)))
+                check(states["sleep"] >= 2.5, "sleeping threads: %.1f sleep, expected 3:\n%s"
+                      % (states["sleep"], describe(snap)))
             results[mode] = snap
             if mode == "cpu":
                 rc, _, err = run_top(binary, ["--iterations", "1", "--gil", "--pid", str(t.pid)])
                 check_gil_refused(rc, err, "top")
-    log("gil (free-threaded): ok (cpu: %.1f of %d running, no GIL gauge; sleep: %.1f idle; --gil refused)"
-        % (results["cpu"]["running"], FT_SPINNERS, results["sleep"]["idle"]))
+    log("gil (free-threaded): ok (cpu: %.1f of %d running, no GIL gauge; sleep: %.1f sleep; --gil refused)"
+        % (results["cpu"]["running"], FT_SPINNERS, results["sleep"]["states"]["sleep"]))
+
+
+# --- wait states ---------------------------------------------------------------------
+
+# top_wait_target.py: each thread blocked in one state, in one function.
+WAIT_THREADS = {"sleep": 2.0, "lock": 1.0, "io": 1.0, "child": 1.0}  # main and "sleeper" both sleep
+WAIT_FUNCTIONS = {"sleep": "sleep_forever", "lock": "wait_for_lock", "io": "recv_forever", "child": "wait_child"}
+STATE_SHARE = 0.9  # a thread is seen in its state in at least this share of its samples
+ROUNDING = 0.05  # top prints threads per sample with one decimal
+
+
+def check_wait_states(snap, expected, what):
+    check("states" in snap, "%s: no Threads line:\n%s" % (what, describe(snap)))
+    states = snap["states"]
+    # The figures are rounded to 0.1: ROUNDING of slack. A blocked thread may be seen
+    # running in a few samples (on a loaded machine, still runnable after a pause made
+    # it restart its system call): up to 1 - STATE_SHARE of each thread's samples.
+    for state, threads in sorted(expected.items()):
+        check(STATE_SHARE * threads - ROUNDING <= states[state] <= threads + ROUNDING,
+              "%s: %.1f threads in state %s, expected %.1f:\n%s" % (what, states[state], state, threads, describe(snap)))
+    rest = sum(n for state, n in states.items() if state not in expected)
+    check(rest <= (1 - STATE_SHARE) * sum(expected.values()) + ROUNDING, "%s: %.1f threads in other states:\n%s"
+          % (what, rest, describe(snap)))
+
+
+def test_waits(binary, python):
+    """Threads blocked in known states: the Threads line names each state; --view STATE
+    lists the function where each waits; under tmux, w goes through the views to io."""
+    with Target([python, WAIT_TARGET, "120"]) as t:
+        rc, out, err = run_top(binary, ["--iterations", "2", "--delay", "0.5", "-r", "200", "--pid", str(t.pid)])
+        check(rc == 0, "top (waits) exited %d: %s" % (rc, err))
+        snaps = split_snapshots(out)
+        check(len(snaps) == 2, "waits: expected 2 snapshots:\n%s" % out)
+        check_wait_states(snaps[-1], WAIT_THREADS, "waits")
+        check(snaps[-1].get("view") == "running", "waits: the first view is not running:\n%s" % describe(snaps[-1]))
+        states = snaps[-1]["states"]
+        for state, function in sorted(WAIT_FUNCTIONS.items()):
+            rc, out, err = run_top(binary, ["--iterations", "1", "--delay", "0.5", "--view", state, "--pid", str(t.pid)])
+            check(rc == 0, "top --view %s exited %d: %s" % (state, rc, err))
+            snap = split_snapshots(out)[0]
+            check(snap.get("view") == state, "--view %s: the header says view %r:\n%s" % (state, snap.get("view"), out))
+            own = dict((r["function"], r["own"]) for r in snap["rows"])
+            check(own.get(function, 0.0) >= 100.0 * STATE_SHARE - 0.5, "--view %s: %s not at ~100%% own:\n%s"
+                  % (state, function, describe(snap)))
+            others = [name for name in WAIT_FUNCTIONS.values() if name != function and name in own]
+            check(not others, "--view %s lists %r, which wait in other states:\n%s" % (state, others, describe(snap)))
+        rc, _, err = run_top(binary, ["--iterations", "1", "--view", "bogus", "--pid", str(t.pid)])
+        check(rc != 0 and "--view" in err, "--view bogus: exit %d, stderr %r" % (rc, err))
+        log("waits: ok (%s; each --view lists its function)"
+            % ", ".join("%.1f %s" % (states[s], s) for s in STATES if states[s] > 0))
+
+        if shutil.which("tmux") is None:
+            log("waits: tmux is not installed, the w key is not tested")
+            return
+        tmux = Tmux(shell_command(binary, ["--delay", "0.5", "--pid", str(t.pid)]))
+        try:
+            tmux.wait_for(lambda l: parse_screen(l).get("view") == "running" and "states" in parse_screen(l),
+                          "the running view")
+            for view in ("gil", "lock", "io"):
+                tmux.keys("w")
+                tmux.wait_for(lambda l: parse_screen(l).get("view") == view, "view %s after w" % view)
+            snap = tmux.wait_for(lambda l: (lambda s: s if s.get("view") == "io" and s["rows"] else None)(parse_screen(l)),
+                                 "rows in the io view")
+            check(snap["rows"][0]["function"] == "recv_forever", "io view: recv_forever is not first:\n%s"
+                  % describe(snap))
+            check(any("w: next view" in x for x in snap["lines"]), "no w hint:\n%s" % describe(snap))
+            tmux.keys("q")
+            wait_exited(tmux, "q in the io view")
+            log("waits: tty ok (w w w: the io view, recv_forever first)")
+        finally:
+            tmux.close()
+
+
+class TopStream(object):
+    """`top ARGS` without a terminal, read one plain-text snapshot at a time (each ends
+    with an empty line) while it runs; killed on close()."""
+
+    def __init__(self, binary, args):
+        self.stderr = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen([binary, "top"] + args, stdout=subprocess.PIPE, stderr=self.stderr,
+                                     stdin=subprocess.DEVNULL)
+        self.pending = b""
+
+    def snapshot(self, deadline):
+        while b"\n\n" not in self.pending:
+            remaining = deadline - time.time()
+            if remaining <= 0:
+                raise Failure("no snapshot from top in time; so far:\n%s" % self.pending.decode(errors="replace"))
+            r, _, _ = select.select([self.proc.stdout], [], [], remaining)
+            if not r:
+                continue
+            chunk = os.read(self.proc.stdout.fileno(), 65536)
+            if not chunk:
+                self.proc.wait()
+                self.stderr.seek(0)
+                raise Failure("top ended (exit %d): %s" % (self.proc.returncode,
+                                                           self.stderr.read().decode(errors="replace")))
+            self.pending += chunk
+        text, self.pending = self.pending.split(b"\n\n", 1)
+        return text.decode(errors="replace").split("\n")
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.stderr.close()
+
+
+def process_table(lines):
+    """The per-process table of a text snapshot (top -s): pid -> samples and the
+    average threads per sample in each state column."""
+    rows, names = {}, None
+    for line in lines:
+        if re.match(r"^\s*%CPU\s+%GIL\s+Samples\s+PID\s+Command", line):
+            names = line.split()[-6:]
+            continue
+        fields = line.split()
+        if names and len(fields) >= 11 and fields[3].isdigit():
+            rows[int(fields[3])] = {"samples": int(fields[2]), "states": dict(zip(names, map(float, fields[-6:])))}
+    return rows
+
+
+def test_pool_io(binary, python):
+    """A multiprocessing.Pool whose workers wait in recv: top -s's per-process table
+    shows each worker's thread in io, not running."""
+    with Target([python, POOL_IO_TARGET, "120", "3"]) as t:
+        workers = t.ready["workers"]
+        top = TopStream(binary, ["-s", "--delay", "0.5", "-r", "200", "--pid", str(t.pid)])
+        try:
+            deadline = time.time() + 30
+            # Once every worker is sampled, the next window is all wait.
+            while True:
+                rows = process_table(top.snapshot(deadline))
+                if all(rows.get(pid, {}).get("samples", 0) > 0 for pid in workers):
+                    break
+            lines = top.snapshot(deadline)
+        finally:
+            top.close()
+        rows = process_table(lines)
+        text = "\n".join(lines)
+        check(set(workers) <= set(rows), "workers %r not all in the table:\n%s" % (workers, text))
+        for pid in workers:
+            states = rows[pid]["states"]
+            check(states["io"] >= STATE_SHARE - ROUNDING, "worker %d: %.1f threads in io, expected 1:\n%s"
+                  % (pid, states["io"], text))
+            check(states["running"] <= 1 - STATE_SHARE + ROUNDING, "worker %d: %.1f running:\n%s"
+                  % (pid, states["running"], text))
+        snap = parse_screen(lines)
+        check(snap.get("states", {}).get("io", 0.0) >= STATE_SHARE * len(workers) - ROUNDING,
+              "the Threads line does not count %d threads in io:\n%s" % (len(workers), text))
+        log("pool-io: ok (workers %s: %s threads in io)"
+            % (workers, ", ".join("%.1f" % rows[pid]["states"]["io"] for pid in workers)))
 
 
 class Tmux:
@@ -428,12 +600,13 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--binary", required=True)
     parser.add_argument("python")
-    parser.add_argument("--only", choices=["text", "program", "gil", "tty"])
+    parser.add_argument("--only", choices=["text", "program", "gil", "tty", "waits", "pool-io"])
     args = parser.parse_args()
     if not os.path.exists(args.python):
         log("SKIP: %s is not installed" % args.python)
         return SKIP
-    cases = [("text", test_text), ("program", test_program), ("gil", test_gil), ("tty", test_tty)]
+    cases = [("text", test_text), ("program", test_program), ("gil", test_gil), ("tty", test_tty),
+             ("waits", test_waits), ("pool-io", test_pool_io)]
     if args.only:
         cases = [c for c in cases if c[0] == args.only]
     if shutil.which("tmux") is None:

@@ -20,27 +20,26 @@
 //   GIL            share of ticks in which some thread held the GIL; with several
 //                  processes, of all processes' ticks (the mean over processes)
 //   Active         share of thread-samples in which the thread was running or held the GIL
-//   running        thread-samples per tick holding the GIL, or running (per the OS)
-//                  without it in native code that released it (see waiting)
-//   waiting (GIL)  thread-samples per tick of threads not holding the GIL whose
-//                  innermost function is one this thread held the GIL in for at least
-//                  kGilShare of its (at least kGilMinSamples) samples there: Python code that is not running is
-//                  code waiting to get the GIL back. The OS state cannot tell: a waiter
-//                  sleeps on the GIL's condition variable (3.2+) or spins (2.7), while
-//                  a sleeping or blocked thread's innermost function (time.sleep's
-//                  caller, Condition.wait...) almost never holds the GIL.
-//   idle           the other thread-samples per tick (neither running nor waiting)
+//   states         thread-samples per tick in each ThreadState (process/wait_state.h:
+//                  running, gil, lock, io, sleep, child, other), from the sampler's
+//                  ThreadSample::state; a thread running per the OS (or holding the GIL)
+//                  is running whatever its state says
+//   tables         per view (TopViewOptions::state): the running view counts the
+//                  thread-samples the filters keep (keepThread: running threads, with
+//                  --idle every thread, with --gil the holder); each wait view counts
+//                  the thread-samples in that state, whatever the filters
 //   per process    its ticks (Samples), the share of them in which one of its threads
-//                  held the GIL (%GIL), and its CPU share (%CPU: utime + stime from
+//                  held the GIL (%GIL), its thread-samples per tick in each state, and
+//                  its CPU share (%CPU: utime + stime from
 //                  /proc/PID/stat over the window's wall time, measured by TopCpuMeter;
 //                  100% = one core). The sampler's "active" flag is not used for CPU: a
 //                  thread waiting for a core is also in state R.
-// Rows count only thread-samples the filters keep (keepThread: --idle, --gil); the
-// gauges and thread states count every thread.
+// The gauges and thread states count every thread.
 #pragma once
 
 #include <sys/types.h>
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <mutex>
@@ -49,12 +48,17 @@
 #include <unordered_map>
 #include <vector>
 
+#include "pyspy/process/wait_state.h"
 #include "pyspy/sampling/sampler.h"
 
 namespace pyspy {
 
-inline constexpr double kGilShare = 0.2;
-inline constexpr std::uint64_t kGilMinSamples = 10;  // seen this often before it may count as waiting
+// Thread-samples per ThreadState, indexed by the state's value.
+using TopStateCounts = std::array<std::uint64_t, kThreadStateCount>;
+
+// The state a thread sample counts in: running when the OS says so (or it holds the
+// GIL: ThreadSample::active), else the sampler's state.
+ThreadState topSampleState(const ThreadSample& sample);
 
 struct TopCounts {
     std::uint64_t own = 0;
@@ -65,24 +69,30 @@ struct TopCounts {
 struct TopProcessCounts {
     std::uint64_t ticks = 0;
     std::uint64_t gilTicks = 0;
+    TopStateCounts states{};             // its thread-samples per state
     double firstTime = 0, lastTime = 0;  // its sampler's clock
 };
 
-// Counts of one window. Keys: (thread index << 32) | id, where id is a FrameId (with
-// lines) in `byLine` and a function id (name and filename) in `byFunction`.
-struct TopWindow {
-    std::uint64_t ticks = 0;          // of the process sampled most often (see above)
-    std::uint64_t processTicks = 0;   // summed over processes
-    std::uint64_t gilTicks = 0;       // process ticks in which some thread held the GIL
-    std::uint64_t threadSamples = 0;  // every thread of every tick
-    std::uint64_t running = 0;        // holding the GIL, or running native code without it
-    std::uint64_t waiting = 0;        // waiting for the GIL (see above)
-    std::uint64_t idle = 0;
-    std::uint64_t active = 0;            // running per the OS, or holding the GIL (Active)
-    std::uint64_t kept = 0;              // thread-samples the filters kept (counted in rows)
-    double firstTime = 0, lastTime = 0;  // sampler clock of the first and last tick of `ticks`
+// The counts behind one view's rows. Keys: (thread index << 32) | id, where id is a
+// FrameId (with lines) in `byLine` and a function id (name and filename) in `byFunction`.
+struct TopTable {
     std::unordered_map<std::uint64_t, TopCounts> byLine;
     std::unordered_map<std::uint64_t, TopCounts> byFunction;
+};
+
+// Counts of one window.
+struct TopWindow {
+    std::uint64_t ticks = 0;             // of the process sampled most often (see above)
+    std::uint64_t processTicks = 0;      // summed over processes
+    std::uint64_t gilTicks = 0;          // process ticks in which some thread held the GIL
+    std::uint64_t threadSamples = 0;     // every thread of every tick
+    TopStateCounts states{};             // thread-samples per state (topSampleState)
+    std::uint64_t active = 0;            // running per the OS, or holding the GIL (Active)
+    std::uint64_t kept = 0;              // thread-samples the filters kept (the running view's rows)
+    double firstTime = 0, lastTime = 0;  // sampler clock of the first and last tick of `ticks`
+    // By view (TopViewOptions::state): [Running] the thread-samples the filters keep,
+    // [any other state] the thread-samples in that state.
+    std::array<TopTable, kThreadStateCount> tables;
     std::vector<TopProcessCounts> processes;  // by process index
 
     // Seconds one tick stands for: measured over the window, else 1 / rate.
@@ -90,6 +100,9 @@ struct TopWindow {
     double gilShare() const { return processTicks ? double(gilTicks) / double(processTicks) : 0.0; }
     double activeShare() const { return threadSamples ? double(active) / double(threadSamples) : 0.0; }
     double perTick(std::uint64_t n) const { return ticks ? double(n) / double(ticks) : 0.0; }
+    // Average threads per tick in `state`.
+    double statePerTick(ThreadState state) const { return perTick(states[static_cast<std::size_t>(state)]); }
+    const TopTable& table(ThreadState view) const { return tables[static_cast<std::size_t>(view)]; }
 };
 
 struct TopFunction {
@@ -119,8 +132,8 @@ struct TopProcess {
 
 // A copy of everything a view needs, taken under the aggregator's lock.
 struct TopSnapshot {
-    TopWindow interval;    // since the previous snapshot that ended an interval
-    TopWindow cumulative;  // since the start
+    TopWindow interval;                  // since the previous snapshot that ended an interval
+    TopWindow cumulative;                // since the start
     std::vector<TopFunction> lines;      // FrameId -> frame (with its line)
     std::vector<TopFunction> functions;  // function id -> function (line 0)
     std::vector<TopThread> threads;      // thread index -> thread
@@ -148,10 +161,6 @@ class TopAggregator : public SampleSink {
     TopSnapshot snapshot(bool endInterval);
 
   private:
-    struct ThreadState {
-        // innermost function id -> (samples holding the GIL, all samples)
-        std::unordered_map<std::uint32_t, std::pair<std::uint64_t, std::uint64_t>> leafGil;
-    };
     // What a process's own sampler ids mean here.
     struct ProcessState {
         std::vector<std::uint32_t> lines;    // its FrameId -> line id
@@ -159,7 +168,7 @@ class TopAggregator : public SampleSink {
         std::size_t liveThreads = 0;
     };
     std::uint32_t lineId(const FrameKey& key);
-    void count(TopWindow& window, std::uint32_t thread, const std::vector<std::uint32_t>& stack);
+    void count(TopTable& table, std::uint32_t thread, const std::vector<std::uint32_t>& stack);
 
     SamplerOptions options_;
     std::mutex mutex_;
@@ -170,7 +179,6 @@ class TopAggregator : public SampleSink {
     std::unordered_map<std::string, std::uint32_t> functionIndex_;
     std::unordered_map<std::string, std::uint32_t> lineIndex_;
     std::vector<TopThread> threads_;
-    std::vector<ThreadState> threadStates_;
     std::vector<TopProcess> processes_;
     std::vector<ProcessState> processStates_;
     std::vector<std::uint32_t> stack_;  // scratch: one thread's stack in line ids
@@ -190,11 +198,14 @@ struct TopViewOptions {
     bool cumulative = false;  // percentages over the whole run instead of the last interval
     bool perThread = false;   // one row per (thread, function)
     bool perProcess = false;  // the per-process table instead of functions (key P)
+    // Which functions (key w, --view): Running, the functions of running threads (the
+    // filters apply); any other state, the functions where threads wait in it.
+    ThreadState state = ThreadState::Running;
 };
 
 struct TopRow {
-    const TopFunction* function = nullptr;  // points into the snapshot
-    std::optional<std::uint32_t> thread;    // with perThread
+    const TopFunction* function = nullptr;    // points into the snapshot
+    std::optional<std::uint32_t> thread;      // with perThread
     double ownPercent = 0, totalPercent = 0;  // over the view's window
     double ownSeconds = 0, totalSeconds = 0;  // since the start
     std::size_t processCount = 0;             // processes it ran in, in the window
@@ -206,6 +217,11 @@ struct TopProcessRow {
     std::optional<double> cpuPercent;     // over the view's window (100 = one core)
     double gilPercent = 0;                // of its ticks in the window
     std::uint64_t samples = 0;            // its ticks in the window
+    TopStateCounts states{};              // its thread-samples per state in the window
+    // Average threads of the process per tick in `state`.
+    double perTick(ThreadState state) const {
+        return samples ? double(states[static_cast<std::size_t>(state)]) / double(samples) : 0.0;
+    }
 };
 
 // Rows of the functions seen in the view's window, sorted by the chosen column

@@ -45,7 +45,10 @@ std::vector<TopLine> renderTop(const TopSnapshot& snapshot, const TopHeader& hea
                                const TopRenderOptions& options);
 
 // The per-process table (view.perProcess, and under `top -s` without a terminal):
-// its header line and one row per process, sorted by %CPU (buildTopProcessTable).
+// its header line and one row per process, sorted by %CPU (buildTopProcessTable):
+// %CPU, %GIL, Samples, PID, Command (cut or padded to a column), then the average
+// threads per sample in each state (running, gil, lock, io, sleep; child and other
+// together as "other").
 std::vector<TopLine> renderTopProcesses(const TopSnapshot& snapshot, const TopViewOptions& view,
                                         const TopRenderOptions& options);
 
@@ -66,5 +69,9 @@ std::string clipToWidth(const std::string& text, std::size_t width);
 std::string formatSeconds(double seconds);
 
 const char* topColumnTitle(TopColumn column);
+
+// What a view of the function table shows (TopViewOptions::state): "functions where
+// threads wait on I/O".
+const char* topViewDescription(ThreadState view);
 
 }  // namespace pyspy

@@ -1,6 +1,7 @@
 // What the keys of `pyspy-cpp top` do to the view (pure state, testable without a
 // terminal): 1-4 sort, r reverse, l lines, c cumulative, t threads, P processes,
-// p pause, ? help, q quit. Ctrl-C arrives as SIGINT and is handled by the command.
+// w / W next / previous view (functions running, then where threads wait: gil, lock,
+// io, sleep, child, other), p pause, ? help, q quit. Ctrl-C arrives as SIGINT and is handled by the command.
 #pragma once
 
 #include "pyspy/ui/top_model.h"

@@ -33,13 +33,19 @@ struct Fixture {
     FrameId frame(const std::string& name, int line, const std::string& file = "/app/mod.py") {
         return frames.intern(FrameKey{FrameKind::Python, name, file, line});
     }
-    static ThreadSample ts(std::uint32_t thread, std::vector<FrameId> stack, bool active, bool gil) {
+    static ThreadSample ts(std::uint32_t thread, std::vector<FrameId> stack, bool active, bool gil,
+                           ThreadState state = ThreadState::Other) {
         ThreadSample t;
         t.thread = thread;
         t.frames = std::move(stack);
         t.active = active;
         t.holdsGil = gil;
+        t.state = active ? ThreadState::Running : state;
         return t;
+    }
+    // A thread waiting in `state` (not active, not holding the GIL).
+    static ThreadSample waiting(std::uint32_t thread, std::vector<FrameId> stack, ThreadState state) {
+        return ts(thread, std::move(stack), false, false, state);
     }
     void feed(TopAggregator& agg, std::vector<ThreadSample> sample) {
         Sample s;
@@ -153,57 +159,121 @@ TEST_CASE("filters: idle threads are left out of rows unless --idle, --gil keeps
     CHECK(rows[0].ownPercent == Approx(50.0));
 }
 
-TEST_CASE("gauges and thread states: contention shows one thread waiting", "[top]") {
+TEST_CASE("gauges and thread states: contention shows one thread waiting for the GIL", "[top]") {
     Fixture f;
     const FrameId spinA = f.frame("spin", 5), spinB = f.frame("spin", 6), main = f.frame("main", 9);
     f.threads.push_back(ProfiledThread{0x3000, 102, "third", 0});
     TopAggregator agg(f.options);
-    // Two spinning threads take turns with the GIL; the waiter is asleep on the GIL's
-    // condition variable (not active), stopped on the other line of the loop (as on
-    // 3.12, where it stops where the eval breaker is checked). The main thread sleeps
-    // and never holds the GIL.
-    const auto feedTurns = [&] {
-        for (int i = 0; i < 100; ++i) {
-            const bool aHolds = (i / 5) % 2 == 0;
-            f.feed(agg, {Fixture::ts(0, {main}, false, false), Fixture::ts(1, {aHolds ? spinA : spinB}, aHolds, aHolds),
-                         Fixture::ts(2, {aHolds ? spinB : spinA}, !aHolds, !aHolds)});
-        }
-    };
-    feedTurns();
-    // The first interval learns where each thread holds the GIL (kGilMinSamples).
-    auto snap = agg.snapshot(true);
-    CHECK(snap.interval.perTick(snap.interval.waiting) > 0.8);
-    feedTurns();
-    snap = agg.snapshot(true);
+    // Two spinning threads take turns with the GIL; the waiter is asleep on the GIL
+    // (state gil, not active). The main thread sleeps and never holds the GIL.
+    for (int i = 0; i < 100; ++i) {
+        const bool aHolds = (i / 5) % 2 == 0;
+        f.feed(agg, {Fixture::waiting(0, {main}, ThreadState::Sleep),
+                     Fixture::ts(1, {aHolds ? spinA : spinB}, aHolds, aHolds, ThreadState::Gil),
+                     Fixture::ts(2, {aHolds ? spinB : spinA}, !aHolds, !aHolds, ThreadState::Gil)});
+    }
+    const TopSnapshot snap = agg.snapshot(true);
     const TopWindow& w = snap.interval;
     CHECK(w.gilShare() == Approx(1.0));
-    CHECK(w.perTick(w.running) + w.perTick(w.waiting) + w.perTick(w.idle) == Approx(3.0));
-    CHECK(w.perTick(w.idle) == Approx(1.0));
-    CHECK(w.perTick(w.waiting) == Approx(1.0).margin(0.05));
-    CHECK(w.perTick(w.running) == Approx(1.0).margin(0.05));
+    CHECK(w.statePerTick(ThreadState::Running) == Approx(1.0));
+    CHECK(w.statePerTick(ThreadState::Gil) == Approx(1.0));
+    CHECK(w.statePerTick(ThreadState::Sleep) == Approx(1.0));
+    CHECK(w.statePerTick(ThreadState::Lock) == 0.0);
+    CHECK(w.activeShare() == Approx(1.0 / 3));
     CHECK(snap.liveThreads == 3);
 
     TopAggregator sleepy(f.options);
     for (int i = 0; i < 50; ++i) {
-        f.feed(sleepy, {Fixture::ts(0, {main}, false, false), Fixture::ts(1, {main}, false, false)});
+        f.feed(sleepy, {Fixture::waiting(0, {main}, ThreadState::Sleep), Fixture::waiting(1, {main}, ThreadState::Io)});
     }
-    snap = sleepy.snapshot(false);
-    CHECK(snap.interval.gilShare() == 0.0);
-    CHECK(snap.interval.activeShare() == 0.0);
-    CHECK(snap.interval.perTick(snap.interval.idle) == Approx(2.0));
-    CHECK(snap.interval.waiting == 0);
+    const TopSnapshot quiet = sleepy.snapshot(false);
+    CHECK(quiet.interval.gilShare() == 0.0);
+    CHECK(quiet.interval.activeShare() == 0.0);
+    CHECK(quiet.interval.statePerTick(ThreadState::Running) == 0.0);
+    CHECK(quiet.interval.statePerTick(ThreadState::Sleep) == Approx(1.0));
+    CHECK(quiet.interval.statePerTick(ThreadState::Io) == Approx(1.0));
 }
 
-TEST_CASE("a thread running native code without the GIL is running, not waiting", "[top]") {
+TEST_CASE("a thread running per the OS, or holding the GIL, is running whatever its state says", "[top]") {
     Fixture f;
     const FrameId hash = f.frame("hash_file", 3);
     TopAggregator agg(f.options);
-    // It holds the GIL in 1 sample of 20 there (taking it back between chunks).
-    for (int i = 0; i < 100; ++i) f.feed(agg, {Fixture::ts(0, {hash}, true, i % 20 == 5)});
+    for (int i = 0; i < 100; ++i) {
+        ThreadSample t = Fixture::ts(0, {hash}, i % 2 == 0, i % 4 == 1);
+        t.state = ThreadState::Io;  // a stale or unknown state: the OS and the GIL win
+        f.feed(agg, {t});
+    }
     auto snap = agg.snapshot(false);
-    CHECK(snap.interval.perTick(snap.interval.running) == Approx(1.0));
-    CHECK(snap.interval.waiting == 0);
-    CHECK(snap.interval.activeShare() == Approx(1.0));
+    CHECK(snap.interval.statePerTick(ThreadState::Running) == Approx(0.75));
+    CHECK(snap.interval.statePerTick(ThreadState::Io) == Approx(0.25));
+    CHECK(snap.interval.activeShare() == Approx(0.75));
+    CHECK(topSampleState(Fixture::ts(0, {}, false, true, ThreadState::Gil)) == ThreadState::Running);
+    CHECK(topSampleState(Fixture::waiting(0, {}, ThreadState::Lock)) == ThreadState::Lock);
+}
+
+TEST_CASE("wait views: the functions where threads wait, per state, own and total", "[top]") {
+    Fixture f;
+    const FrameId mod = f.frame("<module>", 1), work = f.frame("work", 10), recv = f.frame("recv_all", 20),
+                  acquire = f.frame("acquire_it", 30), nap = f.frame("nap", 40);
+    f.threads.push_back(ProfiledThread{0x3000, 102, "third", 0});
+    SamplerOptions options = f.options;
+    TopAggregator agg(options);
+    // The main thread runs work(); the worker waits on I/O in recv_all 3 ticks of 4 and
+    // on a lock the 4th; the third thread sleeps.
+    for (int i = 0; i < 8; ++i) {
+        f.feed(agg, {Fixture::ts(0, {mod, work}, true, true),
+                     i % 4 == 3 ? Fixture::waiting(1, {mod, work, acquire}, ThreadState::Lock)
+                                : Fixture::waiting(1, {mod, work, recv}, ThreadState::Io),
+                     Fixture::waiting(2, {nap}, ThreadState::Sleep)});
+    }
+    const TopSnapshot snap = agg.snapshot(false);
+    TopViewOptions view;  // running: work alone (idle threads are not kept)
+    auto rows = buildTopTable(snap, view);
+    REQUIRE(rows.size() == 2);
+    CHECK(rows[0].function->name == "work");
+    CHECK(rows[0].ownPercent == Approx(100.0));
+    CHECK(find(rows, "recv_all") == nullptr);
+
+    view.state = ThreadState::Io;
+    rows = buildTopTable(snap, view);
+    REQUIRE(rows.size() == 3);
+    CHECK(rows[0].function->name == "recv_all");
+    CHECK(rows[0].ownPercent == Approx(75.0));
+    CHECK(rows[0].totalPercent == Approx(75.0));
+    CHECK(rows[0].ownSeconds == Approx(0.06));
+    CHECK(find(rows, "work")->ownPercent == 0.0);
+    CHECK(find(rows, "work")->totalPercent == Approx(75.0));
+    CHECK(find(rows, "acquire_it") == nullptr);
+
+    view.state = ThreadState::Lock;
+    rows = buildTopTable(snap, view);
+    REQUIRE(find(rows, "acquire_it") != nullptr);
+    CHECK(find(rows, "acquire_it")->ownPercent == Approx(25.0));
+    CHECK(rows[0].function->name == "acquire_it");
+
+    view.state = ThreadState::Sleep;
+    view.perThread = true;
+    rows = buildTopTable(snap, view);
+    REQUIRE(rows.size() == 1);
+    CHECK(rows[0].function->name == "nap");
+    CHECK(*rows[0].thread == 2);
+
+    view = TopViewOptions{};
+    view.state = ThreadState::Child;
+    CHECK(buildTopTable(snap, view).empty());
+
+    // --idle puts the waiting threads in the running view too; the wait views are the same.
+    options.includeIdle = true;
+    TopAggregator all(options);
+    for (int i = 0; i < 4; ++i) {
+        f.feed(all, {Fixture::ts(0, {mod, work}, true, true), Fixture::waiting(1, {mod, work, recv}, ThreadState::Io)});
+    }
+    const TopSnapshot idle = all.snapshot(false);
+    CHECK(find(buildTopTable(idle, TopViewOptions{}), "recv_all") != nullptr);
+    view.state = ThreadState::Io;
+    rows = buildTopTable(idle, view);
+    CHECK(find(rows, "recv_all")->ownPercent == Approx(100.0));
+    CHECK(find(rows, "work")->totalPercent == Approx(100.0));  // the waiter's stack only
 }
 
 TEST_CASE("per-thread rows and sorting by each column, reversed", "[top]") {
@@ -265,6 +335,18 @@ TEST_CASE("keys change the view", "[top]") {
     CHECK(s.view.perThread);
     CHECK(applyTopKey(s, 'P'));
     CHECK(s.view.perProcess);
+    // w cycles the views: running, gil, lock, io, sleep, child, other, and back; W goes back.
+    CHECK(s.view.state == ThreadState::Running);
+    const ThreadState cycle[] = {ThreadState::Gil,   ThreadState::Lock,  ThreadState::Io,     ThreadState::Sleep,
+                                 ThreadState::Child, ThreadState::Other, ThreadState::Running};
+    for (ThreadState next : cycle) {
+        CHECK(applyTopKey(s, 'w'));
+        CHECK(s.view.state == next);
+    }
+    CHECK(applyTopKey(s, 'W'));
+    CHECK(s.view.state == ThreadState::Other);
+    CHECK(applyTopKey(s, 'w'));
+    CHECK(s.view.state == ThreadState::Running);
     CHECK_FALSE(s.paused);
     CHECK(applyTopKey(s, 'p'));
     CHECK(s.paused);
@@ -347,6 +429,12 @@ TEST_CASE("processes: rows merge across processes, ticks are sampling instants, 
     CHECK(procs[2].process->pid == 12);  // no CPU figure: last
     CHECK(procs[2].gilPercent == Approx(60.0));
     CHECK(procs[2].process->ended);
+    // Threads per sample in each state: the parent's main thread waits (state other in
+    // these samples), each worker's runs.
+    CHECK(procs[0].perTick(ThreadState::Running) == Approx(1.0));
+    CHECK(procs[1].perTick(ThreadState::Running) == 0.0);
+    CHECK(procs[1].perTick(ThreadState::Other) == Approx(1.0));
+    CHECK(procs[2].perTick(ThreadState::Running) == Approx(1.0));
 
     // The next interval is measured from the previous reading.
     TopSnapshot next = agg.snapshot(true);
