@@ -296,6 +296,26 @@ Result<ThreadStat> readThreadStat(pid_t pid, pid_t tid) {
     return std::move(*stat);
 }
 
+bool ThreadStatReader::wokeFromCall(pid_t tid) const {
+    const auto it = files_.find(tid);
+    return it != files_.end() && it->second.woke;
+}
+
+std::optional<ThreadActivity> ThreadStatReader::reentering(pid_t tid) {
+    auto it = files_.find(tid);
+    if (it == files_.end() || !it->second.woke || !it->second.blocked || it->second.isStat) return std::nullopt;
+    char buffer[1024];
+    const ssize_t n = ::pread(it->second.fd.get(), buffer, sizeof buffer - 1, 0);
+    if (n <= 0) return std::nullopt;
+    const ThreadActivity now = parseSyscallActivity(std::string_view(buffer, static_cast<std::size_t>(n)));
+    const ThreadActivity& before = *it->second.blocked;
+    const bool sameCall = now.call && now.call->number == before.call->number && now.call->args == before.call->args;
+    const bool atSyscallInstruction =
+        !now.call && !now.running && now.sp != 0 && now.sp == before.sp && before.pc >= 2 && now.pc == before.pc - 2;
+    if (!sameCall && !atSyscallInstruction) return std::nullopt;
+    return before;
+}
+
 }  // namespace pyspy
 
 // ---------------------------------------------------------------------------------
@@ -324,9 +344,11 @@ Result<ThreadActivity> ThreadStatReader::activity(pid_t tid, bool stoppedByUs) {
     auto it = files_.find(tid);
     if (it == files_.end()) {
         const std::string task = procPath(pid_, "/task/" + std::to_string(tid));
-        ThreadFile file{FD(::open((task + "/syscall").c_str(), O_RDONLY | O_CLOEXEC)), false, std::nullopt};
+        ThreadFile file{FD(::open((task + "/syscall").c_str(), O_RDONLY | O_CLOEXEC)), false, std::nullopt,
+                        std::nullopt, false};
         if (!file.fd && (errno == EACCES || errno == EPERM)) {
-            file = ThreadFile{FD(::open((task + "/stat").c_str(), O_RDONLY | O_CLOEXEC)), true, std::nullopt};
+            file = ThreadFile{FD(::open((task + "/stat").c_str(), O_RDONLY | O_CLOEXEC)), true, std::nullopt,
+                              std::nullopt, false};
         }
         if (!file.fd) {
             const int err = errno;
@@ -369,6 +391,12 @@ Result<ThreadActivity> ThreadStatReader::activity(pid_t tid, bool stoppedByUs) {
         if (activity.call->number == SYS_futex) activity.futexWord = activity.call->args[0];
     }
     it->second.lastCall = activity.call;
+    it->second.woke = activity.running && it->second.blocked.has_value();
+    if (activity.call) {
+        it->second.blocked = activity;
+    } else if (!activity.running) {
+        it->second.blocked.reset();
+    }
     return activity;
 }
 

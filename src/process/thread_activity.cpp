@@ -15,15 +15,24 @@ ThreadActivity parseSyscallActivity(std::string_view text) {
     // "<nr> 0x<arg0> ... 0x<arg5> 0x<sp> 0x<pc>"; "-1 0x<sp> 0x<pc>" when not in a call.
     SyscallCall call;
     auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), call.number);
-    if (ec != std::errc{} || call.number < 0) return activity;
+    if (ec != std::errc{}) return activity;
     std::string_view rest = text.substr(static_cast<std::size_t>(end - text.data()));
-    for (auto& arg : call.args) {
-        if (rest.size() < 4 || rest.substr(0, 3) != " 0x") return activity;
+    const auto hex = [&rest](std::uint64_t& value) {
+        if (rest.size() < 4 || rest.substr(0, 3) != " 0x") return false;
         rest.remove_prefix(3);
-        auto [argEnd, argEc] = std::from_chars(rest.data(), rest.data() + rest.size(), arg, 16);
-        if (argEc != std::errc{}) return activity;
-        rest.remove_prefix(static_cast<std::size_t>(argEnd - rest.data()));
+        auto [valueEnd, valueEc] = std::from_chars(rest.data(), rest.data() + rest.size(), value, 16);
+        if (valueEc != std::errc{}) return false;
+        rest.remove_prefix(static_cast<std::size_t>(valueEnd - rest.data()));
+        return true;
+    };
+    if (call.number < 0) {
+        if (call.number == -1 && hex(activity.sp)) (void)hex(activity.pc);
+        return activity;
     }
+    for (auto& arg : call.args) {
+        if (!hex(arg)) return activity;
+    }
+    if (hex(activity.sp)) (void)hex(activity.pc);
     activity.call = call;
     if (call.number == SYS_futex) activity.futexWord = call.args[0];
     return activity;

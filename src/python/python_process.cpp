@@ -470,12 +470,14 @@ ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
     // One read per thread says whether it runs and, if it is blocked, in which system
     // call: a thread waiting for the GIL sleeps on the GIL's condition variable or mutex.
     std::unordered_map<pid_t, ThreadActivity> activities;
+    std::vector<pid_t> reentry;  // running now, blocked at the read before: see ThreadStatReader::reentering
     bool anyFutex = false;
     for (pid_t tid : tids) {
         if (tid == lastGilHolder_) continue;  // see lastGilHolder_: one pread less per sample
         auto activity = threadStats_.activity(tid);
         if (!activity.ok()) continue;
         anyFutex = anyFutex || activity.value().futexWord.has_value();
+        if (activity.value().running && options.pause && threadStats_.wokeFromCall(tid)) reentry.push_back(tid);
         activities.emplace(tid, activity.value());
     }
 
@@ -497,6 +499,13 @@ ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
         }
         pause.emplace(std::move(paused).value());
         snap.paused = true;
+        // Woken by our last pause and not yet back in their call (a loaded machine): not running.
+        for (pid_t tid : reentry) {
+            if (auto blocked = threadStats_.reentering(tid)) {
+                anyFutex = anyFutex || blocked->futexWord.has_value();
+                activities[tid] = *blocked;
+            }
+        }
     }
 
     // Replay last tick's small reads in one batched read (see SpeculativeMemory).

@@ -23,6 +23,10 @@ struct ThreadActivity {
     // one the kernel's wait channel names (/proc/PID/task/TID/wchan: futex_*, poll_*,
     // do_select, ep_poll, *nanosleep, do_wait), else restart_syscall itself.
     bool restarted = false;
+    // The user stack pointer and program counter the file shows (blocked in a call, or
+    // stopped outside one); 0 when running.
+    std::uint64_t sp = 0;
+    std::uint64_t pc = 0;
 };
 
 // The system call a kernel wait channel (a function name from /proc/.../wchan) is a

@@ -51,6 +51,17 @@ class ThreadStatReader {
     // it stopped outside a system call (it was running or runnable when interrupted).
     Result<ThreadActivity> activity(pid_t tid, bool stoppedByUs = false);
 
+    // A thread blocked in a system call that a pause of ours interrupted is runnable when
+    // let go, until it gets a CPU to enter the call again: on a loaded machine the next
+    // read may find it "running" though it runs no code of its own. wokeFromCall: the
+    // last read found it running and the one before blocked in a call. reentering, for
+    // such a thread once stopped by us again: that call, if the thread is still on its
+    // way back into it (its syscall file shows the same call, or shows it stopped outside
+    // a call at the same stack pointer with the program counter on the system call
+    // instruction, 2 bytes before where the call returns to); else nullopt.
+    bool wokeFromCall(pid_t tid) const;
+    std::optional<ThreadActivity> reentering(pid_t tid);
+
   private:
     pid_t pid_;
     TaskDirectory tasks_;
@@ -62,6 +73,9 @@ class ThreadStatReader {
         FD fd;
         bool isStat = false;                  // the stat fallback, not the syscall file
         std::optional<SyscallCall> lastCall;  // the call seen at the previous read (see ThreadActivity::restarted)
+        // The call of the last read that found the thread blocked, with where it was.
+        std::optional<ThreadActivity> blocked;
+        bool woke = false;  // the last read found it running, the one before blocked
     };
     std::unordered_map<pid_t, ThreadFile> files_;
 };

@@ -89,7 +89,13 @@ TEST_CASE("parseSyscallActivity keeps the call and all six arguments", "[wait_st
     CHECK(activity.call->args[0] == 5);
     CHECK(activity.call->args[2] == 0x400);
     CHECK_FALSE(activity.futexWord);
-    CHECK_FALSE(parseSyscallActivity("-1 0x7ffd1000 0x7f0011\n").call);
+    CHECK(activity.sp == 0x7ffd1000);
+    CHECK(activity.pc == 0x7f0011);
+    const auto stopped = parseSyscallActivity("-1 0x7ffd1000 0x7f000f\n");
+    CHECK_FALSE(stopped.call);
+    CHECK_FALSE(stopped.running);
+    CHECK(stopped.sp == 0x7ffd1000);
+    CHECK(stopped.pc == 0x7f000f);
     CHECK_FALSE(parseSyscallActivity("running\n").call);
     CHECK_FALSE(parseSyscallActivity(std::to_string(SYS_read) + " 0x5 0x7f").call);  // cut short
 }
