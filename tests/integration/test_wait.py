@@ -39,10 +39,11 @@ dump: text and --json dumps, retried until one of each shows every thread in its
   Free-threaded: both running, no +gil anywhere.
 record: `record --wait -t --format raw -d 3`: every thread is sampled in every sample
   (the wall-clock view keeps idle ones), and each stack ends in a state leaf; per named
-  thread at least 90% of its samples end in its state's leaf, except gilwait with a GIL:
-  [gil] in at least 75% and [gil] or [running] in at least 95% of its samples (see dump
-  for why it is runnable at times; the profiler's own pauses, which interrupt and
-  restart its timed futex wait, add to that).
+  thread at least 90% of its samples end in its state's leaf, gilwait's [gil] included
+  (with three busy loops beside it on 2 cores every thread measured >= 96.7%, gilwait
+  98.7%; a thread our previous pause woke and that has not re-entered its call yet is
+  told apart: ThreadStatReader::reentering), and gilwait is [gil] or [running] in at
+  least 95%.
 top: `top --iterations 2 --pid PID | cat`: the last snapshot's "Threads:" line
   (average threads per sample in each state): running ~1 (~2 free-threaded), gil ~1
   (absent free-threaded), lock ~3 (lock, queue, main; at least 2), io ~3 (recv, poll,
@@ -286,8 +287,8 @@ def test_record(binary, python, tmp):
             report.append("%s %s %.1f%% of %d" % (name, want, 100 * share, total))
             if name == "gilwait" and not target.free_threaded:
                 either = float(leaves.get("[gil]", 0) + leaves.get("[running]", 0)) / total
-                if share < 0.75 or either < 0.95:
-                    failures.append("gilwait: [gil] in %.1f%% (expected >= 75%%), [gil] or [running] in %.1f%% "
+                if share < 0.9 or either < 0.95:
+                    failures.append("gilwait: [gil] in %.1f%% (expected >= 90%%), [gil] or [running] in %.1f%% "
                                     "(expected >= 95%%) of its %d samples: %s" % (100 * share, 100 * either, total,
                                                                                    leaves))
             elif share < 0.9:
