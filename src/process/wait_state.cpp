@@ -238,7 +238,7 @@ SyscallWait classifySyscall(const SyscallCall& call) {
     return wait;
 }
 
-SyscallWait waitFd(const SyscallCall& call, const ProcessMemory& memory) {
+SyscallWait waitFd(const SyscallCall& call, const ProcessMemory* memory) {
     SyscallWait wait = classifySyscall(call);
     if (call.number == SYS_poll || call.number == SYS_ppoll) {
         // poll(struct pollfd* fds, nfds_t nfds, ...): {int fd; short events; short revents;}
@@ -246,7 +246,7 @@ SyscallWait waitFd(const SyscallCall& call, const ProcessMemory& memory) {
         // The first entry with a descriptor (a negative fd is ignored by poll).
         const std::size_t count = std::min<std::uint64_t>(call.args[1], 16);
         std::array<std::int32_t, 32> entries{};
-        if (memory.read(call.args[0], entries.data(), count * 8).ok()) {
+        if (memory != nullptr && memory->read(call.args[0], entries.data(), count * 8).ok()) {
             for (std::size_t i = 0; i < count; ++i) {
                 if (entries[i * 2] >= 0) {
                     wait.fd = entries[i * 2];
@@ -264,7 +264,10 @@ SyscallWait waitFd(const SyscallCall& call, const ProcessMemory& memory) {
         std::array<std::uint64_t, 16> set{};
         for (int which = 1; which <= 3 && !wait.fd; ++which) {
             if (call.args[static_cast<std::size_t>(which)] == 0) continue;
-            if (!memory.read(call.args[static_cast<std::size_t>(which)], set.data(), bytes).ok()) continue;
+            if (memory == nullptr ||
+                !memory->read(call.args[static_cast<std::size_t>(which)], set.data(), bytes).ok()) {
+                continue;
+            }
             for (std::size_t word = 0; word < bytes / 8 && !wait.fd; ++word) {
                 if (set[word] != 0)
                     wait.fd = static_cast<int>(word * 64 + static_cast<std::size_t>(__builtin_ctzll(set[word])));

@@ -426,8 +426,9 @@ void PythonProcess::setWaitState(ThreadStack& thread, const ThreadActivity& acti
         return;
     }
     // A poll or select keeps its descriptors in memory: read live (not the snapshot's
-    // speculative copy), a few bytes, only for threads blocked in one.
-    const SyscallWait wait = waitFd(*activity.call, *memory_);
+    // speculative copy), a few bytes, only for threads blocked in one and only when the
+    // descriptor's kind is wanted (dump, record --wait).
+    const SyscallWait wait = waitFd(*activity.call, options.fdKinds ? memory_.get() : nullptr);
     thread.state = wait.state;
     // Asleep on the GIL's futex: waiting for it; or, for the thread the GIL's state names
     // as its holder, in the middle of a hand-over (the OS state is read before the GIL's).

@@ -46,7 +46,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             memory.map(0x1000, std::vector<std::uint8_t>(text.begin() + 48, text.end()));
             for (std::int64_t number : {SYS_poll, SYS_ppoll, SYS_select, SYS_pselect6, SYS_read}) {
                 call.number = number;
-                const auto wait = pyspy::waitFd(call, memory);
+                const auto wait = pyspy::waitFd(call, &memory);
                 sink = sink + static_cast<std::size_t>(wait.state) + static_cast<std::size_t>(wait.fd.value_or(0));
             }
         }

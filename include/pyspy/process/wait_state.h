@@ -59,8 +59,9 @@ SyscallWait classifySyscall(const SyscallCall& call);
 // For poll/ppoll/select/pselect6: the first descriptor in the caller's arrays, read from
 // the target's memory (one small bounded read). A poll or select with no descriptor is a
 // sleep (Python's time.sleep before 3.11): returned as {Sleep, nullopt}. Other calls:
-// classifySyscall's answer.
-SyscallWait waitFd(const SyscallCall& call, const ProcessMemory& memory);
+// classifySyscall's answer. Without `memory`, nothing is read: a poll or select with
+// descriptors is io on an unknown one (what the sampler needs when no kind is asked for).
+SyscallWait waitFd(const SyscallCall& call, const ProcessMemory* memory);
 
 // What a descriptor of the target is: its kind and a short detail (a socket's peer
 // "10.0.0.5:5432" or "unix", a file's path, a tty's name). Cached per descriptor by the

@@ -62,23 +62,27 @@ TEST_CASE("waitFd: poll and select read their descriptor from memory; none is a 
     std::vector<std::uint8_t> bytes(sizeof pollfds);
     std::memcpy(bytes.data(), pollfds, sizeof pollfds);
     memory.map(0x1000, bytes);
-    CHECK(waitFd(call(SYS_poll, {0x1000, 2, 5000}), memory).fd == 9);
-    CHECK(waitFd(call(SYS_poll, {0x1000, 2, 5000}), memory).state == ThreadState::Io);
-    CHECK(waitFd(call(SYS_ppoll, {0x1000, 2}), memory).fd == 9);
-    CHECK(waitFd(call(SYS_poll, {0, 0, 5000}), memory).state == ThreadState::Sleep);
-    CHECK_FALSE(waitFd(call(SYS_poll, {0x9000, 1, 5000}), memory).fd);  // unreadable: no descriptor, still io
-    CHECK(waitFd(call(SYS_poll, {0x9000, 1, 5000}), memory).state == ThreadState::Io);
+    CHECK(waitFd(call(SYS_poll, {0x1000, 2, 5000}), &memory).fd == 9);
+    CHECK(waitFd(call(SYS_poll, {0x1000, 2, 5000}), &memory).state == ThreadState::Io);
+    CHECK(waitFd(call(SYS_ppoll, {0x1000, 2}), &memory).fd == 9);
+    CHECK(waitFd(call(SYS_poll, {0, 0, 5000}), &memory).state == ThreadState::Sleep);
+    CHECK_FALSE(waitFd(call(SYS_poll, {0x9000, 1, 5000}), &memory).fd);  // unreadable: no descriptor, still io
+    CHECK(waitFd(call(SYS_poll, {0x9000, 1, 5000}), &memory).state == ThreadState::Io);
     // select(nfds, readfds, writefds, exceptfds, timeout): fd 70 in the write set.
     std::uint64_t set[2] = {0, std::uint64_t{1} << 6};
     std::vector<std::uint8_t> setBytes(sizeof set);
     std::memcpy(setBytes.data(), set, sizeof set);
     memory.map(0x2000, setBytes);
-    CHECK(waitFd(call(SYS_select, {71, 0, 0x2000, 0, 0x3000}), memory).fd == 70);
-    CHECK_FALSE(waitFd(call(SYS_select, {70, 0, 0x2000, 0, 0x3000}), memory).fd);  // beyond nfds
+    CHECK(waitFd(call(SYS_select, {71, 0, 0x2000, 0, 0x3000}), &memory).fd == 70);
+    CHECK_FALSE(waitFd(call(SYS_select, {70, 0, 0x2000, 0, 0x3000}), &memory).fd);  // beyond nfds
     // Python's time.sleep before 3.11: select(0, NULL, NULL, NULL, &timeout).
-    CHECK(waitFd(call(SYS_select, {0, 0, 0, 0, 0x3000}), memory).state == ThreadState::Sleep);
-    CHECK(waitFd(call(SYS_pselect6, {0, 0, 0, 0, 0x3000}), memory).state == ThreadState::Sleep);
-    CHECK(waitFd(call(SYS_recvfrom, {5}), memory).fd == 5);
+    CHECK(waitFd(call(SYS_select, {0, 0, 0, 0, 0x3000}), &memory).state == ThreadState::Sleep);
+    CHECK(waitFd(call(SYS_pselect6, {0, 0, 0, 0, 0x3000}), &memory).state == ThreadState::Sleep);
+    CHECK(waitFd(call(SYS_recvfrom, {5}), &memory).fd == 5);
+    // No memory: nothing read, the state all the same.
+    CHECK(waitFd(call(SYS_poll, {0x1000, 2, 5000}), nullptr).state == ThreadState::Io);
+    CHECK_FALSE(waitFd(call(SYS_poll, {0x1000, 2, 5000}), nullptr).fd);
+    CHECK(waitFd(call(SYS_select, {0, 0, 0, 0, 0x3000}), nullptr).state == ThreadState::Sleep);
 }
 
 TEST_CASE("parseSyscallActivity keeps the call and all six arguments", "[wait_state]") {
