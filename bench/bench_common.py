@@ -5,6 +5,7 @@ import glob
 import os
 import re
 import subprocess
+import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -115,3 +116,37 @@ def summary_samples(stderr):
     Not the first "N samples" on stderr: the lag warning ("10 of 38 samples late") has one."""
     m = SUMMARY_SAMPLES.search(stderr)
     return int(m.group(1)) if m else None
+
+
+def traced_record(binary, pid, seconds, rate, extra, output):
+    """`record` of `pid` under `strace -f -c`: (samples, {system call: count})."""
+    with tempfile.NamedTemporaryFile(suffix=".strace") as out:
+        argv = ["strace", "-f", "-c", "-o", out.name, binary, "record", "--pid", str(pid), "-r", str(rate), "-d",
+                str(seconds), "-f", "raw", "-o", output] + extra
+        p = subprocess.run(argv, capture_output=True)
+        samples = summary_samples(p.stderr.decode())
+        if samples is None:
+            raise RuntimeError("record under strace failed: %s" % p.stderr.decode()[-2000:])
+        counts = {}
+        for line in open(out.name):
+            parts = line.split()
+            if len(parts) >= 5 and parts[0][0].isdigit() and parts[-1] != "total":
+                counts[parts[-1]] = int(parts[3])
+        return samples, counts
+
+
+def calls_per_sample(binary, pid, seconds, rate, extra, output):
+    """System calls per sample of `record` (minus a 0.2 s run: start-up and output), the
+    median of three tries: (total, {call: per sample}), calls under 0.05 per sample and the
+    ones not made by sampling (rt_sigtimedwait, futex, write) left out. Under strace on a
+    loaded machine a run now and then takes far fewer samples than asked, which inflates
+    its ratio: hence the median."""
+    tries = []
+    for _ in range(3):
+        s0, c0 = traced_record(binary, pid, 0.2, rate, extra, output)
+        s1, c1 = traced_record(binary, pid, seconds, rate, extra, output)
+        n = max(s1 - s0, 1)
+        per = {k: (c1.get(k, 0) - c0.get(k, 0)) / n for k in set(c0) | set(c1)}
+        per = {k: v for k, v in per.items() if v >= 0.05 and k not in ("rt_sigtimedwait", "futex", "write")}
+        tries.append((sum(per.values()), per))
+    return sorted(tries, key=lambda t: t[0])[1]

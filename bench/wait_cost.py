@@ -12,28 +12,10 @@ Prints a Markdown table.
 """
 import argparse
 import os
-import resource
 import subprocess
 import sys
-import tempfile
 
-from bench_common import ROOT, summary_samples
-
-
-def traced(binary, pid, seconds, extra):
-    with tempfile.NamedTemporaryFile(suffix=".strace") as out:
-        argv = ["strace", "-f", "-c", "-o", out.name, binary, "record", "--pid", str(pid), "-r", "100", "-d",
-                str(seconds), "-f", "raw", "-o", "/tmp/pyspy-wait-cost.txt"] + extra
-        p = subprocess.run(argv, capture_output=True)
-        samples = summary_samples(p.stderr.decode())
-        if samples is None:
-            raise RuntimeError("record under strace failed: %s" % p.stderr.decode()[-2000:])
-        counts = {}
-        for line in open(out.name):
-            parts = line.split()
-            if len(parts) >= 5 and parts[0][0].isdigit() and parts[-1] != "total":
-                counts[parts[-1]] = int(parts[3])
-        return samples, counts
+from bench_common import ROOT, calls_per_sample, summary_samples
 
 
 def cpu_per_sample(binary, pid, seconds, extra):
@@ -64,15 +46,7 @@ def main():
         print("| mode | syscalls / sample | of which | profiler CPU / sample |")
         print("|---|---|---|---|")
         for extra, mode in (([], "record"), (["--wait"], "record --wait")):
-            tries = []
-            for _ in range(3):
-                s0, c0 = traced(args.binary, pid, 0.2, extra)
-                s1, c1 = traced(args.binary, pid, args.seconds, extra)
-                n = max(s1 - s0, 1)
-                per = {k: (c1.get(k, 0) - c0.get(k, 0)) / n for k in set(c0) | set(c1)}
-                per = {k: v for k, v in per.items() if v >= 0.05 and k not in ("rt_sigtimedwait", "futex", "write")}
-                tries.append((sum(per.values()), per))
-            total, per = sorted(tries, key=lambda t: t[0])[1]
+            total, per = calls_per_sample(args.binary, pid, args.seconds, 100, extra, "/tmp/pyspy-wait-cost.txt")
             cpu = sorted(cpu_per_sample(args.binary, pid, args.seconds, extra) for _ in range(3))[1]
             detail = ", ".join("%s %.1f" % (k, v) for k, v in sorted(per.items(), key=lambda kv: -kv[1]))
             print("| %s | %.1f | %s | %.0f us |" % (mode, total, detail, cpu))
