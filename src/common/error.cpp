@@ -19,6 +19,7 @@ const char* toString(ErrorKind kind) {
         case ErrorKind::TargetExited: return "target exited";
         case ErrorKind::Timeout: return "timed out";
         case ErrorKind::Io: return "output error";
+        case ErrorKind::BadCore: return "bad core file";
     }
     return "error";
 }

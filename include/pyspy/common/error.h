@@ -20,13 +20,15 @@ enum class ErrorKind : int {
     TargetExited = 7,        // the target exited while we were working
     Timeout = 8,             // the operation gave up after its time bound
     Io = 9,                  // could not write an output file
+    BadCore = 10,            // dump --core: not a core file, a truncated one, or files that do not match it
 };
 
 // Every ErrorKind, by exit code (the man page lists them).
 inline constexpr std::array kErrorKinds{
     ErrorKind::Internal,         ErrorKind::Usage,     ErrorKind::NoSuchProcess,
     ErrorKind::PermissionDenied, ErrorKind::NotPython, ErrorKind::UnsupportedVersion,
-    ErrorKind::TargetExited,     ErrorKind::Timeout,   ErrorKind::Io};
+    ErrorKind::TargetExited,     ErrorKind::Timeout,   ErrorKind::Io,
+    ErrorKind::BadCore};
 
 int exitCode(ErrorKind kind);
 const char* toString(ErrorKind kind);
