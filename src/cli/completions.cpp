@@ -47,10 +47,10 @@ CliOption describeOption(CLI::Option& option) {
                             ? out.name
                             : upperCase(option.get_lnames().empty() ? option.get_snames()[0] : option.get_lnames()[0]);
     } else {
-        out.value = typeName == kFileValue      ? ValueKind::File
-                    : typeName == kPidValue     ? ValueKind::Pid
-                    : typeName == kCommandValue ? ValueKind::Command
-                                                : ValueKind::Any;
+        out.value = typeName == kFileValue || typeName == kDirValue ? ValueKind::File
+                    : typeName == kPidValue                         ? ValueKind::Pid
+                    : typeName == kCommandValue                     ? ValueKind::Command
+                                                                    : ValueKind::Any;
         out.valueName = typeName.empty() ? "VALUE" : typeName;
     }
     return out;

@@ -21,6 +21,9 @@ namespace {
 
 struct DumpArgs {
     pid_t pid = 0;
+    std::string core;  // --core FILE: read a core dump instead of a process
+    std::string executable;
+    std::vector<std::string> libSearchPath;
     bool json = false;
     bool nonblocking = false;
     bool fullFilenames = false;
@@ -32,18 +35,20 @@ struct DumpArgs {
     bool nativeAll = false;
 };
 
-std::string dumpOne(PythonProcess& process, const DumpArgs& args) {
+// `problems`: where a core's notes about its files go (missing, or not the ones it ran).
+std::string dumpOne(PythonProcess& process, const DumpArgs& args, std::vector<std::string>* problems = nullptr) {
     SnapshotOptions options;
-    options.pause = !args.nonblocking;
+    options.pause = !args.nonblocking && !process.fromCore();
     options.localsLevel = args.locals;
-    options.fdKinds = true;
-    options.fdPeers = true;
+    options.fdKinds = !process.fromCore();  // a descriptor is looked up in /proc/PID/fd
+    options.fdPeers = options.fdKinds;
     options.native = args.native || args.nativeAll;
     options.nativeAll = args.nativeAll;
     const ProcessSnapshot snapshot = process.snapshot(options);
     DumpFormatOptions format;
     format.fullFilenames = args.fullFilenames;
     format.locals = args.locals > 0;
+    if (problems != nullptr && snapshot.core) *problems = snapshot.core->moduleProblems;
     return args.json ? formatDumpJson(snapshot, format) : formatDumpText(snapshot, format);
 }
 
@@ -118,7 +123,35 @@ int runDumpTree(const DumpArgs& args, const LocateOptions& locate) {
     return 0;
 }
 
+// dump --core: a snapshot of the moment the core was written, with what the core says
+// about the crash; files that are missing or do not match it are noted on stderr.
+int runDumpCore(const DumpArgs& args) {
+    if (args.subprocesses)
+        throw FatalError(ErrorKind::Usage, "--core reads one process: it cannot be combined with -s");
+    Watchdog watchdog(args.timeout);
+    CoreOpenOptions open;
+    open.files.executable = args.executable;
+    open.files.libSearchPath = args.libSearchPath;
+    open.locate.ignoreSymbols = args.scanOnly;
+    auto process = PythonProcess::openCore(args.core, open);
+    std::vector<std::string> problems;
+    const std::string out = dumpOne(*process, args, &problems);
+    std::fwrite(out.data(), 1, out.size(), stdout);
+    std::fflush(stdout);
+    for (const auto& problem : problems) {
+        std::fprintf(stderr, "%s: warning: %s: what is read from it is not trusted\n", kProgram, problem.c_str());
+    }
+    return 0;
+}
+
 int runDump(const DumpArgs& args) {
+    if ((args.pid != 0) == !args.core.empty()) {
+        throw FatalError(ErrorKind::Usage, "dump needs one target: --pid PID or --core FILE");
+    }
+    if (!args.core.empty()) return runDumpCore(args);
+    if (!args.executable.empty() || !args.libSearchPath.empty()) {
+        throw FatalError(ErrorKind::Usage, "--executable and --lib-search-path apply to --core only");
+    }
     if ((args.native || args.nativeAll) && args.nonblocking) {
         throw FatalError(ErrorKind::Usage,
                          "--native needs the target paused: it cannot be combined with --nonblocking");
@@ -140,10 +173,21 @@ int runDump(const DumpArgs& args) {
 Command addDumpCommand(CLI::App& app) {
     auto args = std::make_shared<DumpArgs>();
     auto* cmd = app.add_subcommand("dump", "Print the stack of every thread of a running Python process");
-    cmd->add_option("-p,--pid", args->pid, "Process id of the target")
-        ->required()
-        ->check(CLI::PositiveNumber)
-        ->type_name(kPidValue);
+    auto* pid = cmd->add_option("-p,--pid", args->pid, "Process id of the target")
+                    ->check(CLI::PositiveNumber)
+                    ->type_name(kPidValue);
+    auto* core = cmd->add_option("--core", args->core,
+                                 "Read a core dump instead of a process: the stacks when it was written, and the "
+                                 "signal that ended it (docs/cores.md)")
+                     ->type_name(kFileValue);
+    pid->excludes(core);
+    cmd->add_option("--executable", args->executable,
+                    "With --core: the executable the process ran, when it is no longer where the core says")
+        ->type_name(kFileValue);
+    cmd->add_option("--lib-search-path", args->libSearchPath,
+                    "With --core: a directory to look for the executable and libraries in first (by file name); "
+                    "repeatable")
+        ->type_name(kDirValue);
     cmd->add_flag("-j,--json", args->json, "Print one JSON document (schema: docs/dump-json.md)");
     cmd->add_flag("-n,--nonblocking", args->nonblocking,
                   "Do not pause the target while reading (faster for it, may give torn stacks)");

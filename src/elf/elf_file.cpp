@@ -17,6 +17,7 @@
 #include <utility>
 
 #include "pyspy/common/error.h"
+#include "pyspy/elf/build_id.h"
 
 namespace pyspy {
 
@@ -115,6 +116,18 @@ ElfFile::ElfFile(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 ElfFile::ElfFile(ElfFile&&) noexcept = default;
 ElfFile& ElfFile::operator=(ElfFile&&) noexcept = default;
 ElfFile::~ElfFile() = default;
+
+std::optional<std::string> ElfFile::buildId() const {
+    constexpr std::uint64_t kMaxNoteSection = 64 * 1024;
+    for (const auto& section : sections_) {
+        if (section.type != SHT_NOTE || section.size == 0 || section.size > kMaxNoteSection) continue;
+        std::vector<std::uint8_t> bytes(section.size);
+        const auto got = ::pread(impl_->fd.get(), bytes.data(), bytes.size(), static_cast<off_t>(section.offset));
+        if (got != static_cast<ssize_t>(bytes.size())) continue;
+        if (auto id = buildIdFromNotes(bytes)) return id;
+    }
+    return std::nullopt;
+}
 
 ElfFile ElfFile::open(const std::string& path) {
     initLibelf();

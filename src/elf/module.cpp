@@ -111,6 +111,14 @@ bool isLibPythonPath(std::string_view path) {
 std::vector<LoadedModule> findModules(pid_t pid, const std::vector<MemoryMapping>& maps,
                                       const std::function<bool(std::string_view path)>& wanted,
                                       std::vector<std::string>* skipped) {
+    return findModules(
+        maps, [pid](const MemoryMapping& mapping) { return targetFilePath(pid, mapping); }, wanted, skipped);
+}
+
+std::vector<LoadedModule> findModules(const std::vector<MemoryMapping>& maps,
+                                      const std::function<std::string(const MemoryMapping&)>& filePath,
+                                      const std::function<bool(std::string_view path)>& wanted,
+                                      std::vector<std::string>* skipped) {
     // Group by (path, inode), keeping first-seen order for a stable result.
     std::vector<std::vector<const MemoryMapping*>> groups;
     std::map<std::pair<std::string, std::uint64_t>, std::size_t> groupOf;
@@ -138,7 +146,7 @@ std::vector<LoadedModule> findModules(pid_t pid, const std::vector<MemoryMapping
         // Open through the first mapping whose file we can reach (map_files needs
         // privileges; /proc/PID/root works across mount namespaces).
         try {
-            module.openPath = targetFilePath(pid, first);
+            module.openPath = filePath(first);
             if (module.openPath.empty()) throw FatalError(ErrorKind::NotPython, first.path + ": no file to open");
             module.elf = std::make_shared<const ElfFile>(ElfFile::open(module.openPath));
         } catch (const FatalError& error) {

@@ -1,5 +1,7 @@
 #include "pyspy/output/dump.h"
 
+#include <csignal>
+#include <cstring>
 #include <regex>
 
 #include <fmt/format.h>
@@ -142,11 +144,63 @@ void appendNativeFrameJson(nlohmann::json& frames, const NativeFrame& frame, con
     frames.push_back(entry(symbol->function, symbol->file, symbol->line, false));
 }
 
+// "SIGSEGV"; "signal 77" for a number without a name.
+std::string signalName(int signal) {
+    const char* abbrev = signal > 0 ? ::sigabbrev_np(signal) : nullptr;
+    return abbrev != nullptr ? fmt::format("SIG{}", abbrev) : fmt::format("signal {}", signal);
+}
+
+// What si_code says about how the signal came: the kernel's reason for a fault, or who sent it.
+std::string signalCodeText(int signal, int code) {
+    if (code == SI_USER) return "sent by kill";
+    if (code == SI_TKILL) return "sent by tgkill (abort, raise)";
+    if (code == SI_QUEUE) return "sent by sigqueue";
+    if (code == SI_KERNEL) return "sent by the kernel";
+    switch (signal) {
+        case SIGSEGV:
+            if (code == SEGV_MAPERR) return "address not mapped";
+            if (code == SEGV_ACCERR) return "no permission for the access";
+            break;
+        case SIGBUS:
+            if (code == BUS_ADRALN) return "misaligned address";
+            if (code == BUS_ADRERR) return "no such physical address (a truncated mapped file?)";
+            if (code == BUS_OBJERR) return "hardware error";
+            break;
+        case SIGFPE:
+            if (code == FPE_INTDIV) return "integer division by zero";
+            if (code == FPE_INTOVF) return "integer overflow";
+            break;
+        case SIGILL:
+            if (code == ILL_ILLOPC) return "illegal opcode";
+            break;
+        default:
+            break;
+    }
+    return "";
+}
+
+// "Killed by SIGSEGV (address not mapped) at address 0x0 in thread 1234"
+std::string crashLine(const CoreCrashInfo& core) {
+    if (core.signal == 0) return "No fatal signal recorded (a core written while the process ran, e.g. by gcore)";
+    std::string line = "Killed by " + signalName(core.signal);
+    if (const std::string code = signalCodeText(core.signal, core.code); !code.empty()) line += " (" + code + ")";
+    if (core.faultAddress) line += fmt::format(" at address {:#x}", *core.faultAddress);
+    line += fmt::format(" in thread {}", core.tid);
+    if (!core.tidIsPython) line += " (not a Python thread: not shown below)";
+    return line;
+}
+
 }  // namespace
 
 std::string formatDumpText(const ProcessSnapshot& snapshot, const DumpFormatOptions& options) {
     std::string out;
-    out += fmt::format("Process {}: {}\n", snapshot.pid, terminalSafe(snapshot.commandLine));
+    if (snapshot.core) {
+        out += fmt::format("Core dump {} of process {}: {}\n", terminalSafe(snapshot.core->path), snapshot.pid,
+                           terminalSafe(snapshot.commandLine));
+        out += crashLine(*snapshot.core) + "\n";
+    } else {
+        out += fmt::format("Process {}: {}\n", snapshot.pid, terminalSafe(snapshot.commandLine));
+    }
     out += fmt::format("Python v{}{} ({})\n", snapshot.pythonVersion,
                        !snapshot.freeThreaded ? ""
                        : snapshot.gilEnabled  ? " free-threaded (GIL turned on)"
@@ -156,6 +210,7 @@ std::string formatDumpText(const ProcessSnapshot& snapshot, const DumpFormatOpti
         const std::string id =
             thread.nativeId ? std::to_string(*thread.nativeId) : fmt::format("{:#x}", thread.threadId);
         out += fmt::format("\nThread {} ({})", id, stateOf(thread));
+        if (thread.crashed && snapshot.core) out += fmt::format(" [crashed: {}]", signalName(snapshot.core->signal));
         if (thread.name) out += fmt::format(": \"{}\"", terminalSafe(*thread.name));
         out += '\n';
         if (!thread.merged.empty()) {
@@ -221,6 +276,7 @@ std::string formatDumpJson(const ProcessSnapshot& snapshot, const DumpFormatOpti
                            {"frames", std::move(frames)},
                            {"truncated", thread.truncated},
                            {"error", thread.error ? json(*thread.error) : json(nullptr)}});
+        if (snapshot.core) threads.back()["crashed"] = thread.crashed;
         if (thread.nativeRequested) {
             json& added = threads.back();
             added["merge_failed"] = thread.mergeFailed;
@@ -240,6 +296,19 @@ std::string formatDumpJson(const ProcessSnapshot& snapshot, const DumpFormatOpti
                 {"paused", snapshot.paused},
                 {"timestamp", snapshot.timestamp},
                 {"threads", std::move(threads)}};
+    if (snapshot.core) {  // only for a core: a live dump's document stays what it was
+        const CoreCrashInfo& core = *snapshot.core;
+        const std::string code = signalCodeText(core.signal, core.code);
+        doc["core"] = {{"file", core.path},
+                       {"signal", core.signal},
+                       {"signal_name", core.signal != 0 ? json(signalName(core.signal)) : json(nullptr)},
+                       {"code", core.code},
+                       {"code_text", code.empty() ? json(nullptr) : json(code)},
+                       {"fault_address", core.faultAddress ? json(*core.faultAddress) : json(nullptr)},
+                       {"thread", core.tid},
+                       {"thread_is_python", core.tidIsPython},
+                       {"module_problems", core.moduleProblems}};
+    }
     // Bytes from the target that are not valid UTF-8 are replaced, never emitted raw.
     return doc.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
 }

@@ -173,15 +173,19 @@ void fillTypes(const LoadedModule& module, const PythonVersion& version, TypeAdd
     types.frame = symbol("PyFrame_Type");
 }
 
-[[noreturn]] void failRead(pid_t pid, const std::string& what, const ReadError& error) {
-    if (!processAlive(pid)) throw FatalError(ErrorKind::TargetExited, fmt::format("process {} exited", pid));
+[[noreturn]] void throwExited(const TargetImage& image) {
+    throw FatalError(ErrorKind::TargetExited, fmt::format("{} exited", image.name));
+}
+
+[[noreturn]] void failRead(const TargetImage& image, const std::string& what, const ReadError& error) {
+    if (!image.alive()) throwExited(image);
     if (error.kind == ReadErrorKind::Permission) {
         throw FatalError(ErrorKind::PermissionDenied,
-                         fmt::format("cannot read the memory of process {}: run as the same user or root, or grant "
+                         fmt::format("cannot read the memory of {}: run as the same user or root, or grant "
                                      "CAP_SYS_PTRACE",
-                                     pid));
+                                     image.name));
     }
-    throw FatalError(ErrorKind::NotPython, fmt::format("process {}: {}: {}", pid, what, error.describe()));
+    throw FatalError(ErrorKind::NotPython, fmt::format("{}: {}: {}", image.name, what, error.describe()));
 }
 
 bool inWritableMapping(const std::vector<MemoryMapping>& maps, std::uint64_t address) {
@@ -264,29 +268,39 @@ bool validateInterpreter(const ProcessMemory& memory, const PyLayout& layout, st
     return true;
 }
 
-PythonTarget locatePython(pid_t pid, const ProcessMemory& memory, const LocateOptions& options) {
+TargetImage TargetImage::live(pid_t pid) {
+    TargetImage image;
+    image.pid = pid;
+    image.name = fmt::format("process {}", pid);
+    image.maps = readMaps(pid);
+    image.executablePath = readExecutablePath(pid);
+    image.commandLine = readCommandLine(pid);
+    image.filePath = [pid](const MemoryMapping& mapping) { return targetFilePath(pid, mapping); };
+    // An exiting process has released its memory (no mappings) before it is a zombie.
+    image.alive = [pid] { return processAlive(pid) && !mapsEmpty(pid); };
+    return image;
+}
+
+PythonTarget locatePython(const TargetImage& image, const ProcessMemory& memory, const LocateOptions& options) {
     PythonTarget target;
-    target.pid = pid;
-    target.maps = readMaps(pid);
-    std::string exePath = readExecutablePath(pid);
+    target.pid = image.pid;
+    target.maps = image.maps;
+    std::string exePath = image.executablePath;
     if (exePath.ends_with(" (deleted)")) exePath.resize(exePath.size() - std::string_view(" (deleted)").size());
 
-    const auto modules = findModules(pid, target.maps, [&](std::string_view path) {
+    const auto modules = findModules(target.maps, image.filePath, [&](std::string_view path) {
         std::string_view plain = path;
         if (plain.ends_with(" (deleted)")) plain.remove_suffix(std::string_view(" (deleted)").size());
         return isLibPythonPath(plain) || isPythonBinaryPath(plain) || plain == exePath;
     });
-    const std::string comm = baseName(exePath.empty() ? readCommandLine(pid) : exePath);
+    const std::string comm = baseName(exePath.empty() ? image.commandLine : exePath);
     const LoadedModule* module = chooseModule(modules, exePath);
     if (module == nullptr) {
-        // An exiting process has released its memory (no mappings) before it is a zombie.
-        if (!processAlive(pid) || target.maps.empty() || mapsEmpty(pid)) {
-            throw FatalError(ErrorKind::TargetExited, fmt::format("process {} exited", pid));
-        }
+        if (target.maps.empty() || !image.alive()) throwExited(image);
         throw FatalError(ErrorKind::NotPython,
-                         fmt::format("process {} ({}) is not a Python process: no python binary or libpython is mapped "
+                         fmt::format("{} ({}) is not a Python process: no python binary or libpython is mapped "
                                      "into it",
-                                     pid, comm));
+                                     image.name, comm));
     }
     for (const auto& m : modules) {
         if (m.path == exePath) target.executable = m.path;
@@ -299,9 +313,9 @@ PythonTarget locatePython(pid_t pid, const ProcessMemory& memory, const LocateOp
     const auto guess = detectVersion(*module);
     if (!guess) {
         throw FatalError(ErrorKind::NotPython,
-                         fmt::format("process {} ({}): cannot tell the Python version of {} (no Py_Version symbol, no "
+                         fmt::format("{} ({}): cannot tell the Python version of {} (no Py_Version symbol, no "
                                      "version string, no version in the file name)",
-                                     pid, comm, module->path));
+                                     image.name, comm, module->path));
     }
     target.version = guess->version;
     // The version's own table (a free-threaded build's is chosen once its debug offsets
@@ -319,7 +333,7 @@ PythonTarget locatePython(pid_t pid, const ProcessMemory& memory, const LocateOp
     }
     if (table == nullptr) {
         throw FatalError(ErrorKind::UnsupportedVersion,
-                         fmt::format("process {} runs Python {}, which pyspy-cpp does not support (supported: {})", pid,
+                         fmt::format("{} runs Python {}, which pyspy-cpp does not support (supported: {})", image.name,
                                      target.version.toString(), supportedList()));
     }
     // The free-threaded counterpart of `table` (the same minor version), if there is one.
@@ -368,14 +382,14 @@ PythonTarget locatePython(pid_t pid, const ProcessMemory& memory, const LocateOp
         if (target.runtime == 0 || table->runtime_debug_offsets == kAbsent) return;
         auto offsets = readDebugOffsets(memory, target.runtime, *table);
         if (!offsets.ok()) {
-            if (!processAlive(pid)) throw FatalError(ErrorKind::TargetExited, fmt::format("process {} exited", pid));
+            if (!image.alive()) throwExited(image);
             offsetsError = offsets.error().describe();
             return;  // keep the generated table; the interpreter check below still applies
         }
         const PythonVersion fromOffsets = versionFromHex(static_cast<std::uint32_t>(offsets.value().version));
         if (fromOffsets.major != target.version.major || fromOffsets.minor != target.version.minor) {
             throw FatalError(ErrorKind::NotPython,
-                             fmt::format("process {}: _Py_DebugOffsets says Python {} but the {} says {}", pid,
+                             fmt::format("{}: _Py_DebugOffsets says Python {} but the {} says {}", image.name,
                                          fromOffsets.toString(), guess->source, target.version.toString()));
         }
         const PyLayout* base = table;
@@ -383,9 +397,9 @@ PythonTarget locatePython(pid_t pid, const ProcessMemory& memory, const LocateOp
             base = freeThreadedTable;
             if (base == nullptr || base->runtime_debug_offsets == kAbsent) {
                 throw FatalError(ErrorKind::UnsupportedVersion,
-                                 fmt::format("process {} runs a free-threaded Python {}, which pyspy-cpp does not "
+                                 fmt::format("{} runs a free-threaded Python {}, which pyspy-cpp does not "
                                              "support (supported: {})",
-                                             pid, fromOffsets.toString(), supportedList()));
+                                             image.name, fromOffsets.toString(), supportedList()));
             }
         }
         target.version = fromOffsets;
@@ -406,13 +420,13 @@ PythonTarget locatePython(pid_t pid, const ProcessMemory& memory, const LocateOp
     const auto requireOffsets = [&] {
         if (!offsetsRequired || offsetsApplied) return;
         const std::string why = offsetsError.empty() ? "_PyRuntime not found" : offsetsError;
-        throw FatalError(
-            ErrorKind::UnsupportedVersion,
-            newerThanTables ? fmt::format("process {} runs Python {}, newer than any layout table (supported: {}), and "
-                                          "its _Py_DebugOffsets could not be used: {}",
-                                          pid, target.version.toString(), supportedList(), why)
-                            : fmt::format("process {} runs Python {}, whose _Py_DebugOffsets could not be used: {}",
-                                          pid, target.version.toString(), why));
+        throw FatalError(ErrorKind::UnsupportedVersion,
+                         newerThanTables
+                             ? fmt::format("{} runs Python {}, newer than any layout table (supported: {}), and "
+                                           "its _Py_DebugOffsets could not be used: {}",
+                                           image.name, target.version.toString(), supportedList(), why)
+                             : fmt::format("{} runs Python {}, whose _Py_DebugOffsets could not be used: {}",
+                                           image.name, target.version.toString(), why));
     };
     if (target.runtime != 0 || newerThanTables) requireOffsets();  // a newer version is not scanned for
 
@@ -421,18 +435,18 @@ PythonTarget locatePython(pid_t pid, const ProcessMemory& memory, const LocateOp
     std::uint64_t interp = 0;
     if (target.runtime != 0) {
         auto head = readPointer(memory, at(target.runtime, layout.runtime_interpreters_head));
-        if (!head.ok()) failRead(pid, "cannot read _PyRuntime.interpreters.head", head.error());
+        if (!head.ok()) failRead(image, "cannot read _PyRuntime.interpreters.head", head.error());
         interp = head.value();
     } else if (target.interpHeadVar != 0) {
         auto head = readPointer(memory, target.interpHeadVar);
-        if (!head.ok()) failRead(pid, "cannot read interp_head", head.error());
+        if (!head.ok()) failRead(image, "cannot read interp_head", head.error());
         interp = head.value();
     }
     if (interp != 0 && validateInterpreter(memory, layout, interp)) {
         target.interpreter = interp;
         return target;
     }
-    if (!processAlive(pid)) throw FatalError(ErrorKind::TargetExited, fmt::format("process {} exited", pid));
+    if (!image.alive()) throwExited(image);
 
     // Stripped, or symbols ignored: look for a pointer to a valid interpreter, with the
     // table of each build kind of this version (a free-threaded build's thread states
@@ -442,11 +456,11 @@ PythonTarget locatePython(pid_t pid, const ProcessMemory& memory, const LocateOp
         hit = bestHit(scanForInterpreter(memory, *freeThreadedTable, *module, target.maps));
     }
     if (!hit) {
-        if (!processAlive(pid)) throw FatalError(ErrorKind::TargetExited, fmt::format("process {} exited", pid));
+        if (!image.alive()) throwExited(image);
         throw FatalError(ErrorKind::NotPython,
-                         fmt::format("process {} ({}, Python {}): no initialized interpreter found in {} (it may be "
+                         fmt::format("{} ({}, Python {}): no initialized interpreter found in {} (it may be "
                                      "starting up or shutting down)",
-                                     pid, comm, target.version.toString(), module->path));
+                                     image.name, comm, target.version.toString(), module->path));
     }
     target.interpreter = hit->interpreter;
     target.foundByScan = true;
@@ -457,9 +471,9 @@ PythonTarget locatePython(pid_t pid, const ProcessMemory& memory, const LocateOp
         requireOffsets();
         if (!validateInterpreter(memory, target.layout, target.interpreter)) {
             throw FatalError(ErrorKind::NotPython,
-                             fmt::format("process {}: the interpreter found by scanning does not match its "
+                             fmt::format("{}: the interpreter found by scanning does not match its "
                                          "_Py_DebugOffsets",
-                                         pid));
+                                         image.name));
         }
     } else {
         target.interpHeadVar = hit->slot;

@@ -9,10 +9,12 @@
 #include <fmt/format.h>
 
 #include "pyspy/common/error.h"
+#include "pyspy/elf/module.h"
 #include "pyspy/process/maps.h"
 #include "pyspy/process/prefetched_memory.h"
 #include "pyspy/process/process.h"
 #include "pyspy/process/ptrace.h"
+#include "pyspy/process/thread_activity.h"
 #include "pyspy/python/locals.h"
 #include "pyspy/python/native_merge.h"
 
@@ -75,6 +77,89 @@ std::unique_ptr<PythonProcess> PythonProcess::attach(pid_t pid, const LocateOpti
     return process;
 }
 
+std::unique_ptr<PythonProcess> PythonProcess::openCore(const std::string& path, const CoreOpenOptions& options) {
+    auto state = std::make_unique<CoreState>();
+    state->file = std::make_shared<const CoreFile>(CoreFile::open(path));
+    const CoreFile& core = *state->file;
+    state->bare = std::make_unique<CoreMemory>(state->file, [](const std::string&) { return std::string(); });
+    state->files = std::make_unique<CoreModuleFiles>(core, *state->bare, options.files);
+    const CoreModuleFiles& files = *state->files;
+    auto memory = std::make_unique<CoreMemory>(state->file, files.locator());
+
+    TargetImage image;
+    image.pid = core.pid();
+    image.name = fmt::format("core {}", path);
+    image.maps = core.maps();
+    image.executablePath = core.executablePath();
+    image.commandLine = core.arguments();
+    image.filePath = [&files](const MemoryMapping& mapping) { return files.locate(mapping.path); };
+    image.alive = [] { return true; };
+    // The interpreter's own files must be the ones the process ran: its code objects'
+    // names and the layout of its structs are read through them.
+    for (const auto& mapping : image.maps) {
+        const bool interpreterFile = isPythonBinaryPath(mapping.path) || isLibPythonPath(mapping.path) ||
+                                     (!options.files.executable.empty() && mapping.path == image.executablePath);
+        if (!interpreterFile) continue;
+        if (auto problem = files.problem(mapping.path)) {
+            throw FatalError(ErrorKind::BadCore,
+                             fmt::format("core {}: {}: give the files the process ran with --executable or "
+                                         "--lib-search-path",
+                                         path, *problem));
+        }
+    }
+    PythonTarget target = locatePython(image, *memory, options.locate);
+    if (!target.warning.empty()) std::fprintf(stderr, "pyspy-cpp: warning: %s\n", target.warning.c_str());
+    const bool scanned = target.foundByScan;
+    std::unique_ptr<PythonProcess> process(new PythonProcess(std::move(state), std::move(memory), std::move(target)));
+    if (scanned && !process->stacksReadable()) {
+        throw FatalError(ErrorKind::NotPython,
+                         fmt::format("core {}: the interpreter found by scanning has no readable stack", path));
+    }
+    return process;
+}
+
+std::vector<pid_t> PythonProcess::coreThreads(std::unordered_map<pid_t, ThreadActivity>& activities) const {
+    std::vector<pid_t> tids;
+    for (const CoreThread& thread : core_->file->threads()) {
+        tids.push_back(thread.tid);
+        ThreadActivity activity;
+        activity.running = true;  // stopped outside a system call: it was running code
+        if (const std::int64_t number = thread.syscall(); number >= 0) {
+            // The registers say what /proc/PID/task/TID/syscall would have: parsed alike.
+            const auto a = thread.syscallArgs();
+            activity =
+                parseSyscallActivity(fmt::format("{} 0x{:x} 0x{:x} 0x{:x} 0x{:x} 0x{:x} 0x{:x} 0x{:x} 0x{:x}", number,
+                                                 a[0], a[1], a[2], a[3], a[4], a[5], thread.sp(), thread.pc()));
+        }
+        activities.emplace(thread.tid, activity);
+    }
+    return tids;
+}
+
+void PythonProcess::fillCoreCrash(ProcessSnapshot& snap) {
+    const CoreFile& file = *core_->file;
+    CoreCrashInfo info;
+    info.path = file.path();
+    info.signal = file.crash().signal;
+    info.code = file.crash().code;
+    info.faultAddress = file.crash().faultAddress;
+    info.tid = file.crash().tid;
+    for (auto& thread : snap.threads) {
+        if (info.signal != 0 && thread.nativeId == info.tid) {
+            thread.crashed = true;
+            info.tidIsPython = true;
+        }
+    }
+    info.moduleProblems = core_->files->problems();
+    if (core_->native) {
+        for (const auto& problem : core_->native->moduleProblems()) {
+            if (std::find(info.moduleProblems.begin(), info.moduleProblems.end(), problem) == info.moduleProblems.end())
+                info.moduleProblems.push_back(problem);
+        }
+    }
+    snap.core = std::move(info);
+}
+
 bool PythonProcess::stacksReadable() {
     // A candidate found by scanning is accepted only if some thread's stack walks.
     auto states = readThreadStates(kMaxInterpreters * 64);
@@ -102,6 +187,19 @@ PythonProcess::PythonProcess(pid_t pid, std::unique_ptr<ProcessMemory> memory, P
       reader_(speculative_, target_.layout, target_.types),
       commandLine_(readCommandLine(pid)),
       versionText_(target_.version.toString()) {}
+
+PythonProcess::PythonProcess(std::unique_ptr<CoreState> core, std::unique_ptr<ProcessMemory> memory,
+                             PythonTarget target)
+    : core_(std::move(core)),
+      pid_(core_->file->pid()),
+      memory_(std::move(memory)),
+      target_(std::move(target)),
+      speculative_(*memory_),
+      reader_(speculative_, target_.layout, target_.types),
+      commandLine_(core_->file->arguments()),
+      versionText_(target_.version.toString()),
+      threadStats_(0),  // no /proc for a core
+      fds_(0) {}
 
 Result<PythonProcess::ThreadStateInfo> PythonProcess::readThreadState(std::uint64_t address) const {
     const PyLayout& l = target_.layout;
@@ -393,7 +491,7 @@ void PythonProcess::unwindNative(ThreadStack& thread) {
         thread.nativeError = "the thread's OS id is unknown: no native stack";
         return;
     }
-    auto stack = unwinder_->unwind(*thread.nativeId);
+    auto stack = core_ ? core_->native->unwind(*thread.nativeId) : unwinder_->unwind(*thread.nativeId);
     if (!stack.ok()) {
         thread.nativeError = stack.error().describe();
         return;
@@ -409,7 +507,10 @@ void PythonProcess::symbolizeAndMerge(ProcessSnapshot& snap, bool nativeAll) {
     rules.showInterpreterFrames = nativeAll;
     for (auto& thread : snap.threads) {
         if (!thread.nativeRequested) continue;
-        for (auto& frame : thread.nativeFrames) frame.symbol = symbolizer_->symbolize(frame.lookupAddress);
+        for (auto& frame : thread.nativeFrames) {
+            frame.symbol =
+                core_ ? core_->native->symbolize(frame.lookupAddress) : symbolizer_->symbolize(frame.lookupAddress);
+        }
         if (!thread.nativeFrames.empty()) mergeNativeStack(thread, rules);
     }
 }
@@ -445,11 +546,13 @@ void PythonProcess::setWaitState(ThreadStack& thread, const ThreadActivity& acti
 }
 
 ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
-    if (options.native && !options.pause) {
+    if (options.native && !options.pause && !core_) {
         throw FatalError(ErrorKind::Usage,
                          "--native needs the target paused: it cannot be combined with --nonblocking");
     }
-    if (options.native && !unwinder_) {
+    if (options.native && core_ && !core_->native) {
+        core_->native = std::make_unique<CoreNativeStacks>(core_->file->path(), core_->files->locator());
+    } else if (options.native && !core_ && !unwinder_) {
         unwinder_ = std::make_unique<NativeUnwinder>(pid_);
         symbolizer_ = std::make_unique<NativeSymbolizer>(pid_);
     }
@@ -464,26 +567,30 @@ ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
     }
     snap.timestamp = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 
-    // OS thread states first: once paused, every thread reads as stopped.
-    const std::vector<pid_t> tids = threadStats_.threads(relistThreads_);
+    // OS thread states first: once paused, every thread reads as stopped. (A core's are
+    // in its registers.)
+    std::unordered_map<pid_t, ThreadActivity> activities;
+    const std::vector<pid_t> tids = core_ ? coreThreads(activities) : threadStats_.threads(relistThreads_);
     relistThreads_ = false;
-    if (tids.empty() && gone()) throwGone(pid_);
+    if (tids.empty() && !core_ && gone()) throwGone(pid_);
     // One read per thread says whether it runs and, if it is blocked, in which system
     // call: a thread waiting for the GIL sleeps on the GIL's condition variable or mutex.
-    std::unordered_map<pid_t, ThreadActivity> activities;
     std::vector<pid_t> reentry;  // running now, blocked at the read before: see ThreadStatReader::reentering
-    bool anyFutex = false;
-    for (pid_t tid : tids) {
-        if (tid == lastGilHolder_) continue;  // see lastGilHolder_: one pread less per sample
-        auto activity = threadStats_.activity(tid);
-        if (!activity.ok()) continue;
-        anyFutex = anyFutex || activity.value().futexWord.has_value();
-        if (activity.value().running && options.pause && threadStats_.wokeFromCall(tid)) reentry.push_back(tid);
-        activities.emplace(tid, activity.value());
+    bool anyFutex = std::any_of(activities.begin(), activities.end(),
+                                [](const auto& entry) { return entry.second.futexWord.has_value(); });
+    if (!core_) {
+        for (pid_t tid : tids) {
+            if (tid == lastGilHolder_) continue;  // see lastGilHolder_: one pread less per sample
+            auto activity = threadStats_.activity(tid);
+            if (!activity.ok()) continue;
+            anyFutex = anyFutex || activity.value().futexWord.has_value();
+            if (activity.value().running && options.pause && threadStats_.wokeFromCall(tid)) reentry.push_back(tid);
+            activities.emplace(tid, activity.value());
+        }
     }
 
     std::optional<ThreadPause> pause;
-    if (options.pause) {
+    if (options.pause && !core_) {
         auto paused = ThreadPause::pauseAll(threadStats_.tasks(), tids);
         if (!paused.ok()) {
             if (gone(&paused.error())) throwGone(pid_);  // a dying process refuses ptrace too
@@ -517,6 +624,10 @@ ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
     } endSpeculation{speculative_};
     auto states = readThreadStates(options.maxThreads);
     if (!states.ok()) {
+        if (core_) {
+            throw FatalError(ErrorKind::BadCore, fmt::format("core {}: cannot read the thread list: {}",
+                                                             core_->file->path(), states.error().describe()));
+        }
         if (gone(&states.error())) throwGone(pid_);
         throw FatalError(ErrorKind::Internal,
                          fmt::format("cannot read the thread list of process {}: {}", pid_, states.error().describe()));
@@ -589,7 +700,7 @@ ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
         if (options.native) unwindNative(thread);
         snap.threads.push_back(std::move(thread));
     }
-    lastGilHolder_ = holderTid;
+    if (!core_) lastGilHolder_ = holderTid;
     if (pause) {
         if (options.native) unwinder_->retainThreads(pause->threads());
         const auto stoppedAt = pause->stoppedAt();
@@ -600,9 +711,10 @@ ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
     // was given its pid since: drop them all. A failed walk may also mean it is exiting.
     const bool anyError =
         std::any_of(snap.threads.begin(), snap.threads.end(), [](const ThreadStack& t) { return t.error.has_value(); });
-    if (handle_.exited() || (anyError && gone())) throwGone(pid_);
+    if (!core_ && (handle_.exited() || (anyError && gone()))) throwGone(pid_);
     // Symbols come from the target's files, not its memory: no need to hold it stopped.
     if (options.native) symbolizeAndMerge(snap, options.nativeAll);
+    if (core_) fillCoreCrash(snap);
     return snap;
 }
 

@@ -163,6 +163,42 @@ def wait_sampling(proc, target_pid, what, timeout=60):
     raise Failure("%s: pyspy-cpp did not sample %d within %d s" % (what, target_pid, timeout))
 
 
+NATIVE_EXT_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "targets", "native_ext.c")
+
+# Where the interpreter's headers are and what its extension modules are called.
+BUILD_INFO = r"""
+import sys
+try:
+    import sysconfig
+    paths = sysconfig.get_paths()
+    includes = [paths["include"], paths.get("platinclude", paths["include"])]
+    suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
+except ImportError:
+    from distutils import sysconfig
+    includes = [sysconfig.get_python_inc(), sysconfig.get_python_inc(plat_specific=True)]
+    suffix = ".so"
+sys.stdout.write("\n".join([suffix] + includes) + "\n")
+"""
+
+
+def build_extension(python, tmp):
+    """Compiles tests/targets/native_ext.c against PYTHON's headers into TMP (where the
+    target then imports it from); returns the module's path."""
+    lines = subprocess.check_output([python, "-c", BUILD_INFO], universal_newlines=True).split("\n")
+    suffix, includes = lines[0], [path for path in lines[1:] if path]
+    check(any(os.path.isfile(os.path.join(path, "Python.h")) for path in includes),
+          "no Python.h for %s in %s (Debian's interpreter needs python3.X-dev: scripts/install-deps)"
+          % (python, includes))
+    out = os.path.join(tmp, "native_ext" + suffix)
+    command = ["gcc", "-shared", "-fPIC", "-O0", "-g", "-fno-omit-frame-pointer", "-o", out, NATIVE_EXT_SOURCE]
+    for path in includes:
+        command += ["-I", path]
+    result = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+    check(result.returncode == 0, "compiling the extension failed: %s" % result.stdout)
+    return out
+
+
+
 def driver_main(tests, tmp_prefix, needs_python=None):
     """tests: {case name: function(binary, python, tmp)}, or one such function for a
     driver without cases (`--binary BINARY PYTHON`). needs_python: the cases that need

@@ -28,45 +28,13 @@ import subprocess
 import sys
 import time
 
-from driver_common import Failure, check, driver_main, log
+from driver_common import Failure, build_extension, check, driver_main, log
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TARGETS = os.path.normpath(os.path.join(HERE, "..", "targets"))
 TARGET = os.path.join(TARGETS, "native_target.py")
-EXTENSION_SOURCE = os.path.join(TARGETS, "native_ext.c")
 READY_TIMEOUT = 30.0
 USAGE_EXIT = 2
-
-# Where the interpreter's headers are and what its extension modules are called.
-BUILD_INFO = r"""
-import sys
-try:
-    import sysconfig
-    paths = sysconfig.get_paths()
-    includes = [paths["include"], paths.get("platinclude", paths["include"])]
-    suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
-except ImportError:
-    from distutils import sysconfig
-    includes = [sysconfig.get_python_inc(), sysconfig.get_python_inc(plat_specific=True)]
-    suffix = ".so"
-sys.stdout.write("\n".join([suffix] + includes) + "\n")
-"""
-
-
-def build_extension(python, tmp):
-    lines = subprocess.check_output([python, "-c", BUILD_INFO], universal_newlines=True).split("\n")
-    suffix, includes = lines[0], [path for path in lines[1:] if path]
-    check(any(os.path.isfile(os.path.join(path, "Python.h")) for path in includes),
-          "no Python.h for %s in %s (Debian's interpreter needs python3.X-dev: scripts/install-deps)"
-          % (python, includes))
-    out = os.path.join(tmp, "native_ext" + suffix)
-    command = ["gcc", "-shared", "-fPIC", "-O0", "-g", "-fno-omit-frame-pointer", "-o", out, EXTENSION_SOURCE]
-    for path in includes:
-        command += ["-I", path]
-    result = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
-    check(result.returncode == 0, "compiling the extension failed: %s" % result.stdout)
-    return out
-
 
 def start_target(python, args, wanted):
     """Starts the target; returns it once it printed every line of `wanted`."""

@@ -1,7 +1,8 @@
 /* A C extension for the --native tests (tests/integration/test_native.py), compiled at
  * test time against the interpreter under test (2.7 and 3.6+, free-threaded builds too):
  * call_back(f) calls f from C (Python -> C -> Python), spin(seconds) spins in C with the
- * GIL released. Every function is noinline and the file is built with -O0, so each C
+ * GIL released, crash() reads through a NULL pointer (the core-dump tests,
+ * tests/integration/test_core.py). Every function is noinline and the file is built with -O0, so each C
  * function named in the test has a frame of its own. */
 #include <Python.h>
 
@@ -54,9 +55,26 @@ static PyObject *native_ext_spin(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* The read that faults: its own frame, so the core's native stack names it. */
+__attribute__((noinline)) static long native_ext_crash_now(volatile long *where) {
+    long value = *where;
+    native_ext_counter++;
+    return value;
+}
+
+static PyObject *native_ext_crash(PyObject *self, PyObject *args) {
+    long value;
+    (void)self;
+    (void)args;
+    value = native_ext_crash_now(NULL);
+    native_ext_counter++;
+    return PyLong_FromLong(value);
+}
+
 static PyMethodDef native_ext_methods[] = {
     {"call_back", native_ext_call_back, METH_VARARGS, "call_back(f): calls f() from C"},
     {"spin", native_ext_spin, METH_VARARGS, "spin(seconds): spins in C without the GIL"},
+    {"crash", native_ext_crash, METH_NOARGS, "crash(): reads through a NULL pointer (SIGSEGV)"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -17,6 +17,7 @@ namespace pyspy {
 // man page, and completed as file names / pids of running processes / command names (the
 // program to start, whose own arguments are then completed as files).
 inline constexpr const char* kFileValue = "FILE";
+inline constexpr const char* kDirValue = "DIR";  // completed as file names too
 inline constexpr const char* kPidValue = "PID";
 inline constexpr const char* kCommandValue = "COMMAND";
 

@@ -61,6 +61,8 @@ class ElfFile {
     bool hasSymbolTable() const { return hasSymtab_; }  // .symtab present (not stripped)
 
     std::optional<ElfSection> findSection(std::string_view name) const;
+    // The GNU build id (lower-case hex) from its SHT_NOTE sections, or nullopt.
+    std::optional<std::string> buildId() const;
     const std::vector<ElfSection>& sections() const { return sections_; }
     const std::vector<ElfSegment>& loadSegments() const { return segments_; }
 

@@ -65,6 +65,12 @@ bool isLibPythonPath(std::string_view path);
 std::vector<LoadedModule> findModules(pid_t pid, const std::vector<MemoryMapping>& maps,
                                       const std::function<bool(std::string_view path)>& wanted,
                                       std::vector<std::string>* skipped = nullptr);
+// The same over any mappings (a core's): `filePath` says where to open a mapping's file
+// ("" when there is none: the module is then skipped).
+std::vector<LoadedModule> findModules(const std::vector<MemoryMapping>& maps,
+                                      const std::function<std::string(const MemoryMapping&)>& filePath,
+                                      const std::function<bool(std::string_view path)>& wanted,
+                                      std::vector<std::string>* skipped = nullptr);
 
 // The module of the file /proc/PID/exe points at (matched by inode, else by path),
 // or nullopt when it is not mapped or cannot be opened. Same error policy as findModules.

@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -48,9 +49,32 @@ struct LocateOptions {
     bool ignoreSymbols = false;  // find the interpreter by scanning only (tests the stripped-binary path)
 };
 
+// What discovery needs to know of a target besides its memory: for a live process its
+// /proc files (TargetImage::live), for a core what the core records.
+struct TargetImage {
+    pid_t pid = 0;
+    std::string name;  // how errors name it: "process 123", "core FILE"
+    std::vector<MemoryMapping> maps;
+    std::string executablePath;  // as mapped (may end with " (deleted)"), or ""
+    std::string commandLine;
+    // Where to open the file behind a mapping ("" when it cannot be: the module is then
+    // left out, as a file that cannot be opened is).
+    std::function<std::string(const MemoryMapping&)> filePath;
+    // Whether the target still runs: false turns a failed read into TargetExited. A
+    // core's is always true.
+    std::function<bool()> alive;
+
+    // Reads /proc/PID: maps, exe, cmdline. Throws FatalError (NoSuchProcess, PermissionDenied).
+    static TargetImage live(pid_t pid);
+};
+
 // Finds and validates the interpreter. Throws FatalError: NotPython (saying what was
-// looked for), UnsupportedVersion (naming it), NoSuchProcess, PermissionDenied.
-PythonTarget locatePython(pid_t pid, const ProcessMemory& memory, const LocateOptions& options = {});
+// looked for), UnsupportedVersion (naming it), NoSuchProcess, PermissionDenied,
+// TargetExited (when `image.alive()` turns false).
+PythonTarget locatePython(const TargetImage& image, const ProcessMemory& memory, const LocateOptions& options = {});
+inline PythonTarget locatePython(pid_t pid, const ProcessMemory& memory, const LocateOptions& options = {}) {
+    return locatePython(TargetImage::live(pid), memory, options);
+}
 
 // Checks that `interp` looks like a PyInterpreterState of this layout: its thread
 // list is readable and every thread state in it points back to it.

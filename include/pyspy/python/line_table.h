@@ -10,10 +10,10 @@
 namespace pyspy {
 
 enum class LineTableFormat {
-    Lnotab27,     // 2.7 - 3.5: co_lnotab, (addr incr, line incr) unsigned byte pairs
-    Lnotab36,     // 3.6 - 3.9: co_lnotab, line increment is a signed byte
-    Linetable310, // 3.10: co_linetable, (start delta, line delta) with -128 = no line
-    Locations311, // 3.11+: co_linetable, the PEP 657 location table
+    Lnotab27,      // 2.7 - 3.5: co_lnotab, (addr incr, line incr) unsigned byte pairs
+    Lnotab36,      // 3.6 - 3.9: co_lnotab, line increment is a signed byte
+    Linetable310,  // 3.10: co_linetable, (start delta, line delta) with -128 = no line
+    Locations311,  // 3.11+: co_linetable, the PEP 657 location table
 };
 
 LineTableFormat lineTableFormatFor(int major, int minor);

@@ -33,9 +33,9 @@ struct TypeAddresses {
 };
 
 struct ObjectLimits {
-    std::size_t maxStringBytes = 4096;  // longer strings are cut at a character and marked with "..."
+    std::size_t maxStringBytes = 4096;                   // longer strings are cut at a character and marked with "..."
     std::size_t maxBytesObject = std::size_t{16} << 20;  // longer bytes objects (line tables) are an error
-    std::size_t maxDictEntries = 100000;  // bigger dicts yield their first entries only
+    std::size_t maxDictEntries = 100000;                 // bigger dicts yield their first entries only
 };
 
 class ObjectReader {

@@ -9,8 +9,11 @@
 #include <string>
 #include <unordered_map>
 
+#include "pyspy/elf/core_modules.h"
+#include "pyspy/native/core_stacks.h"
 #include "pyspy/native/symbolizer.h"
 #include "pyspy/native/unwinder.h"
+#include "pyspy/process/core_file.h"
 #include "pyspy/process/live_memory.h"
 #include "pyspy/process/prefetched_memory.h"
 #include "pyspy/process/process_handle.h"
@@ -42,10 +45,20 @@ struct SnapshotOptions {
     WalkLimits limits;
 };
 
+struct CoreOpenOptions {
+    CoreFileSearch files;  // --executable, --lib-search-path
+    LocateOptions locate;
+};
+
 class PythonProcess {
   public:
     // Checks access and locates the interpreter. Throws FatalError.
     static std::unique_ptr<PythonProcess> attach(pid_t pid, const LocateOptions& options = {});
+    // Reads a core file instead (dump --core): every snapshot is of the moment it was
+    // written. Throws FatalError: NoSuchProcess (no such file), PermissionDenied,
+    // BadCore (not a core, truncated, or the interpreter's file does not match it),
+    // NotPython, UnsupportedVersion.
+    static std::unique_ptr<PythonProcess> openCore(const std::string& path, const CoreOpenOptions& options = {});
 
     // `handle` pins the process (see ProcessHandle); one is opened when none is given.
     PythonProcess(pid_t pid, std::unique_ptr<ProcessMemory> memory, PythonTarget target, ProcessHandle handle = {});
@@ -54,6 +67,7 @@ class PythonProcess {
     PythonProcess& operator=(const PythonProcess&) = delete;
 
     pid_t pid() const { return pid_; }
+    bool fromCore() const { return core_ != nullptr; }
     const PythonTarget& target() const { return target_; }
     const ProcessMemory& memory() const { return *memory_; }
     const std::string& commandLine() const { return commandLine_; }
@@ -70,6 +84,18 @@ class PythonProcess {
     ProcessSnapshot snapshot(const SnapshotOptions& options);
 
   private:
+    // What reading a core keeps alive (declared before memory_, which reads through it).
+    struct CoreState {
+        std::shared_ptr<const CoreFile> file;
+        std::unique_ptr<CoreMemory> bare;          // the core alone (no files): the build ids it kept
+        std::unique_ptr<CoreModuleFiles> files;    // the local file of each file it names
+        std::unique_ptr<CoreNativeStacks> native;  // made by the first --native snapshot
+    };
+    PythonProcess(std::unique_ptr<CoreState> core, std::unique_ptr<ProcessMemory> memory, PythonTarget target);
+    // The thread ids and OS activities of a core's threads (from their registers).
+    std::vector<pid_t> coreThreads(std::unordered_map<pid_t, ThreadActivity>& activities) const;
+    void fillCoreCrash(ProcessSnapshot& snap);
+
     struct ThreadStateInfo {
         std::uint64_t address = 0;
         std::uint64_t threadId = 0;
@@ -98,6 +124,7 @@ class PythonProcess {
     void unwindNative(ThreadStack& thread);                         // while paused: ThreadStack::nativeFrames (pcs)
     void symbolizeAndMerge(ProcessSnapshot& snap, bool nativeAll);  // after the pause
 
+    std::unique_ptr<CoreState> core_;  // set when reading a core file
     pid_t pid_;
     ProcessHandle handle_;
     std::unique_ptr<ProcessMemory> memory_;

@@ -62,7 +62,7 @@ struct ThreadStack {
     std::optional<std::string> name;  // threading.Thread name, when found
     bool active = false;              // the OS thread was running (not sleeping or waiting)
     bool holdsGil = false;
-    bool waitingForGil = false;        // asleep on the GIL's condition variable or mutex (state == Gil)
+    bool waitingForGil = false;  // asleep on the GIL's condition variable or mutex (state == Gil)
     // What it was doing (process/wait_state.h): running, or why it waits. `wait` is set
     // when it was blocked in a system call: the call, and for I/O its descriptor (with
     // SnapshotOptions::fdDetail, the descriptor's kind and peer).
@@ -82,6 +82,19 @@ struct ThreadStack {
     std::vector<MergedFrame> merged;         // the interleaved stack, innermost first; empty if not merged
     std::optional<std::string> nativeError;  // the unwind stopped early, or why the merge failed
     bool mergeFailed = false;  // the stacks did not line up: report `frames` and `nativeFrames` side by side
+
+    bool crashed = false;  // read from a core: the thread that received the signal that ended the process
+};
+
+// What a core file says about the end of its process (dump --core).
+struct CoreCrashInfo {
+    std::string path;                           // the core file
+    int signal = 0;                             // 0: none recorded (a gcore of a live process)
+    int code = 0;                               // si_code
+    std::optional<std::uint64_t> faultAddress;  // for SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP
+    pid_t tid = 0;                              // the thread that received it
+    bool tidIsPython = false;                   // one of the snapshot's threads (else a C thread)
+    std::vector<std::string> moduleProblems;    // files that are missing or do not match the core
 };
 
 struct ProcessSnapshot {
@@ -95,6 +108,7 @@ struct ProcessSnapshot {
     double pausedSeconds = 0;   // how long they were held stopped: first stop seen to last release
     double timestamp = 0;       // seconds since the Unix epoch, when the walk began
     std::vector<ThreadStack> threads;
+    std::optional<CoreCrashInfo> core;  // read from a core file rather than a live process
 };
 
 }  // namespace pyspy
