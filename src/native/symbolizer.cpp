@@ -122,14 +122,19 @@ NativeSymbolizer::NativeSymbolizer(pid_t pid) : pid_(pid) {
     report();
 }
 
+NativeSymbolizer::NativeSymbolizer(DwflPtr dwfl) : dwfl_(std::move(dwfl)) {
+    if (!dwfl_) throw FatalError(ErrorKind::Internal, "NativeSymbolizer: no libdwfl session");
+    reportedAt_ = std::chrono::steady_clock::now();
+}
+
 NativeSymbolizer::~NativeSymbolizer() = default;
 
 void NativeSymbolizer::report() {
-    std::unique_ptr<Dwfl, DwflDeleter> dwfl(dwfl_begin(&kCallbacks));
+    DwflPtr dwfl(dwfl_begin(&kCallbacks));
     if (!dwfl) throw FatalError(ErrorKind::Internal, fmt::format("libdwfl: {}", dwfl_errmsg(-1)));
     dwfl_report_begin(dwfl.get());
     // A failure leaves the modules reported so far: symbols for those, addresses for the rest.
-    dwfl_linux_proc_report(dwfl.get(), pid_);
+    dwfl_linux_proc_report(dwfl.get(), *pid_);
     dwfl_report_end(dwfl.get(), nullptr, nullptr);
     dwfl_ = std::move(dwfl);
     cache_.clear();
@@ -139,7 +144,7 @@ void NativeSymbolizer::report() {
 std::shared_ptr<const NativeSymbol> NativeSymbolizer::symbolize(std::uint64_t address) {
     if (auto it = cache_.find(address); it != cache_.end()) return it->second;
     auto symbol = lookup(address);
-    if (symbol->module.empty() && std::chrono::steady_clock::now() - reportedAt_ >= kReportInterval) {
+    if (symbol->module.empty() && pid_ && std::chrono::steady_clock::now() - reportedAt_ >= kReportInterval) {
         report();  // a module loaded since the last report?
         symbol = lookup(address);
     }
