@@ -3,6 +3,8 @@
 //   make_corpus frames  PID OUT            roots = every thread's current frame
 //   make_corpus objects PID OUT ADDRESS... roots = the given objects (decimal ids)
 // The process is paused (ptrace) while it is read. Driven by snapshot_memory.py.
+// Also `make_corpus cores DIR`: writes fuzz_core's seeds, small synthetic cores
+// (tests/unit/process/synthetic_core.h), into DIR (tests/fuzz/corpus/core/).
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
@@ -12,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "../unit/process/synthetic_core.h"
 #include "fuzz_image.h"
 #include "fuzz_ops.h"
 #include "pyspy/common/error.h"
@@ -73,11 +76,60 @@ std::vector<std::uint64_t> threadFrames(const ProcessMemory& memory, const Pytho
     return frames;
 }
 
+// Small cores (a few KB each) that reach every note parser and both read paths.
+int writeSeedCores(const std::string& dir) {
+    using test::SyntheticCore;
+    SyntheticCore full;
+    SyntheticCore::Thread crashing{4321, SIGSEGV, {}};
+    crashing.registers[16] = 0x401010;
+    crashing.registers[19] = 0x7ffc00000100;
+    crashing.registers[15] = static_cast<std::uint64_t>(-1);
+    full.threads = {crashing, {4322, 0, {}}};
+    full.pid = 4321;
+    full.command = "python3";
+    full.arguments = "python3 app.py";
+    full.crash = SyntheticCore::Crash{SIGSEGV, SEGV_MAPERR, 0x10};
+    full.auxv = {{AT_PHDR, 0x400040}, {AT_PAGESZ, 4096}, {AT_ENTRY, 0x401000}};
+    full.files = {{0x400000, 0x402000, 0, "/usr/bin/python3"}, {0x7f0000000000, 0x7f0000004000, 1, "/lib/libc.so.6"}};
+    full.segments = {{0x400000, 0x1000, std::vector<std::uint8_t>(256, 0x11), PF_R},
+                     {0x401000, 0x1000, std::vector<std::uint8_t>(512, 0x22), PF_R | PF_X},
+                     {0x7f0000000000, 0x4000, std::vector<std::uint8_t>(256, 0x33), PF_R},
+                     {0x7ffc00000000, 0x1000, std::vector<std::uint8_t>(1024, 0x44), PF_R | PF_W}};
+    full.rawNotes = {{"LINUX", NT_X86_XSTATE, std::vector<std::uint8_t>(64, 0), {}}};
+
+    SyntheticCore minimal;
+    minimal.threads = {{77, 0, {}}};
+    minimal.segments = {{0x10000, 0x100, std::vector<std::uint8_t>(0x100, 0x55), PF_R | PF_W}};
+
+    // As gcore writes a live process: no signal, a file mapping whose pages are omitted.
+    SyntheticCore live;
+    live.threads = {{900, 0, {}}, {901, 0, {}}, {902, 0, {}}};
+    live.pid = 900;
+    live.command = "sleep";
+    live.auxv = {{AT_ENTRY, 0x555555554100}};
+    live.files = {{0x555555554000, 0x555555556000, 0, "/usr/bin/sleep"}};
+    live.segments = {{0x555555554000, 0x1000, {}, PF_R},
+                     {0x555555555000, 0x1000, {}, PF_R | PF_X},
+                     {0x7ffe00000000, 0x2000, std::vector<std::uint8_t>(2048, 0x66), PF_R | PF_W}};
+
+    const std::pair<const char*, const SyntheticCore*> seeds[] = {
+        {"full.core", &full}, {"minimal.core", &minimal}, {"live.core", &live}};
+    for (const auto& [name, core] : seeds) {
+        const auto bytes = core->build();
+        const std::string path = dir + "/" + name;
+        std::ofstream(path, std::ios::binary)
+            .write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+        std::printf("%s: %zu bytes\n", path.c_str(), bytes.size());
+    }
+    return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+    if (argc == 3 && std::string(argv[1]) == "cores") return writeSeedCores(argv[2]);
     if (argc < 4 || (std::string(argv[1]) != "frames" && std::string(argv[1]) != "objects")) {
-        std::fprintf(stderr, "usage: make_corpus frames|objects PID OUT [ADDRESS...]\n");
+        std::fprintf(stderr, "usage: make_corpus frames|objects PID OUT [ADDRESS...] | cores DIR\n");
         return 2;
     }
     const std::string mode = argv[1];

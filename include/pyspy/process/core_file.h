@@ -129,8 +129,9 @@ using CoreFileLocator = std::function<std::string(const std::string& coreFilePat
 
 // The memory of a core: a read is served from the PT_LOAD bytes in the core; bytes the
 // core omits inside a file mapping are read from that file (CoreFileLocator), each file
-// opened once; anything else fails with ReadErrorKind::Fault. A read may span adjacent
-// segments.
+// opened once; anything else fails with ReadErrorKind::Fault, whose address is the first
+// byte that could not be read. A read may span adjacent segments. Not thread-safe (the
+// file descriptors are opened on first use).
 class CoreMemory : public ProcessMemory {
   public:
     CoreMemory(std::shared_ptr<const CoreFile> core, CoreFileLocator locator);
