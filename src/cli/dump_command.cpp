@@ -173,14 +173,13 @@ int runDump(const DumpArgs& args) {
 Command addDumpCommand(CLI::App& app) {
     auto args = std::make_shared<DumpArgs>();
     auto* cmd = app.add_subcommand("dump", "Print the stack of every thread of a running Python process");
-    auto* pid = cmd->add_option("-p,--pid", args->pid, "Process id of the target")
-                    ->check(CLI::PositiveNumber)
-                    ->type_name(kPidValue);
-    auto* core = cmd->add_option("--core", args->core,
-                                 "Read a core dump instead of a process: the stacks when it was written, and the "
-                                 "signal that ended it (docs/cores.md)")
-                     ->type_name(kFileValue);
-    pid->excludes(core);
+    cmd->add_option("-p,--pid", args->pid, "Process id of the target")
+        ->check(CLI::PositiveNumber)
+        ->type_name(kPidValue);
+    cmd->add_option("--core", args->core,
+                    "Read a core dump instead of a process: the stacks when it was written, and the "
+                    "signal that ended it (docs/cores.md)")
+        ->type_name(kFileValue);
     cmd->add_option("--executable", args->executable,
                     "With --core: the executable the process ran, when it is no longer where the core says")
         ->type_name(kFileValue);

@@ -104,10 +104,11 @@ CoreModuleFiles::Resolution CoreModuleFiles::resolve(const std::string& corePath
     const std::string plain = withoutDeleted(corePath);
     std::vector<std::string> candidates;
     if (!search_.executable.empty() && plain == withoutDeleted(core_.executablePath())) {
-        candidates.push_back(search_.executable);
+        candidates.push_back(search_.executable);  // said explicitly: the only one tried
+    } else {
+        for (const auto& dir : search_.libSearchPath) candidates.push_back(dir + "/" + baseName(plain));
+        candidates.push_back(plain);
     }
-    for (const auto& dir : search_.libSearchPath) candidates.push_back(dir + "/" + baseName(plain));
-    candidates.push_back(plain);
 
     std::vector<std::string> tried;
     for (const auto& candidate : candidates) {

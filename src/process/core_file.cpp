@@ -269,6 +269,7 @@ void CoreFile::parse() {
             }
         }
     }
+    if (threads.empty() && truncated_) bad(path_ + ": truncated core: its notes (the threads) are cut off");
     if (threads.empty()) bad(path_ + ": core has no NT_PRSTATUS note (no threads)");
     threads_ = std::move(threads);
 

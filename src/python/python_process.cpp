@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <set>
@@ -81,6 +82,14 @@ std::unique_ptr<PythonProcess> PythonProcess::openCore(const std::string& path, 
     auto state = std::make_unique<CoreState>();
     state->file = std::make_shared<const CoreFile>(CoreFile::open(path));
     const CoreFile& core = *state->file;
+    if (core.truncated()) {
+        // Memory past the cut reads as missing, and stacks would come out partly or not
+        // at all: not worth a report that looks complete.
+        throw FatalError(ErrorKind::BadCore,
+                         fmt::format("{}: truncated core: the file ends before its memory does (still being "
+                                     "written, or cut by a core size limit such as ulimit -c)",
+                                     path));
+    }
     state->bare = std::make_unique<CoreMemory>(state->file, [](const std::string&) { return std::string(); });
     state->files = std::make_unique<CoreModuleFiles>(core, *state->bare, options.files);
     const CoreModuleFiles& files = *state->files;
@@ -140,7 +149,13 @@ void PythonProcess::fillCoreCrash(ProcessSnapshot& snap) {
     const CoreFile& file = *core_->file;
     CoreCrashInfo info;
     info.path = file.path();
-    info.signal = file.crash().signal;
+    // Only a signal whose default action dumps core ended the process with this core;
+    // a core written by gcore records the stop it made (SIGSTOP) instead.
+    const int signal = file.crash().signal;
+    const bool fatal = signal == SIGQUIT || signal == SIGILL || signal == SIGTRAP || signal == SIGABRT ||
+                       signal == SIGBUS || signal == SIGFPE || signal == SIGSEGV || signal == SIGXCPU ||
+                       signal == SIGXFSZ || signal == SIGSYS;
+    info.signal = fatal ? signal : 0;
     info.code = file.crash().code;
     info.faultAddress = file.crash().faultAddress;
     info.tid = file.crash().tid;

@@ -26,8 +26,9 @@ class CoreModuleFiles {
     CoreModuleFiles(const CoreFile& core, const ProcessMemory& coreMemory, CoreFileSearch search);
 
     // The local file for `corePath` (as in NT_FILE), or "" when none is found or none
-    // matches the core's build id. Candidates, first match wins: --executable (for the
-    // executable), each --lib-search-path directory + the base name, the path itself.
+    // matches the core's build id. For the executable with --executable, that file alone;
+    // else, first match wins, each --lib-search-path directory + the base name, then the
+    // path itself.
     // Resolved on first use and cached.
     std::string locate(const std::string& corePath) const;
     // A CoreFileLocator over this object (which must outlive it).
