@@ -16,6 +16,7 @@
 #include <fmt/format.h>
 
 #include "pyspy/common/error.h"
+#include "pyspy/process/core_file.h"
 
 namespace pyspy {
 
@@ -25,8 +26,7 @@ constexpr std::size_t kMaxModules = 65536;      // a core names as many modules 
 constexpr std::size_t kMaxBuildIdBytes = 1024;  // a build id is 20 bytes; anything longer is not one
 constexpr int kDwarfRegSp = 7;                  // x86-64 DWARF register number of rsp
 constexpr std::uint64_t kMaxVdsoBytes = 64 * 1024;
-constexpr std::size_t kMaxNoteBytes = 64 * 1024 * 1024;  // an NT_FILE note of a million mappings
-constexpr const char* kVdsoName = "[vdso]";              // as /proc/PID/maps, so as the live path, names it
+constexpr const char* kVdsoName = "[vdso]";  // as /proc/PID/maps, so as the live path, names it
 
 using BuildId = std::vector<std::uint8_t>;
 
@@ -155,59 +155,6 @@ void initLibelf() {
     if (!ok) throw FatalError(ErrorKind::Internal, "libelf: elf_version(EV_CURRENT) failed");
 }
 
-// One mapping of the core's NT_FILE note: the kernel's path of a mapped file, as
-// /proc/PID/maps showed it, so as the live path names the module.
-struct FileMapping {
-    std::uint64_t start = 0, end = 0;
-    std::string path;
-};
-
-// The NT_FILE note (count, page size, then count × {start, end, page offset}, then count
-// NUL-terminated paths), every count and length checked against the note's size.
-std::vector<FileMapping> readFileNote(Elf* core) {
-    std::vector<FileMapping> out;
-    std::size_t phnum = 0;
-    if (::elf_getphdrnum(core, &phnum) != 0) return out;
-    for (std::size_t i = 0; i < phnum && i < kMaxModules; ++i) {
-        GElf_Phdr phdr;
-        if (::gelf_getphdr(core, static_cast<int>(i), &phdr) == nullptr || phdr.p_type != PT_NOTE ||
-            phdr.p_filesz > kMaxNoteBytes) {
-            continue;
-        }
-        Elf_Data* data = ::elf_getdata_rawchunk(core, static_cast<int64_t>(phdr.p_offset), phdr.p_filesz, ELF_T_NHDR);
-        if (data == nullptr) continue;
-        GElf_Nhdr note;
-        std::size_t nameOffset = 0, descOffset = 0;
-        for (std::size_t at = 0, next = 0; at < data->d_size; at = next) {
-            next = ::gelf_getnote(data, at, &note, &nameOffset, &descOffset);
-            if (next == 0 || next <= at) break;
-            if (note.n_type != NT_FILE || note.n_namesz != 5 ||
-                std::memcmp(static_cast<const char*>(data->d_buf) + nameOffset, "CORE", 5) != 0) {
-                continue;
-            }
-            const auto* desc = static_cast<const std::uint8_t*>(data->d_buf) + descOffset;
-            const std::size_t size = note.n_descsz;
-            std::uint64_t count = 0;
-            if (size < 16) return out;
-            std::memcpy(&count, desc, sizeof count);
-            if (count > (size - 16) / 24) return out;
-            std::size_t text = 16 + count * 24;
-            for (std::uint64_t k = 0; k < count; ++k) {
-                FileMapping m;
-                std::memcpy(&m.start, desc + 16 + k * 24, 8);
-                std::memcpy(&m.end, desc + 16 + k * 24 + 8, 8);
-                const auto* nul = static_cast<const std::uint8_t*>(std::memchr(desc + text, 0, size - text));
-                if (text >= size || nul == nullptr) return out;
-                m.path.assign(reinterpret_cast<const char*>(desc + text), nul - (desc + text));
-                text = static_cast<std::size_t>(nul - desc) + 1;
-                out.push_back(std::move(m));
-            }
-            return out;
-        }
-    }
-    return out;
-}
-
 // A module of the core: where libdwfl found an ELF image in it, named as the live path
 // names it (its NT_FILE path, or "[vdso]"), with the build id the core holds for it.
 struct CoreModule {
@@ -247,9 +194,10 @@ std::vector<CoreModule> discoverModules(Elf* core, const std::string& corePath) 
         &found, 0);
     // Named as /proc/PID/maps named them: the file mapped at the image's start, over all
     // the consecutive mappings of that file (as dwfl_linux_proc_report groups them).
-    const auto files = readFileNote(core);
+    const CoreFile parsed = CoreFile::open(corePath);  // its NT_FILE note, sorted by address
+    const auto& files = parsed.fileMappings();
     for (CoreModule& module : found) {
-        const auto first = std::find_if(files.begin(), files.end(), [&](const FileMapping& f) {
+        const auto first = std::find_if(files.begin(), files.end(), [&](const CoreFileMapping& f) {
             return module.start >= f.start && module.start < f.end;
         });
         if (first == files.end()) {
