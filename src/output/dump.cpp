@@ -1,5 +1,6 @@
 #include "pyspy/output/dump.h"
 
+#include <algorithm>
 #include <csignal>
 #include <cstring>
 #include <regex>
@@ -180,13 +181,14 @@ std::string signalCodeText(int signal, int code) {
 }
 
 // "Killed by SIGSEGV (address not mapped) at address 0x0 in thread 1234"
-std::string crashLine(const CoreCrashInfo& core) {
+std::string crashLine(const CoreCrashInfo& core, const std::vector<ThreadStack>& threads) {
     if (core.signal == 0) return "No fatal signal recorded (a core written while the process ran, e.g. by gcore)";
     std::string line = "Killed by " + signalName(core.signal);
     if (const std::string code = signalCodeText(core.signal, core.code); !code.empty()) line += " (" + code + ")";
     if (core.faultAddress) line += fmt::format(" at address {:#x}", *core.faultAddress);
     line += fmt::format(" in thread {}", core.tid);
-    if (!core.tidIsPython) line += " (not a Python thread: not shown below)";
+    const bool shown = std::any_of(threads.begin(), threads.end(), [&](const ThreadStack& t) { return t.crashed; });
+    if (!core.tidIsPython) line += shown ? " (not a Python thread)" : " (not a Python thread: --native shows it)";
     return line;
 }
 
@@ -197,7 +199,7 @@ std::string formatDumpText(const ProcessSnapshot& snapshot, const DumpFormatOpti
     if (snapshot.core) {
         out += fmt::format("Core dump {} of process {}: {}\n", terminalSafe(snapshot.core->path), snapshot.pid,
                            terminalSafe(snapshot.commandLine));
-        out += crashLine(*snapshot.core) + "\n";
+        out += crashLine(*snapshot.core, snapshot.threads) + "\n";
     } else {
         out += fmt::format("Process {}: {}\n", snapshot.pid, terminalSafe(snapshot.commandLine));
     }

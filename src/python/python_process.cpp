@@ -35,6 +35,13 @@ std::uint64_t at(std::uint64_t base, std::int64_t offset) {
     return base + static_cast<std::uint64_t>(offset);
 }
 
+// Whether `signal`'s default action dumps core: one of them ended a process whose core
+// the kernel wrote. A core written by gcore records the stop it made (SIGSTOP) instead.
+bool coreDumpSignal(int signal) {
+    return signal == SIGQUIT || signal == SIGILL || signal == SIGTRAP || signal == SIGABRT || signal == SIGBUS ||
+           signal == SIGFPE || signal == SIGSEGV || signal == SIGXCPU || signal == SIGXFSZ || signal == SIGSYS;
+}
+
 [[noreturn]] void throwGone(pid_t pid) {
     throw FatalError(ErrorKind::TargetExited, fmt::format("process {} exited", pid));
 }
@@ -149,22 +156,18 @@ void PythonProcess::fillCoreCrash(ProcessSnapshot& snap) {
     const CoreFile& file = *core_->file;
     CoreCrashInfo info;
     info.path = file.path();
-    // Only a signal whose default action dumps core ended the process with this core;
-    // a core written by gcore records the stop it made (SIGSTOP) instead.
-    const int signal = file.crash().signal;
-    const bool fatal = signal == SIGQUIT || signal == SIGILL || signal == SIGTRAP || signal == SIGABRT ||
-                       signal == SIGBUS || signal == SIGFPE || signal == SIGSEGV || signal == SIGXCPU ||
-                       signal == SIGXFSZ || signal == SIGSYS;
-    info.signal = fatal ? signal : 0;
+    info.signal = coreDumpSignal(file.crash().signal) ? file.crash().signal : 0;
     info.code = file.crash().code;
     info.faultAddress = file.crash().faultAddress;
     info.tid = file.crash().tid;
     for (auto& thread : snap.threads) {
         if (info.signal != 0 && thread.nativeId == info.tid) {
             thread.crashed = true;
-            info.tidIsPython = true;
+            info.tidIsPython = thread.threadId != 0;  // else the C thread addCrashedNativeThread added
         }
     }
+    // The crash first: it is what a core is read for.
+    std::stable_partition(snap.threads.begin(), snap.threads.end(), [](const ThreadStack& t) { return t.crashed; });
     info.moduleProblems = core_->files->problems();
     if (core_->native) {
         for (const auto& problem : core_->native->moduleProblems()) {
@@ -173,6 +176,22 @@ void PythonProcess::fillCoreCrash(ProcessSnapshot& snap) {
         }
     }
     snap.core = std::move(info);
+}
+
+void PythonProcess::addCrashedNativeThread(ProcessSnapshot& snap,
+                                           const std::unordered_map<pid_t, ThreadActivity>& activities,
+                                           const SnapshotOptions& options) {
+    const CoreCrash& crash = core_->file->crash();
+    if (!coreDumpSignal(crash.signal)) return;
+    if (std::any_of(snap.threads.begin(), snap.threads.end(),
+                    [&](const ThreadStack& t) { return t.nativeId == crash.tid; })) {
+        return;
+    }
+    ThreadStack thread;  // threadId 0: no Python thread state
+    thread.nativeId = crash.tid;
+    if (auto it = activities.find(crash.tid); it != activities.end()) setWaitState(thread, it->second, false, options);
+    unwindNative(thread);
+    snap.threads.push_back(std::move(thread));
 }
 
 bool PythonProcess::stacksReadable() {
@@ -728,6 +747,7 @@ ProcessSnapshot PythonProcess::snapshot(const SnapshotOptions& options) {
         std::any_of(snap.threads.begin(), snap.threads.end(), [](const ThreadStack& t) { return t.error.has_value(); });
     if (!core_ && (handle_.exited() || (anyError && gone()))) throwGone(pid_);
     // Symbols come from the target's files, not its memory: no need to hold it stopped.
+    if (core_ && options.native) addCrashedNativeThread(snap, activities, options);
     if (options.native) symbolizeAndMerge(snap, options.nativeAll);
     if (core_) fillCoreCrash(snap);
     return snap;

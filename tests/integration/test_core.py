@@ -227,19 +227,41 @@ def test_crash(binary, python, tmp):
           "ext core --native: the extension's frames are not innermost: %s" % kinds)
     log("ext --native: %s" % kinds[:6])
 
+    # A C thread of the extension crashes while the main thread waits for it in
+    # crash_in_c_thread: without --native the crash line says so; with it, that thread
+    # comes first with its native stack.
+    ext_core = core
+    core = crash(python, ["cthread", ext_dir], os.path.join(tmp, "cthread"))
+    pid = int(core.rsplit(".", 1)[1])
+    document = dump_core(binary, core)
+    info = document["core"]
+    check(info["signal"] == signal.SIGSEGV and info["thread"] != pid and not info["thread_is_python"]
+          and not any(t.get("crashed") for t in document["threads"]),
+          "cthread core: %s, crashed %s" % (info, [t["native_id"] for t in document["threads"] if t.get("crashed")]))
+    check(has_frame(thread_named(document, "MainThread"), "crash_in_c_thread", LINES["cthread"]),
+          "cthread core: main is not in crash_in_c_thread: %s" % thread_named(document, "MainThread")["frames"])
+    check_parked(document, "cthread core")
+    document = dump_core(binary, core, "--native")
+    first = document["threads"][0]
+    names = [f["function"] for f in first["frames"]]
+    check(first.get("crashed") and first["native_id"] == info["thread"] and first["name"] is None
+          and names[:2] == ["native_ext_crash_now", "native_ext_crash_thread"],
+          "cthread core --native: the first thread is %s %s: %s" % (first["native_id"], first.get("crashed"), names))
+    log("cthread --native: %s" % names[:4])
+
     # The extension moved after the crash: reported, and found again with --lib-search-path.
     moved = os.path.join(tmp, "moved")
     os.makedirs(moved)
     for name in os.listdir(ext_dir):
         shutil.move(os.path.join(ext_dir, name), moved)
-    result = run(binary, ["dump", "--core", core, "--native", "--json"])
+    result = run(binary, ["dump", "--core", ext_core, "--native", "--json"])
     check(result.returncode == 0, "ext core, extension moved: exit %d: %s" % (result.returncode, result.stderr))
     check("native_ext" in result.stderr and "not found" in result.stderr,
           "ext core, extension moved: no warning about it: %r" % result.stderr)
     frames = thread_named(json.loads(result.stdout), "MainThread")["frames"]
     check(frames[0]["function"] != "native_ext_crash_now", "ext core, extension moved: still symbolized: %s"
           % frames[0])
-    document = dump_core(binary, core, "--native", "--lib-search-path", moved)
+    document = dump_core(binary, ext_core, "--native", "--lib-search-path", moved)
     frames = thread_named(document, "MainThread")["frames"]
     check(frames[0]["function"] == "native_ext_crash_now" and document["core"]["module_problems"] == [],
           "ext core, --lib-search-path: %s, problems %s" % (frames[0], document["core"]["module_problems"]))

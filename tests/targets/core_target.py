@@ -4,6 +4,7 @@ in known functions, then, by the mode argument, a crash in C code in the main th
 
   core_target.py ctypes     crash_in_ctypes: ctypes.string_at(0) reads address 0
   core_target.py ext DIR    crash_in_extension: native_ext.crash() (built into DIR) reads NULL
+  core_target.py cthread DIR  crash_in_c_thread: a thread native_ext starts (no Python in it) reads NULL
   core_target.py park       prints "READY {}" and sleeps in park_main until killed
 
 Lines the test looks for are marked with "# LINE <name>" comments.
@@ -35,6 +36,12 @@ def crash_in_extension(marker):
     import native_ext
     crash_note = "about to crash in C (%s)" % marker
     return native_ext.crash(), crash_note  # LINE ext
+
+
+def crash_in_c_thread(marker):
+    import native_ext
+    crash_note = "a C thread is about to crash (%s)" % marker
+    return native_ext.crash_in_thread(), crash_note  # LINE cthread
 
 
 def park_main():
@@ -78,6 +85,9 @@ def main():
     elif mode == "ext":
         sys.path.insert(0, sys.argv[2])
         crash_in_extension("ext-marker-4242")
+    elif mode == "cthread":
+        sys.path.insert(0, sys.argv[2])
+        crash_in_c_thread("cthread-marker-4242")
     else:
         park_main()
 

@@ -1,11 +1,12 @@
 /* A C extension for the --native tests (tests/integration/test_native.py), compiled at
  * test time against the interpreter under test (2.7 and 3.6+, free-threaded builds too):
  * call_back(f) calls f from C (Python -> C -> Python), spin(seconds) spins in C with the
- * GIL released, crash() reads through a NULL pointer (the core-dump tests,
- * tests/integration/test_core.py). Every function is noinline and the file is built with -O0, so each C
+ * GIL released, crash() reads through a NULL pointer and crash_in_thread() makes a
+ * thread of its own do it (the core-dump tests, tests/integration/test_core.py). Every function is noinline and the file is built with -O0, so each C
  * function named in the test has a frame of its own. */
 #include <Python.h>
 
+#include <pthread.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -71,10 +72,29 @@ static PyObject *native_ext_crash(PyObject *self, PyObject *args) {
     return PyLong_FromLong(value);
 }
 
+__attribute__((noinline)) static void *native_ext_crash_thread(void *unused) {
+    (void)unused;
+    native_ext_counter += (unsigned long)native_ext_crash_now(NULL);
+    return NULL;
+}
+
+/* crash_in_thread(): a thread of its own (no Python in it) crashes while the caller
+ * waits for it without the GIL. */
+static PyObject *native_ext_crash_in_thread(PyObject *self, PyObject *args) {
+    pthread_t thread;
+    (void)self;
+    (void)args;
+    Py_BEGIN_ALLOW_THREADS
+    if (pthread_create(&thread, NULL, native_ext_crash_thread, NULL) == 0) pthread_join(thread, NULL);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef native_ext_methods[] = {
     {"call_back", native_ext_call_back, METH_VARARGS, "call_back(f): calls f() from C"},
     {"spin", native_ext_spin, METH_VARARGS, "spin(seconds): spins in C without the GIL"},
     {"crash", native_ext_crash, METH_NOARGS, "crash(): reads through a NULL pointer (SIGSEGV)"},
+    {"crash_in_thread", native_ext_crash_in_thread, METH_NOARGS, "crash_in_thread(): a C thread reads NULL"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -94,7 +94,12 @@ class PythonProcess {
     PythonProcess(std::unique_ptr<CoreState> core, std::unique_ptr<ProcessMemory> memory, PythonTarget target);
     // The thread ids and OS activities of a core's threads (from their registers).
     std::vector<pid_t> coreThreads(std::unordered_map<pid_t, ThreadActivity>& activities) const;
+    // Orders the crashed thread first and fills ProcessSnapshot::core.
     void fillCoreCrash(ProcessSnapshot& snap);
+    // --native of a core whose crash was in a thread without Python (a C thread): that
+    // thread too, with its native stack only.
+    void addCrashedNativeThread(ProcessSnapshot& snap, const std::unordered_map<pid_t, ThreadActivity>& activities,
+                                const SnapshotOptions& options);
 
     struct ThreadStateInfo {
         std::uint64_t address = 0;
