@@ -293,6 +293,8 @@ void CoreFile::parse() {
         if (notes.psinfo->pr_pid > 0) pid_ = notes.psinfo->pr_pid;
         command_ = boundedString(notes.psinfo->pr_fname, sizeof notes.psinfo->pr_fname);
         arguments_ = boundedString(notes.psinfo->pr_psargs, sizeof notes.psinfo->pr_psargs);
+        // The kernel joins the arguments with spaces, the last one too.
+        while (!arguments_.empty() && arguments_.back() == ' ') arguments_.pop_back();
     }
 }
 
