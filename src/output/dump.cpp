@@ -153,6 +153,7 @@ std::string signalName(int signal) {
 
 // What si_code says about how the signal came: the kernel's reason for a fault, or who sent it.
 std::string signalCodeText(int signal, int code) {
+    if (signal == 0) return "";  // no signal: its code 0 is no SI_USER
     if (code == SI_USER) return "sent by kill";
     if (code == SI_TKILL) return "sent by tgkill (abort, raise)";
     if (code == SI_QUEUE) return "sent by sigqueue";

@@ -1,8 +1,9 @@
 // Helpers for the elf tests: run a tool (nm, readelf) and capture its output, find the
-// real ELF files to test against, scratch directories.
+// real ELF files to test against, scratch directories, made-up ELF headers.
 #pragma once
 
 #include <dirent.h>
+#include <elf.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -10,11 +11,14 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <fstream>
 #include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include "process/synthetic_core.h"
 
 namespace pyspy::test {
 
@@ -133,6 +137,59 @@ inline std::string readWholeFile(const std::string& path, std::size_t limit = 64
     }
     if (data.size() > limit) data.resize(limit);
     return data;
+}
+
+// The first bytes of a made-up x86-64 ELF file as its loader would map them: the ELF
+// header, one PT_LOAD of file offset 0 at `loadVaddr`, and one PT_NOTE per block of
+// `noteBlocks` (each placed after the previous, 4-byte aligned, from file offset 0x200).
+inline std::vector<std::uint8_t> elfHeaderImage(std::uint64_t loadVaddr,
+                                                const std::vector<std::vector<std::uint8_t>>& noteBlocks,
+                                                std::size_t size = 4096) {
+    std::vector<std::uint8_t> out(size);
+    // The ELF header of SyntheticCore (x86-64, little-endian), as a shared object.
+    SyntheticCore shape;
+    shape.elfType = ET_DYN;
+    Elf64_Ehdr header;
+    std::memcpy(&header, shape.build().data(), sizeof header);
+    header.e_phnum = static_cast<std::uint16_t>(1 + noteBlocks.size());
+    std::memcpy(out.data(), &header, sizeof header);
+    auto putPhdr = [&](std::size_t index, const Elf64_Phdr& phdr) {
+        std::memcpy(out.data() + sizeof(Elf64_Ehdr) + index * sizeof(Elf64_Phdr), &phdr, sizeof phdr);
+    };
+    Elf64_Phdr load{};
+    load.p_type = PT_LOAD;
+    load.p_flags = PF_R;
+    load.p_vaddr = loadVaddr;
+    load.p_filesz = load.p_memsz = size;
+    load.p_align = 4096;
+    putPhdr(0, load);
+    std::size_t at = 0x200;
+    for (std::size_t i = 0; i < noteBlocks.size(); ++i) {
+        const auto& block = noteBlocks[i];
+        Elf64_Phdr note{};
+        note.p_type = PT_NOTE;
+        note.p_flags = PF_R;
+        note.p_offset = at;
+        note.p_vaddr = loadVaddr + at;
+        note.p_filesz = note.p_memsz = block.size();
+        note.p_align = 4;
+        putPhdr(1 + i, note);
+        if (at + block.size() > out.size()) out.resize(at + block.size());
+        std::copy(block.begin(), block.end(), out.begin() + static_cast<std::ptrdiff_t>(at));
+        at = (at + block.size() + 3) & ~std::size_t{3};
+    }
+    return out;
+}
+
+// The build id `readelf -n` prints for `path`: "" when it prints none, nullopt when
+// readelf (binutils) is not installed.
+inline std::optional<std::string> readelfBuildId(const std::string& path) {
+    if (runCommand("command -v readelf").empty()) return std::nullopt;
+    for (const auto& line : splitLines(runCommand("readelf -n '" + path + "' 2>/dev/null"))) {
+        const auto w = words(line);
+        if (w.size() == 3 && w[0] == "Build" && w[1] == "ID:") return w[2];
+    }
+    return std::string();
 }
 
 }  // namespace pyspy::test

@@ -2,6 +2,7 @@
 // Regenerate after an intended format change: PYSPY_UPDATE_GOLDEN=1 unit_output.
 #include <catch2/catch.hpp>
 
+#include <csignal>
 #include <cstdlib>
 #include <fstream>
 #include <memory>
@@ -211,4 +212,163 @@ TEST_CASE("dump --native shows both stacks side by side when they did not merge"
     CHECK(thread["frames"].size() == 2);
     CHECK(thread["native_frames"].size() == 2);
     CHECK(thread["native_error"] == "1 eval-loop native frames for 2 groups of Python frames");
+}
+
+namespace {
+
+// sampleSnapshot() read from a core: the worker (4250) took a SIGSEGV at address 0.
+ProcessSnapshot coreSnapshot() {
+    ProcessSnapshot snap = sampleSnapshot();
+    snap.paused = false;
+    CoreCrashInfo core;
+    core.path = "/var/crash/core.4242";
+    core.signal = SIGSEGV;
+    core.code = SEGV_MAPERR;
+    core.faultAddress = 0;
+    core.tid = 4250;
+    core.tidIsPython = true;
+    core.moduleProblems = {"/usr/lib/libfoo.so: not found (/usr/lib/libfoo.so: not found)"};
+    snap.core = core;
+    snap.threads[1].crashed = true;
+    return snap;
+}
+
+// The second line of a dump's text: what the core says about the crash.
+std::string crashLineOf(const ProcessSnapshot& snap) {
+    const std::string text = formatDumpText(snap, DumpFormatOptions{});
+    const auto first = text.find('\n');
+    return text.substr(first + 1, text.find('\n', first + 1) - first - 1);
+}
+
+}  // namespace
+
+TEST_CASE("dump of a core: the file, the fatal signal and the thread that took it", "[output][core]") {
+    const ProcessSnapshot snap = coreSnapshot();
+    const std::string text = formatDumpText(snap, DumpFormatOptions{});
+    CHECK_THAT(text, Catch::StartsWith("Core dump /var/crash/core.4242 of process 4242: python3 app.py --serve\n"
+                                       "Killed by SIGSEGV (address not mapped) at address 0x0 in thread 4250\n"
+                                       "Python v3.12.1 (/usr/local/bin/python3.12)\n"));
+    CHECK(text.find("\nThread 4250 (running+gil) [crashed: SIGSEGV]: \"worker ") != std::string::npos);
+    CHECK(text.find("[crashed") == text.rfind("[crashed"));  // that thread alone
+    CHECK(text.find("\nThread 4242 (io: recvfrom on socket 10.0.0.5:5432): \"MainThread\"\n") != std::string::npos);
+
+    SECTION("the rest of the text is the live dump's") {
+        ProcessSnapshot live = snap;
+        live.core.reset();
+        const std::string liveText = formatDumpText(live, DumpFormatOptions{});
+        CHECK(liveText.find("[crashed") == std::string::npos);  // crashed means nothing without a core
+        const std::string body = text.substr(text.find("\nPython v"));
+        CHECK(liveText.substr(liveText.find("\nPython v")) ==
+              std::string(body).replace(body.find(" [crashed: SIGSEGV]"), 19, ""));
+    }
+    SECTION("the core's path is made safe for a terminal") {
+        ProcessSnapshot hostile = snap;
+        hostile.core->path = "core\x1b]2;x\x07";
+        CHECK_THAT(formatDumpText(hostile, DumpFormatOptions{}), Catch::StartsWith("Core dump core\\x1b]2;x\\x07 of"));
+    }
+}
+
+TEST_CASE("dump of a core: how the crash line reads for each kind of core", "[output][core]") {
+    ProcessSnapshot snap = coreSnapshot();
+
+    SECTION("no fatal signal recorded (a gcore)") {
+        snap.core->signal = 0;
+        snap.core->code = 0;
+        snap.core->faultAddress.reset();
+        snap.threads[1].crashed = false;
+        CHECK(crashLineOf(snap) == "No fatal signal recorded (a core written while the process ran, e.g. by gcore)");
+        CHECK(formatDumpText(snap, DumpFormatOptions{}).find("[crashed") == std::string::npos);
+    }
+    SECTION("a crash in a thread that is not a Python one, not shown") {
+        snap.core->tid = 4299;
+        snap.core->tidIsPython = false;
+        snap.threads[1].crashed = false;
+        CHECK(crashLineOf(snap) ==
+              "Killed by SIGSEGV (address not mapped) at address 0x0 in thread 4299 (not a Python thread: --native "
+              "shows it)");
+    }
+    SECTION("a crash in a thread that is not a Python one, shown with its native stack") {
+        snap.core->tid = 4299;
+        snap.core->tidIsPython = false;
+        snap.threads[1].crashed = false;
+        ThreadStack c;
+        c.nativeId = 4299;
+        c.state = ThreadState::Running;
+        c.crashed = true;
+        c.nativeRequested = true;
+        c.nativeFrames = {nativeFrame(0x1000, "crash_here", "/srv/ext.so")};
+        c.mergeFailed = true;
+        snap.threads.insert(snap.threads.begin(), c);
+        CHECK(crashLineOf(snap) ==
+              "Killed by SIGSEGV (address not mapped) at address 0x0 in thread 4299 (not a Python thread)");
+        CHECK(formatDumpText(snap, DumpFormatOptions{}).find("\nThread 4299 (running) [crashed: SIGSEGV]\n") !=
+              std::string::npos);
+    }
+    SECTION("abort(): SIGABRT sent by tgkill, no fault address") {
+        snap.core->signal = SIGABRT;
+        snap.core->code = SI_TKILL;
+        snap.core->faultAddress.reset();
+        CHECK(crashLineOf(snap) == "Killed by SIGABRT (sent by tgkill (abort, raise)) in thread 4250");
+        CHECK(formatDumpText(snap, DumpFormatOptions{}).find("[crashed: SIGABRT]") != std::string::npos);
+    }
+    SECTION("a signal code with no text, and a signal without a name") {
+        snap.core->signal = SIGSEGV;
+        snap.core->code = 99;
+        snap.core->faultAddress = 0xdead0;
+        CHECK(crashLineOf(snap) == "Killed by SIGSEGV at address 0xdead0 in thread 4250");
+        snap.core->signal = 77;
+        snap.core->faultAddress.reset();
+        CHECK(crashLineOf(snap) == "Killed by signal 77 in thread 4250");
+    }
+}
+
+TEST_CASE("dump --json of a core: a \"core\" object and \"crashed\" per thread; a live one has neither",
+          "[output][core]") {
+    ProcessSnapshot snap = coreSnapshot();
+    auto doc = nlohmann::json::parse(formatDumpJson(snap, DumpFormatOptions{}));
+    REQUIRE(doc.contains("core"));
+    const auto& core = doc["core"];
+    CHECK(core == nlohmann::json::parse(R"json({
+        "file": "/var/crash/core.4242", "signal": 11, "signal_name": "SIGSEGV", "code": 1,
+        "code_text": "address not mapped", "fault_address": 0, "thread": 4250, "thread_is_python": true,
+        "module_problems": ["/usr/lib/libfoo.so: not found (/usr/lib/libfoo.so: not found)"]
+})json"));
+    REQUIRE(doc["threads"].size() == 3);
+    CHECK(doc["threads"][0]["crashed"] == false);
+    CHECK(doc["threads"][1]["crashed"] == true);
+    CHECK(doc["threads"][2]["crashed"] == false);
+
+    SECTION("SIGABRT from abort(): no fault address") {
+        snap.core->signal = SIGABRT;
+        snap.core->code = SI_TKILL;
+        snap.core->faultAddress.reset();
+        snap.core->tidIsPython = false;
+        snap.core->moduleProblems.clear();
+        auto other = nlohmann::json::parse(formatDumpJson(snap, DumpFormatOptions{}))["core"];
+        CHECK(other["signal_name"] == "SIGABRT");
+        CHECK(other["code"] == SI_TKILL);
+        CHECK(other["code_text"] == "sent by tgkill (abort, raise)");
+        CHECK(other["fault_address"].is_null());
+        CHECK(other["thread_is_python"] == false);
+        CHECK(other["module_problems"] == nlohmann::json::array());
+    }
+    SECTION("no signal recorded: no name, no code text") {
+        snap.core->signal = 0;
+        snap.core->code = 0;
+        snap.core->faultAddress.reset();
+        auto other = nlohmann::json::parse(formatDumpJson(snap, DumpFormatOptions{}))["core"];
+        CHECK(other["signal"] == 0);
+        CHECK(other["signal_name"].is_null());
+        CHECK(other["code_text"].is_null());
+    }
+    SECTION("a live snapshot: the document without either key") {
+        snap.core.reset();
+        const std::string json = formatDumpJson(snap, DumpFormatOptions{});
+        auto live = nlohmann::json::parse(json);
+        CHECK_FALSE(live.contains("core"));
+        for (const auto& thread : live["threads"]) CHECK_FALSE(thread.contains("crashed"));
+        ProcessSnapshot plain = sampleSnapshot();
+        plain.paused = false;
+        CHECK(json == formatDumpJson(plain, DumpFormatOptions{}));  // crashed set or not: the same bytes
+    }
 }
