@@ -152,8 +152,11 @@ std::string signalName(int signal) {
 }
 
 // What si_code says about how the signal came: the kernel's reason for a fault, or who sent it.
-std::string signalCodeText(int signal, int code) {
-    if (signal == 0) return "";  // no signal: its code 0 is no SI_USER
+// "" when the core did not record it (no NT_SIGINFO: 0 would read as SI_USER).
+std::string signalCodeText(const CoreCrashInfo& core) {
+    const int signal = core.signal;
+    const int code = core.code;
+    if (signal == 0 || !core.codeKnown) return "";
     if (code == SI_USER) return "sent by kill";
     if (code == SI_TKILL) return "sent by tgkill (abort, raise)";
     if (code == SI_QUEUE) return "sent by sigqueue";
@@ -185,7 +188,7 @@ std::string signalCodeText(int signal, int code) {
 std::string crashLine(const CoreCrashInfo& core, const std::vector<ThreadStack>& threads) {
     if (core.signal == 0) return "No fatal signal recorded (a core written while the process ran, e.g. by gcore)";
     std::string line = "Killed by " + signalName(core.signal);
-    if (const std::string code = signalCodeText(core.signal, core.code); !code.empty()) line += " (" + code + ")";
+    if (const std::string code = signalCodeText(core); !code.empty()) line += " (" + code + ")";
     if (core.faultAddress) line += fmt::format(" at address {:#x}", *core.faultAddress);
     line += fmt::format(" in thread {}", core.tid);
     const bool shown = std::any_of(threads.begin(), threads.end(), [&](const ThreadStack& t) { return t.crashed; });
@@ -301,11 +304,11 @@ std::string formatDumpJson(const ProcessSnapshot& snapshot, const DumpFormatOpti
                 {"threads", std::move(threads)}};
     if (snapshot.core) {  // only for a core: a live dump's document stays what it was
         const CoreCrashInfo& core = *snapshot.core;
-        const std::string code = signalCodeText(core.signal, core.code);
+        const std::string code = signalCodeText(core);
         doc["core"] = {{"file", core.path},
                        {"signal", core.signal},
                        {"signal_name", core.signal != 0 ? json(signalName(core.signal)) : json(nullptr)},
-                       {"code", core.code},
+                       {"code", core.codeKnown ? json(core.code) : json(nullptr)},
                        {"code_text", code.empty() ? json(nullptr) : json(code)},
                        {"fault_address", core.faultAddress ? json(*core.faultAddress) : json(nullptr)},
                        {"thread", core.tid},

@@ -282,6 +282,7 @@ void CoreFile::parse() {
     if (notes.siginfo) {
         crash_.signal = notes.siginfo->si_signo;
         crash_.code = notes.siginfo->si_code;
+        crash_.codeKnown = true;
         if (hasFaultAddress(crash_.signal)) {
             crash_.faultAddress = reinterpret_cast<std::uintptr_t>(notes.siginfo->si_addr);
         }

@@ -158,6 +158,7 @@ void PythonProcess::fillCoreCrash(ProcessSnapshot& snap) {
     info.path = file.path();
     info.signal = coreDumpSignal(file.crash().signal) ? file.crash().signal : 0;
     info.code = file.crash().code;
+    info.codeKnown = file.crash().codeKnown;
     info.faultAddress = file.crash().faultAddress;
     info.tid = file.crash().tid;
     for (auto& thread : snap.threads) {

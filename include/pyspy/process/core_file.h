@@ -45,7 +45,8 @@ struct CoreThread {
 // pr_cursig).
 struct CoreCrash {
     int signal = 0;                             // 0: the core does not say (a gcore of a live process)
-    int code = 0;                               // si_code (SEGV_MAPERR, …); 0 without NT_SIGINFO
+    int code = 0;                               // si_code (SEGV_MAPERR, …); see codeKnown
+    bool codeKnown = false;                     // the core has NT_SIGINFO (code 0 is SI_USER then)
     std::optional<std::uint64_t> faultAddress;  // si_addr, for SIGSEGV/SIGBUS/SIGILL/SIGFPE/SIGTRAP
     pid_t tid = 0;                              // the thread that received it: the first NT_PRSTATUS
 };

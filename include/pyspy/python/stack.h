@@ -90,7 +90,8 @@ struct ThreadStack {
 struct CoreCrashInfo {
     std::string path;                           // the core file
     int signal = 0;                             // 0: none recorded (a gcore of a live process)
-    int code = 0;                               // si_code
+    int code = 0;                               // si_code, when codeKnown
+    bool codeKnown = false;                     // the core recorded it (NT_SIGINFO)
     std::optional<std::uint64_t> faultAddress;  // for SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP
     pid_t tid = 0;                              // the thread that received it
     bool tidIsPython = false;                   // one of the snapshot's threads (else a C thread)

@@ -224,6 +224,7 @@ ProcessSnapshot coreSnapshot() {
     core.path = "/var/crash/core.4242";
     core.signal = SIGSEGV;
     core.code = SEGV_MAPERR;
+    core.codeKnown = true;
     core.faultAddress = 0;
     core.tid = 4250;
     core.tidIsPython = true;
@@ -351,6 +352,15 @@ TEST_CASE("dump --json of a core: a \"core\" object and \"crashed\" per thread; 
         CHECK(other["fault_address"].is_null());
         CHECK(other["thread_is_python"] == false);
         CHECK(other["module_problems"] == nlohmann::json::array());
+    }
+    SECTION("a signal without NT_SIGINFO: no code, and code 0 does not read as \"sent by kill\"") {
+        snap.core->code = 0;
+        snap.core->codeKnown = false;
+        auto other = nlohmann::json::parse(formatDumpJson(snap, DumpFormatOptions{}))["core"];
+        CHECK(other["code"].is_null());
+        CHECK(other["code_text"].is_null());
+        CHECK(formatDumpText(snap, DumpFormatOptions{}).find("Killed by SIGSEGV at address 0x0 in thread 4250") !=
+              std::string::npos);
     }
     SECTION("no signal recorded: no name, no code text") {
         snap.core->signal = 0;
