@@ -172,7 +172,8 @@ int runDump(const DumpArgs& args) {
 
 Command addDumpCommand(CLI::App& app) {
     auto args = std::make_shared<DumpArgs>();
-    auto* cmd = app.add_subcommand("dump", "Print the stack of every thread of a running Python process");
+    auto* cmd =
+        app.add_subcommand("dump", "Print the stack of every thread of a running Python process, or of a core dump");
     cmd->add_option("-p,--pid", args->pid, "Process id of the target")
         ->check(CLI::PositiveNumber)
         ->type_name(kPidValue);
