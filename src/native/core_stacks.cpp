@@ -22,6 +22,7 @@ namespace pyspy {
 
 namespace {
 
+constexpr std::size_t kMaxCoreThreads = 65536;  // unwound per core
 constexpr std::size_t kMaxModules = 65536;      // a core names as many modules as it likes: bounded
 constexpr std::size_t kMaxBuildIdBytes = 1024;  // a build id is 20 bytes; anything longer is not one
 constexpr int kDwarfRegSp = 7;                  // x86-64 DWARF register number of rsp
@@ -360,9 +361,32 @@ const CoreNativeStacks::Module* CoreNativeStacks::moduleAt(std::uint64_t address
 }
 
 Result<NativeStack> CoreNativeStacks::unwind(pid_t tid) {
+    if (!unwound_) unwindAll();
+    const auto it = stacks_.find(tid);
+    if (it == stacks_.end()) {
+        return Err{ReadError{ReadErrorKind::Fault, 0, fmt::format("libdwfl: no thread {} in the core", tid)}};
+    }
+    return it->second;
+}
+
+void CoreNativeStacks::unwindAll() {
+    unwound_ = true;
+    dwfl_getthreads(
+        symbolizer_->session(),
+        [](Dwfl_Thread* thread, void* arg) -> int {
+            auto& self = *static_cast<CoreNativeStacks*>(arg);
+            self.stacks_.emplace(dwfl_thread_tid(thread), self.unwindThread(thread));
+            // Bounded: a core lists as many threads as it has NT_PRSTATUS notes.
+            return self.stacks_.size() < kMaxCoreThreads ? DWARF_CB_OK : DWARF_CB_ABORT;
+        },
+        this);
+}
+
+Result<NativeStack> CoreNativeStacks::unwindThread(Dwfl_Thread* thread) {
+    const pid_t tid = dwfl_thread_tid(thread);
     FrameCollector c;
     c.maxFrames = limits_.maxFrames;
-    const int rc = dwfl_getthread_frames(symbolizer_->session(), tid, onFrame, &c);
+    const int rc = dwfl_thread_getframes(thread, onFrame, &c);
     if (rc == 0 || c.reachedEnd) {
         c.stack.complete = true;
         c.stack.stop.reset();

@@ -18,6 +18,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "pyspy/common/fd.h"
@@ -26,7 +27,8 @@
 #include "pyspy/native/symbolizer.h"
 #include "pyspy/native/unwinder.h"
 
-struct Elf;  // libelf's descriptor (libelf.h)
+struct Elf;          // libelf's descriptor (libelf.h)
+struct Dwfl_Thread;  // libdwfl's thread of a session (libdwfl.h)
 
 namespace pyspy {
 
@@ -75,6 +77,11 @@ class CoreNativeStacks {
     // while `locate` (the locator, asked once per module) can be reached.
     void inspectModules(const std::function<std::string(const std::string&)>& locate);
     const Module* moduleAt(std::uint64_t address) const;
+    // Unwinds every thread of the core in one pass over them (the first unwind() does):
+    // libdwfl frees its per-pass state for a core only when a pass runs out of threads,
+    // so looking up one thread (dwfl_getthread_frames) leaks 16 bytes each time.
+    void unwindAll();
+    Result<NativeStack> unwindThread(Dwfl_Thread* thread);
 
     NativeUnwindLimits limits_;
     FD fd_;                                         // the core, read by libelf
@@ -82,6 +89,8 @@ class CoreNativeStacks {
     std::unique_ptr<NativeSymbolizer> symbolizer_;  // owns the libdwfl session (a fixed one: session() stays)
     std::vector<Module> modules_;
     std::vector<std::string> problems_;
+    bool unwound_ = false;                                   // unwindAll() ran
+    std::unordered_map<pid_t, Result<NativeStack>> stacks_;  // its results, by thread id
 };
 
 }  // namespace pyspy
