@@ -215,7 +215,7 @@ std::vector<CoreModule> discoverModules(Elf* core, const std::string& corePath) 
     return found;
 }
 
-// What one unwind collects, frame by frame (dwfl_getthread_frames' callback).
+// What one unwind collects, frame by frame (dwfl_thread_getframes' callback).
 struct FrameCollector {
     NativeStack stack;
     std::size_t maxFrames = 0;
