@@ -70,7 +70,25 @@ def dump_core(binary, core, *flags):
 
 
 def enable_cores():
-    resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    """The child's preexec: no core size limit (as root), else as much as the hard limit
+    allows (need_core_limit has made sure that is something)."""
+    try:
+        resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    except (ValueError, OSError):
+        hard = resource.getrlimit(resource.RLIMIT_CORE)[1]
+        resource.setrlimit(resource.RLIMIT_CORE, (hard, hard))
+
+
+def need_core_limit():
+    """Skips when no core can be written: a hard core size limit of 0 that this process
+    may not raise (no CAP_SYS_RESOURCE)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_CORE)
+    if hard != 0:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_CORE, (soft, resource.RLIM_INFINITY))
+    except (ValueError, OSError):
+        raise Skip("the hard core size limit is 0 and this process may not raise it")
 
 
 @contextlib.contextmanager
@@ -101,6 +119,7 @@ def cores_in_cwd():
 
 def crash(python, args, workdir):
     """Runs the target to its crash; returns the core file it left in `workdir`."""
+    need_core_limit()
     os.makedirs(workdir)
     with cores_in_cwd():
         proc = subprocess.Popen([python, TARGET] + args, cwd=workdir, preexec_fn=enable_cores,
